@@ -1,0 +1,102 @@
+"""Input checks shared by every public function: clear ``ValueError`` messages at the boundary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def as_labels(labels: Any, num_classes: int | None = None, name: str = "labels") -> np.ndarray:
+    """Return ``labels`` (numpy, torch, list, or a dataset with ``targets``/``labels``) as int64.
+
+    Raises ``ValueError`` for empty, non-integer, negative or out-of-range labels.
+    """
+    labels = _unwrap_dataset(labels)
+    if hasattr(labels, "detach"):  # torch.Tensor without importing torch here
+        labels = labels.detach().cpu().numpy()
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: at least one labelled sample is needed")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if (
+            np.issubdtype(arr.dtype, np.floating)
+            and np.all(np.isfinite(arr))
+            and np.all(arr == np.round(arr))
+        ):
+            arr = arr.astype(np.int64)
+        else:
+            raise ValueError(f"{name} must be integer class indices, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    low = int(arr.min())
+    if low < 0:
+        raise ValueError(f"{name} contains a negative class index ({low}); classes are 0..K-1")
+    if num_classes is not None:
+        high = int(arr.max())
+        if high >= num_classes:
+            raise ValueError(
+                f"{name} contains class index {high}, out of range for num_classes={num_classes}; "
+                f"pass num_classes > {high} or fix the labels"
+            )
+    return arr
+
+
+def _unwrap_dataset(obj: Any) -> Any:
+    for attr in ("targets", "labels"):
+        if (
+            not isinstance(obj, (np.ndarray, list, tuple))
+            and hasattr(obj, attr)
+            and not callable(getattr(obj, attr))
+        ):
+            return getattr(obj, attr)
+    return obj
+
+
+def as_counts(counts: Any, name: str = "counts") -> np.ndarray:
+    """Return per-class counts as int64, rejecting negative, fractional or empty input."""
+    if hasattr(counts, "detach"):
+        counts = counts.detach().cpu().numpy()
+    arr = np.asarray(counts)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(
+            f"{name} must be a non-empty 1-D sequence of per-class counts, got shape {arr.shape}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains nan or inf: {arr.tolist()}")
+    if np.any(arr < 0):
+        bad = np.flatnonzero(arr < 0).tolist()
+        raise ValueError(f"{name} must be >= 0; classes {bad} are negative")
+    if np.any(arr != np.round(arr)):
+        raise ValueError(f"{name} must be whole numbers of samples, got {arr.tolist()}")
+    return arr.astype(np.int64)
+
+
+def check_names(names: Sequence[str] | None, num_classes: int) -> tuple[str, ...]:
+    """Class names, defaulting to ``"0" .. "K-1"``; their number must match ``num_classes``."""
+    if names is None:
+        return tuple(str(i) for i in range(num_classes))
+    names = tuple(str(n) for n in names)
+    if len(names) != num_classes:
+        raise ValueError(f"got {len(names)} class names for {num_classes} classes")
+    if len(set(names)) != len(names):
+        raise ValueError("class names must be unique")
+    return names
+
+
+def check_probability_vector(weights: Any, name: str = "weights") -> np.ndarray:
+    """Non-negative finite weights with a positive sum, as float64."""
+    if hasattr(weights, "detach"):
+        weights = weights.detach().cpu().numpy()
+    arr = np.asarray(weights, dtype=np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains nan or inf")
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be >= 0; found {arr.min()}")
+    if arr.sum() <= 0:
+        raise ValueError(f"{name} are all zero: at least one must be positive")
+    return arr

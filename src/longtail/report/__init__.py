@@ -1,0 +1,1 @@
+"""Reports: Markdown/JSON/CSV writers and matplotlib plots."""

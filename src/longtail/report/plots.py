@@ -1,0 +1,136 @@
+"""Matplotlib plots written as PNG files (Agg backend, no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from longtail.distribution import GROUPS, ClassDistribution  # noqa: E402
+
+GROUP_COLOURS = {"head": "#1f77b4", "medium": "#ff7f0e", "tail": "#d62728"}
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_class_counts(dist: ClassDistribution, path: str | Path, title: str | None = None) -> Path:
+    """Classes sorted by count (log axis), coloured by head / medium / tail group."""
+    order = np.argsort(-dist.counts, kind="stable")
+    groups = dist.groups[order]
+    width = min(max(6.0, 0.28 * dist.num_classes + 2), 24.0)
+    fig, ax = plt.subplots(figsize=(width, 4.5))
+    counts = np.maximum(dist.counts[order], 0.8)  # empty classes show as a stub on the log axis
+    ax.bar(np.arange(dist.num_classes), counts, color=[GROUP_COLOURS[g] for g in groups])
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(dist.num_classes))
+    ax.set_xticklabels([dist.class_names[i] for i in order], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("images (log scale)")
+    ax.set_title(
+        title
+        or f"{dist.num_classes} classes, {dist.total:,} images, imbalance ratio {dist.imbalance_ratio:.1f}"
+    )
+    handles = [plt.Rectangle((0, 0), 1, 1, color=GROUP_COLOURS[g]) for g in GROUPS]
+    ax.legend(
+        handles,
+        [f"{g} ({int((groups == g).sum())})" for g in GROUPS],
+        title=f"{dist.grouping.rule} rule",
+    )
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_lorenz(dist: ClassDistribution, path: str | Path) -> Path:
+    """Lorenz curve: cumulative share of images against cumulative share of classes (smallest first)."""
+    x = np.sort(dist.counts.astype(np.float64))
+    share = np.concatenate([[0.0], np.cumsum(x) / x.sum()])
+    frac = np.linspace(0, 1, x.size + 1)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(frac, frac, "--", color="grey", label="perfect balance")
+    ax.plot(frac, share, marker="o", ms=3, label=f"this data (Gini {dist.gini:.2f})")
+    ax.fill_between(frac, share, frac, alpha=0.15)
+    top = dist.pareto_share(0.2)
+    ax.annotate(
+        f"top 20% of classes hold {top:.0%}",
+        xy=(0.8, 1 - top),
+        xytext=(0.05, 0.85),
+        arrowprops={"arrowstyle": "->"},
+    )
+    ax.set_xlabel("cumulative share of classes (smallest first)")
+    ax.set_ylabel("cumulative share of images")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", bbox_to_anchor=(0, 0.8))
+    return _save(fig, path)
+
+
+def plot_per_class_recall(
+    recalls: Mapping[str, Sequence[float]],
+    dist: ClassDistribution,
+    path: str | Path,
+) -> Path:
+    """Per-class recall of several strategies, classes sorted by training count (largest first)."""
+    order = np.argsort(-dist.counts, kind="stable")
+    fig, ax1 = plt.subplots(figsize=(min(max(7.0, 0.3 * dist.num_classes + 3), 24.0), 4.8))
+    ax2 = ax1.twinx()
+    ax2.bar(np.arange(dist.num_classes), dist.counts[order], color="lightgrey", alpha=0.6)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("training images (grey bars, log)")
+    ax1.set_zorder(ax2.get_zorder() + 1)
+    ax1.patch.set_visible(False)
+    for name, rec in recalls.items():
+        ax1.plot(np.arange(dist.num_classes), np.asarray(rec)[order], marker="o", ms=3, label=name)
+    ax1.set_xticks(np.arange(dist.num_classes))
+    ax1.set_xticklabels([dist.class_names[i] for i in order], rotation=60, ha="right", fontsize=8)
+    ax1.set_ylabel("recall on test")
+    ax1.set_ylim(0, 1.02)
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=7, ncol=2, loc="lower left")
+    ax1.set_title("Per-class recall, classes sorted by training count")
+    return _save(fig, path)
+
+
+def plot_confusion(
+    matrix: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = ""
+) -> Path:
+    """Row-normalised confusion matrix heat map (rows = true class)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    rows = m.sum(axis=1, keepdims=True)
+    norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    k = len(class_names)
+    size = min(max(5.0, 0.45 * k + 2), 22.0)
+    fig, ax = plt.subplots(figsize=(size, size))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(np.arange(k))
+    ax.set_yticks(np.arange(k))
+    ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticklabels(class_names, fontsize=8)
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                if norm[i, j] >= 0.01:
+                    ax.text(
+                        j,
+                        i,
+                        f"{norm[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "Confusion matrix (row-normalised)")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return _save(fig, path)

@@ -1,0 +1,30 @@
+"""Helpers that write small image trees for the tests."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def write_tree(root: Path, counts: Mapping[str, int], size: int = 12, seed: int = 0) -> Path:
+    """Write ``counts[rel_dir]`` random RGB JPEGs into each ``root/rel_dir``."""
+    rng = np.random.default_rng(seed)
+    for rel, n in counts.items():
+        folder = root / rel
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"img_{i:04d}.jpg")
+    return root
+
+
+MILLION_AID_LIKE = {
+    "agriculture_land/arable_land/dry_field": 9,
+    "agriculture_land/arable_land/paddy_field": 3,
+    "agriculture_land/grassland": 5,
+    "water_area/lake": 2,
+    "water_area/river": 6,
+}
