@@ -77,6 +77,9 @@ def test_read_idx_rejects_bad_files(tmp_path):
 def test_embedded_val_images_are_unseen_in_train():
     from importlib import resources
 
-    with resources.files("longtail.data").joinpath("fashion_mnist_lt.npz").open("rb") as fh, np.load(fh) as z:
+    with (
+        resources.files("longtail.data").joinpath("fashion_mnist_lt.npz").open("rb") as fh,
+        np.load(fh) as z,
+    ):
         train_src, val_src = z["train_source_index"], z["val_source_index"]
     assert np.intersect1d(train_src, val_src).size == 0

@@ -1,0 +1,234 @@
+"""Sampling plans: pure, vectorised functions ``(labels or weights, params, rng) -> int64 indices``.
+
+Nothing here loops over samples in Python and nothing calls ``torch.multinomial`` over samples:
+a class is drawn first (K categories), then an instance uniformly within it, in chunks so that
+10^8 draws stay within a few GiB. ``epoch_rng(seed, epoch)`` makes every plan a function of
+(seed, epoch) alone, which is what lets every DDP rank build the same global plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from longtail._checks import as_labels, check_probability_vector
+
+CHUNK = 1 << 22
+
+
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The generator of one epoch: a function of (seed, epoch) only."""
+    return np.random.default_rng(
+        np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, int(epoch)])
+    )
+
+
+def _small_int(values: np.ndarray, upper: int) -> np.ndarray:
+    """The narrowest unsigned dtype holding 0..upper, so numpy's stable sort is a radix sort."""
+    for dtype in (np.uint8, np.uint16):
+        if upper <= np.iinfo(dtype).max:
+            return values.astype(dtype)
+    return values
+
+
+@dataclass(frozen=True)
+class ClassGroups:
+    """Sample indices grouped by class: class j owns ``order[starts[j] : starts[j] + counts[j]]``."""
+
+    labels: np.ndarray
+    order: np.ndarray
+    starts: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def from_labels(cls, labels: object, num_classes: int | None = None) -> ClassGroups:
+        y = as_labels(labels, num_classes)
+        k = num_classes if num_classes is not None else int(y.max()) + 1
+        counts = np.bincount(y, minlength=k)
+        order = np.argsort(_small_int(y, k - 1), kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        return cls(y, order, starts, counts)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.counts.size)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.labels.size)
+
+    def shuffled_order(self, rng: np.random.Generator) -> np.ndarray:
+        """``order`` with each class's members in a fresh random order (O(N): shuffle, then radix sort)."""
+        perm = rng.permutation(self.num_samples)
+        return perm[np.argsort(_small_int(self.labels[perm], self.num_classes - 1), kind="stable")]
+
+
+def check_class_probs(
+    groups: ClassGroups, probs: np.ndarray, name: str = "class probabilities"
+) -> np.ndarray:
+    """Normalised class probabilities; empty classes must get probability 0."""
+    p = check_probability_vector(probs, name)
+    if p.size != groups.num_classes:
+        raise ValueError(f"{name} has {p.size} entries for {groups.num_classes} classes")
+    if np.any((groups.counts == 0) & (p > 0)):
+        empty = np.flatnonzero((groups.counts == 0) & (p > 0)).tolist()
+        raise ValueError(f"{name} give weight to classes {empty}, which have no samples")
+    return p / p.sum()
+
+
+def _draw_categories(cdf: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    return np.minimum(np.searchsorted(cdf, rng.random(m), side="right"), cdf.size - 1)
+
+
+def class_then_instance(
+    groups: ClassGroups, class_probs: np.ndarray, num_samples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """i.i.d. draws: class j with probability p_j, then a uniform instance of class j (with replacement)."""
+    p = check_class_probs(groups, class_probs)
+    cdf = np.cumsum(p)
+    out = np.empty(num_samples, dtype=np.int64)
+    for s in range(0, num_samples, CHUNK):
+        m = min(CHUNK, num_samples - s)
+        cls = _draw_categories(cdf, m, rng)
+        offset = (rng.random(m) * groups.counts[cls]).astype(np.int64)
+        out[s : s + m] = groups.order[groups.starts[cls] + offset]
+    return out
+
+
+def class_then_cycle(
+    groups: ClassGroups, class_probs: np.ndarray, num_samples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Like :func:`class_then_instance`, but the k-th draw of class j takes the (k mod n_j)-th image of
+    a fresh per-epoch permutation of class j: every image is used once before any repeats."""
+    p = check_class_probs(groups, class_probs)
+    per_class = rng.multinomial(num_samples, p)
+    cls = np.repeat(np.arange(groups.num_classes), per_class)
+    rank = np.arange(num_samples, dtype=np.int64) - np.repeat(
+        np.cumsum(per_class) - per_class, per_class
+    )
+    idx = groups.shuffled_order(rng)[groups.starts[cls] + rank % np.maximum(groups.counts[cls], 1)]
+    rng.shuffle(idx)
+    return idx
+
+
+def weighted_with_replacement(
+    weights: np.ndarray, num_samples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """i.i.d. draws of index i with probability w_i / sum(w) (inverse-CDF, O(N + M log N))."""
+    cdf = np.cumsum(weights)
+    cdf /= cdf[-1]
+    out = np.empty(num_samples, dtype=np.int64)
+    for s in range(0, num_samples, CHUNK):
+        m = min(CHUNK, num_samples - s)
+        out[s : s + m] = _draw_categories(cdf, m, rng)
+    return out
+
+
+def weighted_without_replacement(
+    weights: np.ndarray, num_samples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Successive weighted sampling without replacement (as ``torch.multinomial(replacement=False)``),
+    by exponential keys E_i / w_i and taking the smallest (Efraimidis and Spirakis, 2006)."""
+    positive = int(np.count_nonzero(weights > 0))
+    if num_samples > positive:
+        raise ValueError(
+            f"cannot draw {num_samples} samples without replacement from {positive} with positive weight; "
+            "lower num_samples or use replacement=True"
+        )
+    with np.errstate(divide="ignore"):
+        keys = rng.standard_exponential(weights.size) / weights
+    top = (
+        np.argpartition(keys, num_samples - 1)[:num_samples]
+        if num_samples < weights.size
+        else np.arange(weights.size)
+    )
+    return top[np.argsort(keys[top], kind="stable")].astype(np.int64)
+
+
+def power_class_probs(counts: np.ndarray, q: float) -> np.ndarray:
+    """p_j proportional to n_j^q over non-empty classes (Kang et al., ICLR 2020)."""
+    p = np.zeros(counts.size, dtype=np.float64)
+    nz = counts > 0
+    p[nz] = counts[nz].astype(np.float64) ** float(q)
+    return p / p.sum()
+
+
+def hybrid_targets(counts: np.ndarray, under_ratio: float, over_max: float) -> np.ndarray:
+    """Per-class epoch sizes of hybrid re-sampling: classes above the median count keep
+    round(under_ratio * n_j); classes below the 25th percentile grow to min(round(n_j * over_max), N);
+    the rest keep n_j. Percentiles are taken over the non-empty classes."""
+    n = counts.astype(np.float64)
+    nz = n[n > 0]
+    median, p25 = np.median(nz), np.percentile(nz, 25)
+    target = counts.astype(np.int64).copy()
+    above, below = n > median, (n < p25) & (n > 0)
+    target[above] = np.maximum(1, np.round(under_ratio * n[above])).astype(np.int64)
+    target[below] = np.minimum(np.round(n[below] * over_max), n.sum()).astype(np.int64)
+    return target
+
+
+def hybrid_plan(groups: ClassGroups, targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One epoch of hybrid re-sampling for per-class ``targets``: under-sampled classes without
+    replacement; over-sampled classes keep every image once plus extra draws with replacement."""
+    counts = groups.counts
+    shuffled = groups.shuffled_order(rng)
+    keep = np.minimum(targets, counts)
+    rank = np.arange(int(keep.sum())) - np.repeat(np.cumsum(keep) - keep, keep)
+    kept = shuffled[np.repeat(groups.starts, keep) + rank]
+    extra = np.maximum(targets - counts, 0)
+    cls = np.repeat(np.arange(groups.num_classes), extra)
+    added = groups.order[groups.starts[cls] + (rng.random(cls.size) * counts[cls]).astype(np.int64)]
+    idx = np.concatenate([kept, added])
+    rng.shuffle(idx)
+    return idx
+
+
+def repeat_factor_plan(
+    groups: ClassGroups, threshold: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Repeat-factor sampling (Gupta et al., LVIS, CVPR 2019) for single-label data: image i of class j
+    appears floor(r_j) times plus once more with probability r_j - floor(r_j), where
+    r_j = max(1, sqrt(t / f_j)) and f_j = n_j / N."""
+    factors = repeat_factors(groups.counts, threshold)[groups.labels]
+    whole = np.floor(factors).astype(np.int64)
+    repeats = whole + (rng.random(factors.size) < factors - whole)
+    idx = np.repeat(np.arange(factors.size, dtype=np.int64), repeats)
+    rng.shuffle(idx)
+    return idx
+
+
+def repeat_factors(counts: np.ndarray, threshold: float) -> np.ndarray:
+    """r_j = max(1, sqrt(t / f_j)) with f_j = n_j / N; empty classes get 0."""
+    if not threshold > 0:
+        raise ValueError(f"threshold must be > 0, got {threshold}")
+    f = counts / counts.sum()
+    r = np.zeros(counts.size)
+    nz = counts > 0
+    r[nz] = np.maximum(1.0, np.sqrt(threshold / f[nz]))
+    return r
+
+
+def balanced_batches(
+    groups: ClassGroups,
+    classes_per_batch: int,
+    samples_per_class: int,
+    num_batches: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """[num_batches, P*M] indices: each batch has P distinct classes (uniform among non-empty ones) and
+    M images of each, distinct whenever the class has at least M images (a random window of a fresh
+    per-epoch permutation of the class)."""
+    present = np.flatnonzero(groups.counts > 0)
+    if classes_per_batch > present.size:
+        raise ValueError(
+            f"classes_per_batch={classes_per_batch} exceeds the {present.size} non-empty classes"
+        )
+    keys = rng.random((num_batches, present.size))
+    chosen = present[np.argpartition(keys, classes_per_batch - 1, axis=1)[:, :classes_per_batch]]
+    counts = groups.counts[chosen][..., None]
+    start = (rng.random(chosen.shape)[..., None] * counts).astype(np.int64)
+    window = (start + np.arange(samples_per_class)) % counts
+    shuffled = groups.shuffled_order(rng)
+    idx = shuffled[groups.starts[chosen][..., None] + window]
+    return idx.reshape(num_batches, classes_per_batch * samples_per_class)
