@@ -1,0 +1,307 @@
+"""Imbalance-aware losses: each an ``nn.Module`` taking logits [B, K] and integer targets [B].
+
+All are computed from ``log_softmax`` in float32 (stable at extreme logits, safe under fp16/bf16
+autocast), support ``reduction`` = "mean" | "sum" | "none" and ``ignore_index``. With class weights
+w, "mean" is the weighted mean sum_i w_{y_i} l_i / sum_i w_{y_i}, as ``F.cross_entropy(weight=w)``.
+
+Losses that change during training (LDAM-DRW) expose ``set_epoch(epoch)``; the training loop calls
+it at the start of every epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from longtail._checks import as_counts
+from longtail.weights import class_weights
+
+Reduction = Literal["mean", "sum", "none"]
+
+
+def _as_weight(
+    weight: Sequence[float] | np.ndarray | Tensor | None, name: str = "alpha"
+) -> Tensor | None:
+    if weight is None:
+        return None
+    w = torch.as_tensor(
+        np.asarray(
+            weight.detach().cpu() if isinstance(weight, Tensor) else weight, dtype=np.float32
+        )
+    )
+    if w.ndim != 1 or not torch.isfinite(w).all() or (w < 0).any():
+        raise ValueError(f"{name} must be a 1-D vector of finite non-negative class weights")
+    return w
+
+
+def _nonempty_counts(counts: Any) -> np.ndarray:
+    c = as_counts(counts)
+    if np.any(c == 0):
+        raise ValueError(
+            f"classes {np.flatnonzero(c == 0).tolist()} have zero training samples, so their prior is 0 "
+            "and log-prior terms are undefined; drop the empty classes"
+        )
+    return c
+
+
+def log_prior(counts: Any) -> Tensor:
+    """log pi_j = log(n_j / N) as a float32 tensor."""
+    c = _nonempty_counts(counts).astype(np.float64)
+    return torch.as_tensor(np.log(c / c.sum()), dtype=torch.float32)
+
+
+def _weighted_nll(
+    logp: Tensor,
+    target: Tensor,
+    modulate: Callable[[Tensor], Tensor] | None,
+    weight: Tensor | None,
+    reduction: Reduction,
+    ignore_index: int,
+) -> Tensor:
+    """-w_t * modulate(log p_t) * log p_t, reduced as F.cross_entropy does."""
+    if logp.ndim != 2:
+        raise ValueError(f"logits must have shape [batch, classes], got {tuple(logp.shape)}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    valid = target != ignore_index
+    safe_t = torch.where(valid, target, torch.zeros_like(target))
+    if valid.any() and (safe_t[valid].min() < 0 or safe_t[valid].max() >= logp.shape[1]):
+        raise ValueError(
+            f"targets must lie in [0, {logp.shape[1] - 1}] (or equal ignore_index={ignore_index})"
+        )
+    logp_t = logp.gather(1, safe_t[:, None]).squeeze(1)
+    loss = -logp_t
+    if modulate is not None:
+        loss = modulate(logp_t) * loss
+    w = torch.ones_like(loss) if weight is None else weight.to(logp.device)[safe_t]
+    w = w * valid
+    loss = loss * w
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / w.sum().clamp_min(torch.finfo(loss.dtype).tiny)
+
+
+class _ClassLoss(nn.Module):
+    def __init__(self, reduction: Reduction = "mean", ignore_index: int = -100) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.ignore_index = ignore_index
+
+
+class CrossEntropyLoss(_ClassLoss):
+    """Cross-entropy -w_y log softmax(z)_y, optionally class-weighted (any :mod:`longtail.weights` scheme)."""
+
+    def __init__(
+        self, weight: Any = None, reduction: Reduction = "mean", ignore_index: int = -100
+    ) -> None:
+        super().__init__(reduction, ignore_index)
+        self.register_buffer("weight", _as_weight(weight, "weight"))
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        logp = F.log_softmax(logits.float(), dim=1)
+        return _weighted_nll(logp, target, None, self.weight, self.reduction, self.ignore_index)
+
+
+class FocalLoss(_ClassLoss):
+    """Softmax focal loss (Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017):
+    FL = -alpha_t (1 - p_t)^gamma log p_t, with alpha a per-class weight vector or None.
+
+    gamma = 0 and alpha = None is cross-entropy; gamma = 0 with alpha is weighted cross-entropy.
+    """
+
+    def __init__(
+        self,
+        alpha: Any = None,
+        gamma: float = 2.0,
+        reduction: Reduction = "mean",
+        ignore_index: int = -100,
+    ) -> None:
+        super().__init__(reduction, ignore_index)
+        if gamma < 0:
+            raise ValueError(f"gamma must be >= 0, got {gamma}")
+        self.gamma = float(gamma)
+        self.register_buffer("alpha", _as_weight(alpha))
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        logp = F.log_softmax(logits.float(), dim=1)
+        gamma = self.gamma
+        # 1 - p_t = -expm1(log p_t): exact for p_t near 1, clamped so a zero base has a zero gradient.
+        modulate = None if gamma == 0 else (lambda lp: (-torch.expm1(lp)).clamp_min(0) ** gamma)
+        return _weighted_nll(logp, target, modulate, self.alpha, self.reduction, self.ignore_index)
+
+
+class ClassBalancedLoss(_ClassLoss):
+    """Class-balanced loss (Cui et al., "Class-Balanced Loss Based on Effective Number of Samples",
+    CVPR 2019): weights w_j = (1 - beta) / (1 - beta^n_j), normalised to sum to K, applied to a base
+    loss: softmax focal (``base="focal"``), softmax cross-entropy (``"ce"``) or sigmoid (binary
+    cross-entropy on one-hot targets, focal-modulated when gamma > 0; summed over classes).
+    """
+
+    def __init__(
+        self,
+        counts: Any,
+        beta: float = 0.9999,
+        base: Literal["focal", "ce", "sigmoid"] = "focal",
+        gamma: float = 2.0,
+        reduction: Reduction = "mean",
+        ignore_index: int = -100,
+    ) -> None:
+        super().__init__(reduction, ignore_index)
+        if base not in ("focal", "ce", "sigmoid"):
+            raise ValueError(f"base must be 'focal', 'ce' or 'sigmoid', got {base!r}")
+        weights = class_weights(
+            _nonempty_counts(counts), "effective_number", beta=beta, normalize="classes"
+        )
+        self.base, self.gamma = base, float(gamma)
+        self.register_buffer("weight", torch.as_tensor(weights, dtype=torch.float32))
+        self.inner = FocalLoss(weights, gamma if base == "focal" else 0.0, reduction, ignore_index)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        if self.base != "sigmoid":
+            return self.inner(logits, target)
+        z = logits.float()
+        valid = target != self.ignore_index
+        safe_t = torch.where(valid, target, torch.zeros_like(target))
+        onehot = F.one_hot(safe_t, z.shape[1]).float()
+        bce = F.binary_cross_entropy_with_logits(z, onehot, reduction="none")
+        if self.gamma > 0:
+            # (1 - p_t)^gamma with p_t the probability of the correct binary outcome: exp(-bce).
+            bce = (-torch.expm1(-bce)).clamp_min(0) ** self.gamma * bce
+        w = self.weight.to(z.device)[safe_t] * valid
+        loss = bce.sum(1) * w
+        if self.reduction == "none":
+            return loss
+        if self.reduction == "sum":
+            return loss.sum()
+        return loss.sum() / w.sum().clamp_min(torch.finfo(loss.dtype).tiny)
+
+
+class LDAMLoss(_ClassLoss):
+    """Label-distribution-aware margin loss (Cao et al., NeurIPS 2019):
+    L = CE(s * (z - m_y e_y), w) with margins m_j = C / n_j^(1/4), C chosen so max_j m_j = max_margin.
+
+    Deferred re-weighting (DRW): from epoch ``drw_epoch`` on (see :meth:`set_epoch`) the class weights
+    w switch from 1 to effective-number weights with ``drw_beta``, normalised to sum to K.
+    ``s`` scales the logits; the paper uses s = 30 on cosine (normalised) logits, s = 1 suits raw logits.
+    """
+
+    def __init__(
+        self,
+        counts: Any,
+        max_margin: float = 0.5,
+        s: float = 30.0,
+        drw_epoch: int | None = None,
+        drw_beta: float = 0.9999,
+        reduction: Reduction = "mean",
+        ignore_index: int = -100,
+    ) -> None:
+        super().__init__(reduction, ignore_index)
+        if max_margin <= 0 or s <= 0:
+            raise ValueError(f"max_margin and s must be > 0, got {max_margin}, {s}")
+        c = _nonempty_counts(counts).astype(np.float64)
+        m = 1.0 / np.power(c, 0.25)
+        m *= max_margin / m.max()
+        self.s = float(s)
+        self.drw_epoch = drw_epoch
+        self.register_buffer("margins", torch.as_tensor(m, dtype=torch.float32))
+        drw = class_weights(c, "effective_number", beta=drw_beta, normalize="classes")
+        self.register_buffer("drw_weight", torch.as_tensor(drw, dtype=torch.float32))
+        self.weight: Tensor | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Switch the DRW class weights on once ``epoch >= drw_epoch``."""
+        on = self.drw_epoch is not None and epoch >= self.drw_epoch
+        self.weight = self.drw_weight if on else None
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        z = logits.float()
+        valid = target != self.ignore_index
+        safe_t = torch.where(valid, target, torch.zeros_like(target))
+        margin = torch.zeros_like(z).scatter_(
+            1, safe_t[:, None], self.margins.to(z.device)[safe_t][:, None]
+        )
+        logp = F.log_softmax(self.s * (z - margin), dim=1)
+        return _weighted_nll(logp, target, None, self.weight, self.reduction, self.ignore_index)
+
+
+class LogitAdjustedLoss(_ClassLoss):
+    """Logit-adjusted cross-entropy (Menon et al., "Long-tail learning via logit adjustment", ICLR 2021):
+    L = CE(z + tau * log pi, y) with pi_j = n_j / N the training prior."""
+
+    def __init__(
+        self, counts: Any, tau: float = 1.0, reduction: Reduction = "mean", ignore_index: int = -100
+    ) -> None:
+        super().__init__(reduction, ignore_index)
+        self.tau = float(tau)
+        self.register_buffer("log_prior", log_prior(counts))
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        logp = F.log_softmax(logits.float() + self.tau * self.log_prior.to(logits.device), dim=1)
+        return _weighted_nll(logp, target, None, None, self.reduction, self.ignore_index)
+
+
+class BalancedSoftmaxLoss(LogitAdjustedLoss):
+    """Balanced softmax (Ren et al., "Balanced Meta-Softmax", NeurIPS 2020): CE(z + log pi, y),
+    i.e. :class:`LogitAdjustedLoss` with tau = 1."""
+
+    def __init__(
+        self, counts: Any, reduction: Reduction = "mean", ignore_index: int = -100
+    ) -> None:
+        super().__init__(counts, 1.0, reduction, ignore_index)
+
+
+def logit_adjust(logits: Tensor, counts: Any, tau: float = 1.0) -> Tensor:
+    """Post-hoc logit adjustment (Menon et al., ICLR 2021): z - tau * log pi, applied to a trained
+    model's logits so that argmax favours rare classes by the training prior."""
+    return logits - tau * log_prior(counts).to(logits.device, logits.dtype)
+
+
+def tau_normalize(weight: Tensor, tau: float = 1.0) -> Tensor:
+    """tau-normalised classifier (Kang et al., "Decoupling Representation and Classifier", ICLR 2020):
+    w_j / ||w_j||^tau for each class row w_j of a [K, D] classifier weight."""
+    if weight.ndim != 2:
+        raise ValueError(
+            f"classifier weight must be [classes, features], got {tuple(weight.shape)}"
+        )
+    norms = weight.norm(dim=1, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
+    return weight / norms.pow(tau)
+
+
+def _ldam_drw(counts: Any, total_epochs: int | None = None, **kw: Any) -> LDAMLoss:
+    epochs = total_epochs or 10
+    kw.setdefault("s", 1.0)
+    kw.setdefault("max_margin", 0.5)
+    return LDAMLoss(counts, drw_epoch=kw.pop("drw_epoch", max(1, int(0.8 * epochs))), **kw)
+
+
+LOSSES: dict[str, Callable[..., nn.Module]] = {
+    "ce": lambda counts, **kw: CrossEntropyLoss(**kw),
+    "weighted_ce": lambda counts, **kw: CrossEntropyLoss(
+        class_weights(counts, kw.pop("scheme", "inverse"), normalize="classes", allow_empty=True),
+        **kw,
+    ),
+    "focal": lambda counts, **kw: FocalLoss(**kw),
+    "cb_focal": lambda counts, **kw: ClassBalancedLoss(counts, base="focal", **kw),
+    "cb_ce": lambda counts, **kw: ClassBalancedLoss(counts, base="ce", **kw),
+    "ldam_drw": _ldam_drw,
+    "balanced_softmax": lambda counts, **kw: BalancedSoftmaxLoss(counts, **kw),
+    "logit_adjusted": lambda counts, **kw: LogitAdjustedLoss(counts, **kw),
+}
+
+
+def make_loss(
+    name: str, counts: Any, *, total_epochs: int | None = None, **params: Any
+) -> nn.Module:
+    """Build the loss registered as ``name`` for training class ``counts``."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
+    if name == "ldam_drw":
+        return _ldam_drw(counts, total_epochs, **params)
+    return LOSSES[name](counts, **params)

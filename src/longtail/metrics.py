@@ -1,0 +1,334 @@
+"""Per-class and per-group metrics for long-tailed classification, computed exactly by streaming.
+
+:class:`MetricAccumulator` keeps a K x K confusion matrix, top-k hit counts and calibration bin sums
+(``update(logits, targets)`` per batch, ``compute()`` at the end), so a million-image evaluation never
+holds all logits, and the numbers equal computing everything at once.
+
+Conventions (those of scikit-learn with ``zero_division=0``):
+
+- precision of a class never predicted is 0; recall of a class with no support is 0; F1 is 0 when
+  precision + recall = 0;
+- balanced accuracy is the mean recall over classes present in the targets
+  (``sklearn.metrics.balanced_accuracy_score``);
+- macro F1 is the mean F1 over classes present in the targets or the predictions
+  (``f1_score(average="macro")`` with its default labels);
+- a group's mean recall / F1 is taken over the group's classes present in the targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from longtail.distribution import GROUPS, ClassDistribution
+
+HEADLINE = (
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "head_f1",
+    "medium_f1",
+    "tail_f1",
+    "head_recall",
+    "medium_recall",
+    "tail_recall",
+)
+
+
+def confusion_matrix(predictions: Any, targets: Any, num_classes: int) -> np.ndarray:
+    """C[i, j] = number of samples of true class i predicted as j (int64, K x K)."""
+    p = torch.as_tensor(predictions).reshape(-1).long()
+    t = torch.as_tensor(targets).reshape(-1).long()
+    _check_range(p, t, num_classes)
+    return (
+        torch.bincount(t * num_classes + p, minlength=num_classes**2)
+        .reshape(num_classes, num_classes)
+        .cpu()
+        .numpy()
+    )
+
+
+def _check_range(p: Tensor, t: Tensor, k: int) -> None:
+    if p.shape != t.shape:
+        raise ValueError(
+            f"predictions and targets differ in length: {tuple(p.shape)} vs {tuple(t.shape)}"
+        )
+    for name, x in (("predictions", p), ("targets", t)):
+        if x.numel() and (x.min() < 0 or x.max() >= k):
+            raise ValueError(
+                f"{name} must lie in [0, {k - 1}]; found {int(x.min())}..{int(x.max())}"
+            )
+
+
+def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b > 0)
+
+
+@dataclass
+class ClassificationReport:
+    """Metrics of one evaluation. Per-class arrays have length K."""
+
+    confusion: np.ndarray
+    class_names: tuple[str, ...]
+    topk: dict[int, float] = field(default_factory=dict)
+    ece: float | None = None
+    groups: np.ndarray | None = None
+
+    @property
+    def support(self) -> np.ndarray:
+        return self.confusion.sum(axis=1)
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.confusion.sum(axis=0)
+
+    @property
+    def precision(self) -> np.ndarray:
+        return _safe_div(np.diag(self.confusion).astype(np.float64), self.predicted)
+
+    @property
+    def recall(self) -> np.ndarray:
+        return _safe_div(np.diag(self.confusion).astype(np.float64), self.support)
+
+    @property
+    def f1(self) -> np.ndarray:
+        p, r = self.precision, self.recall
+        return _safe_div(2 * p * r, p + r)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.trace(self.confusion) / max(self.confusion.sum(), 1))
+
+    @property
+    def balanced_accuracy(self) -> float:
+        present = self.support > 0
+        return float(self.recall[present].mean()) if present.any() else 0.0
+
+    @property
+    def macro_f1(self) -> float:
+        seen = (self.support > 0) | (self.predicted > 0)
+        return float(self.f1[seen].mean()) if seen.any() else 0.0
+
+    def group_mean(self, values: np.ndarray, group: str) -> float:
+        """Mean of per-class ``values`` over ``group``'s classes with support (nan if none)."""
+        if self.groups is None:
+            raise ValueError("no head/medium/tail groups: pass a ClassDistribution to compute()")
+        mask = (self.groups == group) & (self.support > 0)
+        return float(values[mask].mean()) if mask.any() else float("nan")
+
+    def summary(self) -> dict[str, float]:
+        """Headline numbers: accuracy, balanced accuracy, macro F1, group F1/recall, top-k, ECE."""
+        out = {
+            "accuracy": self.accuracy,
+            "balanced_accuracy": self.balanced_accuracy,
+            "macro_f1": self.macro_f1,
+        }
+        if self.groups is not None:
+            f1, recall = self.f1, self.recall
+            for g in GROUPS:
+                out[f"{g}_f1"] = self.group_mean(f1, g)
+            for g in GROUPS:
+                out[f"{g}_recall"] = self.group_mean(recall, g)
+        for k, v in self.topk.items():
+            out[f"top{k}_accuracy"] = v
+        if self.ece is not None:
+            out["ece"] = self.ece
+        return out
+
+    def per_class(self) -> list[dict[str, Any]]:
+        p, r, f, s = self.precision, self.recall, self.f1, self.support
+        rows = []
+        for i, name in enumerate(self.class_names):
+            row = {
+                "class": name,
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
+            if self.groups is not None:
+                row["group"] = str(self.groups[i])
+            rows.append(row)
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary(),
+            "per_class": self.per_class(),
+            "confusion": self.confusion.tolist(),
+        }
+
+
+class MetricAccumulator:
+    """Streaming evaluation: ``update(logits_or_predictions, targets)`` per batch, then ``compute()``.
+
+    Works on CPU or GPU tensors (state lives on the device of the first batch). With logits [B, K] it
+    also tracks top-k accuracy for ``topk`` and the expected calibration error over ``ece_bins``
+    equal-width confidence bins: ECE = sum_b (n_b / N) |acc_b - conf_b| (Guo et al., ICML 2017).
+    """
+
+    def __init__(self, num_classes: int, topk: Sequence[int] = (1, 5), ece_bins: int = 15) -> None:
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.topk = tuple(k for k in topk if k <= num_classes)
+        self.ece_bins = ece_bins
+        self.reset()
+
+    def reset(self) -> None:
+        self._confusion: Tensor | None = None
+        self._topk_hits: dict[int, Tensor] = {}
+        self._bins: Tensor | None = None  # [3, bins]: count, sum confidence, sum correct
+        self._seen_logits = False
+
+    @torch.no_grad()
+    def update(self, outputs: Tensor, targets: Tensor) -> None:
+        """Add a batch: ``outputs`` are logits [B, K] or predicted classes [B]."""
+        targets = targets.reshape(-1).long()
+        k = self.num_classes
+        if outputs.ndim == 2:
+            if outputs.shape[1] != k:
+                raise ValueError(f"logits have {outputs.shape[1]} columns for num_classes={k}")
+            preds = outputs.argmax(1)
+            self._update_logits(outputs.float(), preds, targets.to(outputs.device))
+        else:
+            preds = outputs.reshape(-1).long()
+        targets = targets.to(preds.device)
+        _check_range(preds, targets, k)
+        cm = torch.bincount(targets * k + preds, minlength=k * k).reshape(k, k)
+        self._confusion = cm if self._confusion is None else self._confusion + cm
+
+    def _update_logits(self, logits: Tensor, preds: Tensor, targets: Tensor) -> None:
+        self._seen_logits = True
+        if self.topk:
+            top = logits.topk(max(self.topk), dim=1).indices
+            hits = top == targets[:, None]
+            for k in self.topk:
+                n = hits[:, :k].any(1).sum()
+                self._topk_hits[k] = self._topk_hits.get(k, 0) + n
+        conf = logits.softmax(1).max(1).values
+        # bin b holds confidences in (b/B, (b+1)/B]
+        b = (torch.ceil(conf * self.ece_bins).long() - 1).clamp(0, self.ece_bins - 1)
+        correct = (preds == targets).float()
+        stats = torch.stack(
+            [
+                torch.bincount(b, minlength=self.ece_bins).float(),
+                torch.bincount(b, weights=conf, minlength=self.ece_bins),
+                torch.bincount(b, weights=correct, minlength=self.ece_bins),
+            ]
+        ).double()
+        self._bins = stats if self._bins is None else self._bins + stats
+
+    def state(self) -> Tensor:
+        """All statistics as one flat float64 tensor (for ``all_reduce`` across DDP ranks)."""
+        k = self.num_classes
+        parts = [
+            self._confusion.double().flatten()
+            if self._confusion is not None
+            else torch.zeros(k * k, dtype=torch.float64)
+        ]
+        dev = parts[0].device
+        parts.append(
+            torch.tensor(
+                [float(self._topk_hits.get(t, 0)) for t in self.topk],
+                dtype=torch.float64,
+                device=dev,
+            )
+        )
+        parts.append(
+            self._bins.flatten()
+            if self._bins is not None
+            else torch.zeros(3 * self.ece_bins, dtype=torch.float64, device=dev)
+        )
+        parts.append(torch.tensor([float(self._seen_logits)], dtype=torch.float64, device=dev))
+        return torch.cat(parts)
+
+    def load_state(self, flat: Tensor) -> None:
+        """Inverse of :meth:`state` (after summing it over ranks)."""
+        k, nt, nb = self.num_classes, len(self.topk), self.ece_bins
+        flat = flat.double()
+        self._confusion = flat[: k * k].round().long().reshape(k, k)
+        hits = flat[k * k : k * k + nt]
+        self._topk_hits = {t: hits[i].round().long() for i, t in enumerate(self.topk)}
+        self._bins = flat[k * k + nt : k * k + nt + 3 * nb].reshape(3, nb)
+        self._seen_logits = bool(flat[-1] > 0)
+
+    def compute(
+        self,
+        distribution: ClassDistribution | None = None,
+        class_names: Sequence[str] | None = None,
+    ) -> ClassificationReport:
+        """The report; ``distribution`` (of the training set) supplies class names and head/medium/tail."""
+        if self._confusion is None:
+            raise ValueError("no batches were added; call update() before compute()")
+        cm = self._confusion.cpu().numpy().astype(np.int64)
+        total = int(cm.sum())
+        names = class_names or (
+            distribution.class_names
+            if distribution is not None
+            else tuple(str(i) for i in range(self.num_classes))
+        )
+        groups = None
+        if distribution is not None:
+            if distribution.num_classes != self.num_classes:
+                raise ValueError(
+                    f"distribution has {distribution.num_classes} classes, metrics {self.num_classes}"
+                )
+            groups = distribution.groups
+        topk, ece = {}, None
+        if self._seen_logits and total:
+            topk = {k: float(self._topk_hits[k]) / total for k in self.topk}
+            count, conf, correct = self._bins.cpu().numpy()
+            nz = count > 0
+            ece = float(np.sum(np.abs(correct[nz] - conf[nz])) / total)
+        return ClassificationReport(cm, tuple(names), topk, ece, groups)
+
+
+def evaluate(
+    outputs: Any, targets: Any, num_classes: int, distribution: ClassDistribution | None = None
+) -> ClassificationReport:
+    """One-shot evaluation of logits [N, K] or predictions [N]."""
+    acc = MetricAccumulator(num_classes)
+    acc.update(torch.as_tensor(outputs), torch.as_tensor(targets))
+    return acc.compute(distribution)
+
+
+def compare_runs(
+    runs: dict[str, list[dict[str, float]]],
+    metrics: Sequence[str] = HEADLINE,
+    baseline: str | None = None,
+) -> dict[str, Any]:
+    """Comparison of strategies: for each metric and strategy, mean and std over seeds, and the change
+    of the mean against ``baseline`` (default: the first strategy) in percentage points.
+
+    ``runs[strategy]`` is a list of summaries (one per seed) as given by
+    :meth:`ClassificationReport.summary`.
+    """
+    if not runs:
+        raise ValueError("no runs to compare")
+    names = list(runs)
+    baseline = baseline or names[0]
+    if baseline not in runs:
+        raise ValueError(f"baseline {baseline!r} is not among the strategies {names}")
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for m in metrics:
+        row = {}
+        for s in names:
+            values = np.array([r[m] for r in runs[s] if m in r], dtype=np.float64)
+            if values.size == 0:
+                continue
+            row[s] = {
+                "mean": float(np.nanmean(values)),
+                "std": float(np.nanstd(values)),
+                "n": int(values.size),
+            }
+        if baseline in row:
+            for s in row:
+                row[s]["delta_points"] = 100.0 * (row[s]["mean"] - row[baseline]["mean"])
+        table[m] = row
+    return {"baseline": baseline, "strategies": names, "metrics": table}

@@ -1,0 +1,112 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import balanced_accuracy_score, f1_score, precision_recall_fscore_support
+from sklearn.metrics import confusion_matrix as sk_confusion
+
+from longtail.distribution import ClassDistribution
+from longtail.metrics import MetricAccumulator, compare_runs, confusion_matrix, evaluate
+from longtail.report.tables import csv_table, markdown_table
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_metrics_equal_scikit_learn_including_absent_classes(seed):
+    rng = np.random.default_rng(seed)
+    k = 7
+    y = rng.integers(0, k - 1, 300)  # class 6 never in targets
+    p = rng.integers(0, k, 300)
+    p[p == 3] = 2  # class 3 never predicted
+    rep = evaluate(p, y, k)
+    np.testing.assert_array_equal(rep.confusion, sk_confusion(y, p, labels=range(k)))
+    prec, rec, f1, sup = precision_recall_fscore_support(y, p, labels=range(k), zero_division=0)
+    np.testing.assert_allclose(rep.precision, prec)
+    np.testing.assert_allclose(rep.recall, rec)
+    np.testing.assert_allclose(rep.f1, f1)
+    np.testing.assert_array_equal(rep.support, sup)
+    with pytest.warns(UserWarning):
+        sk_bal = balanced_accuracy_score(y, p)
+    assert rep.balanced_accuracy == pytest.approx(sk_bal)
+    assert rep.macro_f1 == pytest.approx(f1_score(y, p, average="macro", zero_division=0))
+    assert rep.accuracy == pytest.approx((y == p).mean())
+
+
+def test_streaming_equals_one_shot():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(1000, 6, generator=gen) * 2
+    y = torch.randint(0, 6, (1000,), generator=gen)
+    dist = ClassDistribution.from_counts([600, 200, 100, 50, 30, 20])
+    one = evaluate(logits, y, 6, dist)
+    acc = MetricAccumulator(6)
+    for s in range(0, 1000, 97):
+        acc.update(logits[s : s + 97], y[s : s + 97])
+    many = acc.compute(dist)
+    assert one.summary() == pytest.approx(many.summary())
+    np.testing.assert_array_equal(one.confusion, many.confusion)
+    # state round trip (what DDP all-reduce uses)
+    other = MetricAccumulator(6)
+    other.load_state(acc.state())
+    assert other.compute(dist).summary() == pytest.approx(many.summary())
+
+
+def test_topk_and_ece_by_hand():
+    logits = torch.log(
+        torch.tensor([[0.7, 0.2, 0.1], [0.5, 0.3, 0.2], [0.1, 0.3, 0.6], [0.45, 0.35, 0.2]])
+    )
+    y = torch.tensor([0, 1, 2, 2])
+    rep = evaluate(logits, y, 3)
+    assert rep.topk[1] == pytest.approx(0.5)
+    # top-2 sets: {0,1},{0,1},{2,1},{0,1}: hits rows 0,1,2
+    acc = MetricAccumulator(3, topk=(1, 2))
+    acc.update(logits, y)
+    assert acc.compute().topk[2] == pytest.approx(0.75)
+    # 15 bins of width 1/15: conf 0.7 -> bin 10 (correct), 0.5 -> bin 7 (wrong), 0.6 -> bin 8 (correct),
+    # 0.45 -> bin 6 (wrong): ECE = (0.3 + 0.5 + 0.4 + 0.45) / 4
+    assert rep.ece == pytest.approx((0.3 + 0.5 + 0.4 + 0.45) / 4)
+
+
+def test_group_metrics_hand_made():
+    dist = ClassDistribution.from_counts(
+        [100, 90, 50, 40, 10, 5]
+    )  # head {0,1}, medium {2,3}, tail {4,5}
+    y = np.array([0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5])
+    p = np.array([0, 0, 1, 0, 2, 1, 3, 3, 0, 0, 5, 0])
+    s = evaluate(p, y, 6, dist).summary()
+    assert s["head_recall"] == pytest.approx((1.0 + 0.5) / 2)
+    assert s["medium_recall"] == pytest.approx((0.5 + 1.0) / 2)
+    assert s["tail_recall"] == pytest.approx((0.0 + 0.5) / 2)
+    # class 0: 6 predictions, 2 right -> precision 1/3, recall 1 -> F1 1/2; class 1: p 1/2 r 1/2 -> 1/2
+    assert s["head_f1"] == pytest.approx(0.5)
+    # class 4: 0; class 5: p 1 r 0.5 -> 2/3
+    assert s["tail_f1"] == pytest.approx((0 + 2 / 3) / 2)
+
+
+def test_compare_runs_and_tables():
+    runs = {
+        "ce": [
+            {"balanced_accuracy": 0.80, "tail_recall": 0.40},
+            {"balanced_accuracy": 0.82, "tail_recall": 0.42},
+        ],
+        "focal": [
+            {"balanced_accuracy": 0.85, "tail_recall": 0.60},
+            {"balanced_accuracy": 0.85, "tail_recall": 0.70},
+        ],
+    }
+    c = compare_runs(runs, metrics=("balanced_accuracy", "tail_recall"))
+    assert c["metrics"]["tail_recall"]["focal"]["delta_points"] == pytest.approx(24.0)
+    assert c["metrics"]["balanced_accuracy"]["ce"]["std"] == pytest.approx(0.01)
+    md = markdown_table(c)
+    assert "| tail recall | 41.0 ± 1.0 | 65.0 ± 5.0 (+24.0) |" in md
+    assert "tail_recall,focal,0.650000,0.050000,2,24.000" in csv_table(c)
+    with pytest.raises(ValueError, match="baseline"):
+        compare_runs(runs, baseline="ldam")
+
+
+def test_metric_errors():
+    with pytest.raises(ValueError, match="lie in"):
+        confusion_matrix([0, 3], [0, 1], 3)
+    with pytest.raises(ValueError, match="differ in length"):
+        confusion_matrix([0, 1], [0], 3)
+    with pytest.raises(ValueError, match="columns"):
+        MetricAccumulator(3).update(torch.zeros(2, 4), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="no batches"):
+        MetricAccumulator(3).compute()
