@@ -1,0 +1,93 @@
+"""Ready-to-train data: train / validation / test datasets with the training distribution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from longtail.data.datasets import ArrayDataset, FolderDataset
+from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
+from longtail.data.index import ImageIndex, build_index
+from longtail.data.splits import stratified_split
+from longtail.distribution import ClassDistribution
+
+
+@dataclass
+class DataBundle:
+    """Train / validation / test datasets (each exposing ``targets``) and the training distribution."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset | None
+    distribution: ClassDistribution
+    in_channels: int
+    image_size: int
+    name: str = "data"
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def embedded_bundle() -> DataBundle:
+    """The embedded Fashion-MNIST-LT: long-tailed train, balanced val and test, normalised with
+    the training images' mean and std."""
+    tr, va, te = (load_fashion_mnist_lt(s) for s in ("train", "val", "test"))
+    train = ArrayDataset(tr.images, tr.labels)
+    mean, std = train.mean.tolist(), train.std.tolist()
+    dist = ClassDistribution.from_labels(tr.labels, class_names=tr.class_names)
+    return DataBundle(
+        train, ArrayDataset(va.images, va.labels, mean, std), ArrayDataset(te.images, te.labels, mean, std), dist, 1, 28, "Fashion-MNIST-LT"
+    )
+
+
+def folder_bundle(
+    source: str | Path,
+    *,
+    image_size: int = 64,
+    level: int | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    rescan: bool = False,
+    bad_image_log: str | Path | None = None,
+) -> DataBundle:
+    """Datasets over a class-folder tree or CSV manifest.
+
+    If ``source`` holds ``train/`` and ``test/`` folders they are used as given (validation is a
+    stratified ``val_fraction`` of train); otherwise the images are split stratified into
+    train / val / test so that every class appears in each. ``level`` picks the hierarchy level used
+    as the label (None: the leaf classes).
+    """
+    source = Path(source)
+    if (source / "train").is_dir() and (source / "test").is_dir():
+        train_index = build_index(source / "train", rescan=rescan)
+        test_index = build_index(source / "test", rescan=rescan)
+        _check_same_classes(train_index, test_index)
+        val_idx, train_idx = stratified_split(_labels(train_index, level), [val_fraction], seed, train_index.class_names)
+        test = FolderDataset(test_index, None, image_size, level, bad_image_log=bad_image_log)
+    else:
+        train_index = build_index(source, rescan=rescan)
+        val_idx, test_idx, train_idx = stratified_split(_labels(train_index, level), [val_fraction, test_fraction], seed, train_index.class_names)
+        test = FolderDataset(train_index, test_idx, image_size, level, bad_image_log=bad_image_log)
+    train = FolderDataset(train_index, train_idx, image_size, level, bad_image_log=bad_image_log)
+    val = FolderDataset(train_index, val_idx, image_size, level, bad_image_log=bad_image_log)
+    full = train_index.distribution()
+    if level is not None and level < full.num_levels:
+        names = train.class_names
+        hierarchy = full.at_level(level).hierarchy
+    else:
+        names, hierarchy = list(train_index.class_names), train_index.hierarchy
+    dist = ClassDistribution.from_labels(train.targets.numpy(), len(names), names, hierarchy)
+    return DataBundle(train, val, test, dist, 3, image_size, str(source), {"index": train_index})
+
+
+def _labels(index: ImageIndex, level: int | None) -> np.ndarray:
+    return index.labels if level is None else index.level_labels(level)[0]
+
+
+def _check_same_classes(train: ImageIndex, test: ImageIndex) -> None:
+    if train.class_dirs != test.class_dirs:
+        missing = sorted(set(train.class_dirs) ^ set(test.class_dirs))
+        raise ValueError(f"train/ and test/ hold different class folders: {missing[:10]}; both need the same classes")

@@ -1,0 +1,1 @@
+"""Strategies (sampler + loss) by name, and the runner that compares them."""

@@ -1,0 +1,111 @@
+"""A strategy is a sampler and a loss, named ``SAMPLER+LOSS`` with optional parameters in brackets:
+
+    instance+ce
+    class_balanced+focal
+    weighted[scheme=smooth_inverse,alpha=500]+ce
+    instance+focal[gamma=1]
+
+Either part may be plain (``instance`` sampling, ``ce`` loss); a single name is read as a sampler
+(with ``ce``) if it is one, else as a loss (with ``instance``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from longtail.losses import LOSSES
+from longtail.sampling import SAMPLERS
+
+_PART = re.compile(r"^([a-z_][a-z0-9_]*)(?:\[(.*)\])?$")
+
+
+def _value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def _parse_part(text: str) -> tuple[str, dict[str, Any]]:
+    m = _PART.match(text.strip())
+    if not m:
+        raise ValueError(f"cannot read {text!r}: expected NAME or NAME[key=value,...]")
+    params: dict[str, Any] = {}
+    if m.group(2):
+        for item in m.group(2).split(","):
+            if "=" not in item:
+                raise ValueError(f"parameter {item!r} in {text!r} is not key=value")
+            k, v = item.split("=", 1)
+            params[k.strip()] = _value(v.strip())
+    return m.group(1), params
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A sampler name and parameters, and a loss name and parameters."""
+
+    sampler: str = "instance"
+    loss: str = "ce"
+    sampler_params: dict[str, Any] = field(default_factory=dict)
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    label: str = "instance+ce"
+
+    @property
+    def slug(self) -> str:
+        """A file-system friendly name."""
+        return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", self.label).strip("_")
+
+
+def parse_strategy(spec: str) -> Strategy:
+    """Parse ``SAMPLER[params]+LOSS[params]`` (see module docstring)."""
+    parts = [p for p in _split_plus(spec) if p]
+    if not 1 <= len(parts) <= 2:
+        raise ValueError(f"strategy {spec!r} must be SAMPLER+LOSS, e.g. class_balanced+focal")
+    if len(parts) == 1:
+        name, _ = _parse_part(parts[0])
+        parts = [parts[0], "ce"] if name in SAMPLERS else ["instance", parts[0]]
+    (s_name, s_params), (l_name, l_params) = _parse_part(parts[0]), _parse_part(parts[1])
+    if s_name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {s_name!r} in {spec!r}; samplers: {', '.join(sorted(SAMPLERS))}")
+    if l_name not in LOSSES:
+        raise ValueError(f"unknown loss {l_name!r} in {spec!r}; losses: {', '.join(sorted(LOSSES))}")
+    return Strategy(s_name, l_name, s_params, l_params, spec.strip())
+
+
+def _split_plus(spec: str) -> list[str]:
+    """Split on '+' outside brackets."""
+    out, depth, cur = [], 0, ""
+    for ch in spec:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "+" and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [p.strip() for p in out]
+
+
+DEFAULT_STRATEGIES = (
+    "instance+ce",
+    "weighted+ce",
+    "weighted[scheme=smooth_inverse,alpha=500]+ce",
+    "weighted[scheme=effective_number,beta=0.999]+ce",
+    "hybrid+ce",
+    "curriculum+ce",
+    "instance+focal",
+    "class_balanced+focal",
+    "instance+balanced_softmax",
+    "instance+ldam_drw",
+)
+"""What ``longtail compare`` runs by default: plain training, inverse / smoothed-inverse /
+class-balanced (effective number) weighted sampling, hybrid and curriculum sampling, focal loss,
+class-balanced sampling with focal loss, and two of the strongest published losses (balanced
+softmax, LDAM with deferred re-weighting)."""

@@ -1,0 +1,292 @@
+"""The training loop: one strategy (sampler + loss), plain PyTorch, resumable, DDP-aware."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.distributed as tdist
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from longtail.data.bundle import DataBundle
+from longtail.data.loading import loader_kwargs
+from longtail.distribution import ClassDistribution
+from longtail.experiments.strategies import parse_strategy
+from longtail.losses import make_loss
+from longtail.metrics import ClassificationReport, MetricAccumulator
+from longtail.sampling import BalancedBatchSampler, CurriculumSampler, make_sampler
+from longtail.training.checkpoint import load, save_atomic
+from longtail.training.models import build_model
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved beside its results)."""
+
+    strategy: str = "instance+ce"
+    model: str = "mlp"
+    pretrained: str | None = None
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int | None = None
+    amp: bool = True
+    progress: bool = True
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size), initialising the process group when launched by torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not tdist.is_initialized():
+        tdist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if tdist.is_available() and tdist.is_initialized():
+        return tdist.get_rank(), tdist.get_world_size()
+    return 0, 1
+
+
+def _device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module,
+    dataset: Dataset,
+    distribution: ClassDistribution,
+    device: torch.device,
+    batch_size: int = 512,
+    num_workers: int | None = None,
+) -> ClassificationReport:
+    """Metrics of ``model`` on ``dataset``; under DDP each rank evaluates its share and the
+    statistics are summed across ranks, so every rank gets the same exact numbers."""
+    rank, world = (tdist.get_rank(), tdist.get_world_size()) if tdist.is_initialized() else (0, 1)
+    part: Dataset = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
+    kw = loader_kwargs(dataset, device, num_workers)
+    if world > 1 and "collate_fn" in kw:
+        kw.pop("collate_fn")
+    model.eval()
+    acc = MetricAccumulator(distribution.num_classes)
+    for x, y in DataLoader(part, batch_size=batch_size, shuffle=False, **kw):
+        acc.update(model(x.to(device, non_blocking=True)), y.to(device))
+    if world > 1:
+        state = acc.state().to(device)
+        tdist.all_reduce(state)
+        acc.load_state(state)
+    return acc.compute(distribution)
+
+
+def _autocast(device: torch.device, enabled: bool) -> tuple[Any, torch.amp.GradScaler | None]:
+    if not enabled or device.type != "cuda":
+        return torch.autocast(device.type, enabled=False), None
+    if torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16), None
+    return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
+
+
+LOG_FIELDS = [
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "val_balanced_accuracy",
+    "val_macro_f1",
+    "val_head_recall",
+    "val_tail_recall",
+    "lr",
+    "seconds",
+]
+
+
+def train(
+    config: TrainConfig,
+    data: DataBundle,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``config.strategy`` on ``data`` and evaluate on the test split.
+
+    Writes to ``out`` (rank 0 only): ``log.csv`` (one row per epoch), ``checkpoint.pt`` (each epoch,
+    atomically), ``config.json`` and ``metrics.json`` (test metrics, per class). With ``resume=True``
+    a run with a checkpoint continues from its last finished epoch to the same result as an
+    uninterrupted one: the sampler's plan depends only on (seed, epoch), the torch generator is
+    re-seeded from (seed, epoch) at the start of every epoch, and the model, optimizer, scheduler
+    and curriculum state come from the checkpoint.
+    """
+    out = Path(out)
+    rank, world = _world()
+    device = _device(config.device)
+    main = rank == 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    strategy = parse_strategy(config.strategy)
+    dist = data.distribution
+    counts = dist.counts
+
+    seed_everything(config.seed)
+    model = build_model(config.model, dist.num_classes, data.in_channels, data.image_size, config.pretrained).to(device)
+    sampler_params = {"seed": config.seed, "total_epochs": config.epochs, **strategy.sampler_params}
+    if strategy.sampler == "balanced_batch":
+        per_class = sampler_params.pop("samples_per_class", 4)
+        sampler_params.setdefault("classes_per_batch", max(1, min(np.count_nonzero(counts), config.batch_size // per_class)))
+        sampler = make_sampler("balanced_batch", data.train.targets, samples_per_class=per_class, **sampler_params)
+    else:
+        sampler = make_sampler(strategy.sampler, data.train.targets, **sampler_params)
+    criterion = make_loss(strategy.loss, counts, total_epochs=config.epochs, **strategy.loss_params).to(device)
+    if config.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
+    elif config.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {config.optimizer!r}")
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    ddp_model: nn.Module = model
+    if world > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    start_epoch, history = 0, []
+    ckpt_path = out / CHECKPOINT
+    if resume and ckpt_path.exists():
+        state = load(ckpt_path)
+        if state["config"] != asdict(config):
+            raise ValueError(f"{ckpt_path} was written by another configuration; use a new --out or drop --resume")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if isinstance(sampler, CurriculumSampler) and state.get("sampler"):
+            sampler.load_state_dict(state["sampler"])
+        start_epoch, history = state["epoch"] + 1, state["history"]
+
+    kw = loader_kwargs(data.train, device, config.num_workers)
+    if world > 1:
+        kw.pop("collate_fn", None)
+    if isinstance(sampler, BalancedBatchSampler):
+        loader = DataLoader(data.train, batch_sampler=sampler, **kw)
+    else:
+        loader = DataLoader(data.train, batch_size=config.batch_size, sampler=sampler, **kw)
+    autocast, scaler = _autocast(device, config.amp)
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+        disable=not (config.progress and main), transient=True,
+    )
+    log_rows = history
+    with progress:
+        for epoch in range(start_epoch, config.epochs):
+            t0 = time.perf_counter()
+            seed_everything(config.seed * 100_003 + epoch)
+            sampler.set_epoch(epoch)
+            if hasattr(criterion, "set_epoch"):
+                criterion.set_epoch(epoch)
+            ddp_model.train()
+            task = progress.add_task(f"{strategy.label} epoch {epoch + 1}/{config.epochs}", total=len(loader), info="")
+            loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
+            for step, (x, y) in enumerate(loader):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with autocast:
+                    logits = ddp_model(x)
+                    loss = criterion(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                loss_sum += loss.detach() * y.numel()
+                correct += (logits.argmax(1) == y).sum()
+                seen += y.numel()
+                if step % 20 == 0 or step == len(loader) - 1:
+                    progress.update(task, completed=step + 1, info=f"loss {loss_sum.item() / seen:.3f} acc {correct.item() / seen:.3f}")
+            progress.remove_task(task)
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            val = evaluate_model(model, data.val, dist, device, num_workers=config.num_workers)
+            if isinstance(sampler, CurriculumSampler):
+                sampler.update(val.recall)
+            vs = val.summary()
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum.item() / max(seen, 1),
+                "train_accuracy": correct.item() / max(seen, 1),
+                "val_accuracy": vs["accuracy"],
+                "val_balanced_accuracy": vs["balanced_accuracy"],
+                "val_macro_f1": vs["macro_f1"],
+                "val_head_recall": vs["head_recall"],
+                "val_tail_recall": vs["tail_recall"],
+                "lr": lr,
+                "seconds": time.perf_counter() - t0,
+            }
+            log_rows.append(row)
+            if main:
+                _write_log(out / "log.csv", log_rows)
+                save_atomic(
+                    {
+                        "config": asdict(config),
+                        "epoch": epoch,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "sampler": sampler.state_dict() if isinstance(sampler, CurriculumSampler) else None,
+                        "history": log_rows,
+                    },
+                    ckpt_path,
+                )
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+
+    result: dict[str, Any] = {"config": asdict(config), "history": log_rows, "epochs_run": config.epochs - start_epoch}
+    if data.test is not None:
+        test = evaluate_model(model, data.test, dist, device, num_workers=config.num_workers)
+        result["test"] = test.to_dict()
+    if main:
+        (out / "metrics.json").write_text(json.dumps(result, indent=2, default=_json_default))
+    return result
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def _write_log(path: Path, rows: list[dict[str, float]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)

@@ -1,0 +1,114 @@
+"""Models by name: small built-in networks, any torchvision classifier, and timm models if installed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+BUILTIN = ("mlp", "small_cnn")
+
+
+class MLP(nn.Module):
+    """Flatten -> [Linear -> ReLU] x len(hidden) -> Linear: the reference model for 28x28 images."""
+
+    def __init__(self, in_features: int, num_classes: int, hidden: tuple[int, ...] = (256, 128)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+            width = h
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class SmallCNN(nn.Module):
+    """Three conv-BN-ReLU-pool stages and a linear classifier; suits 28-96 px images."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32) -> None:
+        super().__init__()
+
+        def stage(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+
+        self.features = nn.Sequential(
+            stage(in_channels, width), stage(width, 2 * width), stage(2 * width, 4 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+        )
+        self.classifier = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    in_channels: int = 3,
+    image_size: int = 224,
+    pretrained: str | None = None,
+) -> nn.Module:
+    """A classifier with ``num_classes`` outputs.
+
+    ``name``: ``mlp`` or ``small_cnn`` (built in), any torchvision classification model
+    (``resnet18``, ``resnet50``, ``efficientnet_b0``, ``convnext_tiny``, ...), or ``timm:NAME`` when
+    timm is installed. ``pretrained``: a local state-dict file (always works offline; the classifier
+    layer is re-initialised when its shape differs), or a torchvision weights name such as
+    ``IMAGENET1K_V1`` (downloaded to the torch cache when online).
+    """
+    if name == "mlp":
+        model: nn.Module = MLP(in_channels * image_size * image_size, num_classes)
+    elif name == "small_cnn":
+        model = SmallCNN(in_channels, num_classes)
+    elif name.startswith("timm:"):
+        try:
+            import timm
+        except ImportError as err:
+            raise ValueError(f"model {name!r} needs timm: pip install timm") from err
+        weights_name = pretrained if pretrained and not os.path.exists(pretrained) else None
+        model = timm.create_model(name[5:], pretrained=bool(weights_name), num_classes=num_classes, in_chans=in_channels)
+    else:
+        import torchvision
+
+        available = torchvision.models.list_models(module=torchvision.models)
+        if name not in available:
+            raise ValueError(f"unknown model {name!r}; use 'mlp', 'small_cnn', 'timm:NAME' or a torchvision classifier such as {', '.join(available[:8])}, ...")
+        if pretrained and not os.path.exists(pretrained):
+            model = torchvision.models.get_model(name, weights=pretrained)
+            _replace_head(model, num_classes)
+        else:
+            model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        if in_channels != 3:
+            raise ValueError(f"torchvision models expect 3-channel images, got in_channels={in_channels}")
+    if pretrained and os.path.exists(pretrained):
+        load_pretrained(model, pretrained)
+    return model
+
+
+def _replace_head(model: nn.Module, num_classes: int) -> None:
+    """Swap the last Linear layer for one with ``num_classes`` outputs."""
+    last_name, last = None, None
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            last_name, last = n, m
+    if last is None:
+        raise ValueError("model has no Linear classifier layer to replace")
+    parent = model.get_submodule(last_name.rsplit(".", 1)[0]) if "." in last_name else model
+    setattr(parent, last_name.rsplit(".", 1)[-1], nn.Linear(last.in_features, num_classes))
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> None:
+    """Load a local state dict, skipping tensors whose shape does not match (e.g. another head)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    own = model.state_dict()
+    kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not kept:
+        raise ValueError(f"{path} holds no weights that fit this model")
+    model.load_state_dict(kept, strict=False)
