@@ -38,7 +38,13 @@ def embedded_bundle() -> DataBundle:
     mean, std = train.mean.tolist(), train.std.tolist()
     dist = ClassDistribution.from_labels(tr.labels, class_names=tr.class_names)
     return DataBundle(
-        train, ArrayDataset(va.images, va.labels, mean, std), ArrayDataset(te.images, te.labels, mean, std), dist, 1, 28, "Fashion-MNIST-LT"
+        train,
+        ArrayDataset(va.images, va.labels, mean, std),
+        ArrayDataset(te.images, te.labels, mean, std),
+        dist,
+        1,
+        28,
+        "Fashion-MNIST-LT",
     )
 
 
@@ -65,11 +71,18 @@ def folder_bundle(
         train_index = build_index(source / "train", rescan=rescan)
         test_index = build_index(source / "test", rescan=rescan)
         _check_same_classes(train_index, test_index)
-        val_idx, train_idx = stratified_split(_labels(train_index, level), [val_fraction], seed, train_index.class_names)
+        val_idx, train_idx = stratified_split(
+            _labels(train_index, level), [val_fraction], seed, train_index.class_names
+        )
         test = FolderDataset(test_index, None, image_size, level, bad_image_log=bad_image_log)
     else:
         train_index = build_index(source, rescan=rescan)
-        val_idx, test_idx, train_idx = stratified_split(_labels(train_index, level), [val_fraction, test_fraction], seed, train_index.class_names)
+        val_idx, test_idx, train_idx = stratified_split(
+            _labels(train_index, level),
+            [val_fraction, test_fraction],
+            seed,
+            train_index.class_names,
+        )
         test = FolderDataset(train_index, test_idx, image_size, level, bad_image_log=bad_image_log)
     train = FolderDataset(train_index, train_idx, image_size, level, bad_image_log=bad_image_log)
     val = FolderDataset(train_index, val_idx, image_size, level, bad_image_log=bad_image_log)
@@ -90,4 +103,6 @@ def _labels(index: ImageIndex, level: int | None) -> np.ndarray:
 def _check_same_classes(train: ImageIndex, test: ImageIndex) -> None:
     if train.class_dirs != test.class_dirs:
         missing = sorted(set(train.class_dirs) ^ set(test.class_dirs))
-        raise ValueError(f"train/ and test/ hold different class folders: {missing[:10]}; both need the same classes")
+        raise ValueError(
+            f"train/ and test/ hold different class folders: {missing[:10]}; both need the same classes"
+        )

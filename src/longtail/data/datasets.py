@@ -28,7 +28,13 @@ class ArrayDataset(Dataset):
     """Images held in memory as uint8 [N, H, W] or [N, H, W, C], scaled to float and normalised
     per channel with ``mean``/``std`` (default: statistics of these images)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
         if images.ndim == 3:
             images = images[:, None]
         elif images.ndim == 4:
@@ -63,7 +69,11 @@ def load_image(path: str | Path, size: int) -> Image.Image:
             im.draft("RGB", (size, size))  # picks the largest 1/2^k scale still >= size
         im = ImageOps.exif_transpose(im)
         if im.mode != "RGB":
-            im = im.convert("RGBA").convert("RGB") if im.mode in ("P", "LA", "PA") else im.convert("RGB")
+            im = (
+                im.convert("RGBA").convert("RGB")
+                if im.mode in ("P", "LA", "PA")
+                else im.convert("RGB")
+            )
         w, h = im.size
         scale = size / min(w, h)
         nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
@@ -97,7 +107,9 @@ class FolderDataset(Dataset):
         bad_image_log: str | Path | None = None,
     ) -> None:
         self.index = index
-        self.indices = np.arange(len(index)) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.indices = (
+            np.arange(len(index)) if indices is None else np.asarray(indices, dtype=np.int64)
+        )
         if level is None:
             labels, self.class_names = index.labels, list(index.class_names)
         else:
@@ -136,7 +148,9 @@ class FolderDataset(Dataset):
 
     def _decode(self, i: int) -> Tensor:
         im = load_image(self.index.filepath(int(self.indices[i])), self.image_size)
-        x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).reshape(self.image_size, self.image_size, 3)
+        x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).reshape(
+            self.image_size, self.image_size, 3
+        )
         return x.permute(2, 0, 1)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
@@ -149,7 +163,9 @@ class FolderDataset(Dataset):
                 self._report(j, err)
                 j = int(self._next_in_class[j])
                 if j == i:
-                    raise RuntimeError(f"every image of class {self.class_names[int(self.targets[i])]} is unreadable") from err
+                    raise RuntimeError(
+                        f"every image of class {self.class_names[int(self.targets[i])]} is unreadable"
+                    ) from err
         x = (x.float().div_(255) - self.mean) / self.std
         if self.transform is not None:
             x = self.transform(x)

@@ -11,12 +11,16 @@ from torch.utils.data import Dataset
 from longtail.data.datasets import ArrayDataset, FolderDataset, batch_collate
 
 
-def loader_kwargs(dataset: Dataset, device: torch.device, num_workers: int | None = None) -> dict[str, Any]:
+def loader_kwargs(
+    dataset: Dataset, device: torch.device, num_workers: int | None = None
+) -> dict[str, Any]:
     """Workers from the CPU count (none for in-memory arrays), pinned memory on CUDA, persistent
     workers and a deeper prefetch when there are workers, and batch-at-once collation for
     longtail's own datasets."""
     if num_workers is None:
-        num_workers = 0 if isinstance(dataset, ArrayDataset) else min(8, len(os.sched_getaffinity(0)))
+        num_workers = (
+            0 if isinstance(dataset, ArrayDataset) else min(8, len(os.sched_getaffinity(0)))
+        )
     kw: dict[str, Any] = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
     if num_workers > 0:
         kw.update(persistent_workers=True, prefetch_factor=4)

@@ -72,9 +72,13 @@ def parse_strategy(spec: str) -> Strategy:
         parts = [parts[0], "ce"] if name in SAMPLERS else ["instance", parts[0]]
     (s_name, s_params), (l_name, l_params) = _parse_part(parts[0]), _parse_part(parts[1])
     if s_name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {s_name!r} in {spec!r}; samplers: {', '.join(sorted(SAMPLERS))}")
+        raise ValueError(
+            f"unknown sampler {s_name!r} in {spec!r}; samplers: {', '.join(sorted(SAMPLERS))}"
+        )
     if l_name not in LOSSES:
-        raise ValueError(f"unknown loss {l_name!r} in {spec!r}; losses: {', '.join(sorted(LOSSES))}")
+        raise ValueError(
+            f"unknown loss {l_name!r} in {spec!r}; losses: {', '.join(sorted(LOSSES))}"
+        )
     return Strategy(s_name, l_name, s_params, l_params, spec.strip())
 
 

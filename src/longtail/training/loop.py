@@ -72,7 +72,7 @@ def _device(name: str) -> torch.device:
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds third-party code that uses the global RNG
     torch.manual_seed(seed)
 
 
@@ -154,32 +154,53 @@ def train(
     counts = dist.counts
 
     seed_everything(config.seed)
-    model = build_model(config.model, dist.num_classes, data.in_channels, data.image_size, config.pretrained).to(device)
+    model = build_model(
+        config.model, dist.num_classes, data.in_channels, data.image_size, config.pretrained
+    ).to(device)
     sampler_params = {"seed": config.seed, "total_epochs": config.epochs, **strategy.sampler_params}
     if strategy.sampler == "balanced_batch":
         per_class = sampler_params.pop("samples_per_class", 4)
-        sampler_params.setdefault("classes_per_batch", max(1, min(np.count_nonzero(counts), config.batch_size // per_class)))
-        sampler = make_sampler("balanced_batch", data.train.targets, samples_per_class=per_class, **sampler_params)
+        sampler_params.setdefault(
+            "classes_per_batch",
+            max(1, min(np.count_nonzero(counts), config.batch_size // per_class)),
+        )
+        sampler = make_sampler(
+            "balanced_batch", data.train.targets, samples_per_class=per_class, **sampler_params
+        )
     else:
         sampler = make_sampler(strategy.sampler, data.train.targets, **sampler_params)
-    criterion = make_loss(strategy.loss, counts, total_epochs=config.epochs, **strategy.loss_params).to(device)
+    criterion = make_loss(
+        strategy.loss, counts, total_epochs=config.epochs, **strategy.loss_params
+    ).to(device)
     if config.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=True,
+        )
     elif config.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
     else:
         raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {config.optimizer!r}")
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     ddp_model: nn.Module = model
     if world > 1:
-        ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
 
     start_epoch, history = 0, []
     ckpt_path = out / CHECKPOINT
     if resume and ckpt_path.exists():
         state = load(ckpt_path)
         if state["config"] != asdict(config):
-            raise ValueError(f"{ckpt_path} was written by another configuration; use a new --out or drop --resume")
+            raise ValueError(
+                f"{ckpt_path} was written by another configuration; use a new --out or drop --resume"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -197,8 +218,13 @@ def train(
     autocast, scaler = _autocast(device, config.amp)
 
     progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-        disable=not (config.progress and main), transient=True,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        disable=not (config.progress and main),
+        transient=True,
     )
     log_rows = history
     with progress:
@@ -209,8 +235,14 @@ def train(
             if hasattr(criterion, "set_epoch"):
                 criterion.set_epoch(epoch)
             ddp_model.train()
-            task = progress.add_task(f"{strategy.label} epoch {epoch + 1}/{config.epochs}", total=len(loader), info="")
-            loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
+            task = progress.add_task(
+                f"{strategy.label} epoch {epoch + 1}/{config.epochs}", total=len(loader), info=""
+            )
+            loss_sum, correct, seen = (
+                torch.zeros((), device=device),
+                torch.zeros((), device=device),
+                0,
+            )
             for step, (x, y) in enumerate(loader):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 with autocast:
@@ -228,7 +260,11 @@ def train(
                 correct += (logits.argmax(1) == y).sum()
                 seen += y.numel()
                 if step % 20 == 0 or step == len(loader) - 1:
-                    progress.update(task, completed=step + 1, info=f"loss {loss_sum.item() / seen:.3f} acc {correct.item() / seen:.3f}")
+                    progress.update(
+                        task,
+                        completed=step + 1,
+                        info=f"loss {loss_sum.item() / seen:.3f} acc {correct.item() / seen:.3f}",
+                    )
             progress.remove_task(task)
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
@@ -258,7 +294,9 @@ def train(
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
-                        "sampler": sampler.state_dict() if isinstance(sampler, CurriculumSampler) else None,
+                        "sampler": sampler.state_dict()
+                        if isinstance(sampler, CurriculumSampler)
+                        else None,
                         "history": log_rows,
                     },
                     ckpt_path,
@@ -266,7 +304,11 @@ def train(
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
 
-    result: dict[str, Any] = {"config": asdict(config), "history": log_rows, "epochs_run": config.epochs - start_epoch}
+    result: dict[str, Any] = {
+        "config": asdict(config),
+        "history": log_rows,
+        "epochs_run": config.epochs - start_epoch,
+    }
     if data.test is not None:
         test = evaluate_model(model, data.test, dist, device, num_workers=config.num_workers)
         result["test"] = test.to_dict()

@@ -14,7 +14,9 @@ BUILTIN = ("mlp", "small_cnn")
 class MLP(nn.Module):
     """Flatten -> [Linear -> ReLU] x len(hidden) -> Linear: the reference model for 28x28 images."""
 
-    def __init__(self, in_features: int, num_classes: int, hidden: tuple[int, ...] = (256, 128)) -> None:
+    def __init__(
+        self, in_features: int, num_classes: int, hidden: tuple[int, ...] = (256, 128)
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
@@ -35,10 +37,19 @@ class SmallCNN(nn.Module):
         super().__init__()
 
         def stage(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.MaxPool2d(2))
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            )
 
         self.features = nn.Sequential(
-            stage(in_channels, width), stage(width, 2 * width), stage(2 * width, 4 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+            stage(in_channels, width),
+            stage(width, 2 * width),
+            stage(2 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.classifier = nn.Linear(4 * width, num_classes)
 
@@ -71,20 +82,26 @@ def build_model(
         except ImportError as err:
             raise ValueError(f"model {name!r} needs timm: pip install timm") from err
         weights_name = pretrained if pretrained and not os.path.exists(pretrained) else None
-        model = timm.create_model(name[5:], pretrained=bool(weights_name), num_classes=num_classes, in_chans=in_channels)
+        model = timm.create_model(
+            name[5:], pretrained=bool(weights_name), num_classes=num_classes, in_chans=in_channels
+        )
     else:
         import torchvision
 
         available = torchvision.models.list_models(module=torchvision.models)
         if name not in available:
-            raise ValueError(f"unknown model {name!r}; use 'mlp', 'small_cnn', 'timm:NAME' or a torchvision classifier such as {', '.join(available[:8])}, ...")
+            raise ValueError(
+                f"unknown model {name!r}; use 'mlp', 'small_cnn', 'timm:NAME' or a torchvision classifier such as {', '.join(available[:8])}, ..."
+            )
         if pretrained and not os.path.exists(pretrained):
             model = torchvision.models.get_model(name, weights=pretrained)
             _replace_head(model, num_classes)
         else:
             model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
         if in_channels != 3:
-            raise ValueError(f"torchvision models expect 3-channel images, got in_channels={in_channels}")
+            raise ValueError(
+                f"torchvision models expect 3-channel images, got in_channels={in_channels}"
+            )
     if pretrained and os.path.exists(pretrained):
         load_pretrained(model, pretrained)
     return model
