@@ -41,6 +41,135 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bundle(args: argparse.Namespace, out: Path):
+    from longtail.data.bundle import embedded_bundle, folder_bundle
+
+    if args.data is None:
+        return embedded_bundle()
+    with console.status(f"Indexing {args.data} ..."):
+        return folder_bundle(
+            args.data,
+            image_size=args.image_size,
+            level=args.level,
+            seed=args.split_seed,
+            rescan=args.rescan,
+            bad_image_log=out / "bad_images.log",
+        )
+
+
+def _config(args: argparse.Namespace, strategy: str, seed: int):
+    from longtail.training.loop import TrainConfig
+
+    return TrainConfig(
+        strategy=strategy,
+        model=args.model,
+        pretrained=args.pretrained,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        seed=seed,
+        device=args.device,
+        num_workers=args.workers,
+        amp=not args.no_amp,
+        progress=not args.no_progress,
+    )
+
+
+def _report_bad_images(out: Path) -> None:
+    from longtail.data.datasets import bad_images
+
+    bad = bad_images(out / "bad_images.log")
+    if bad:
+        err_console.print(
+            f"[yellow]{len(bad)} unreadable image(s) were replaced by others of the same class; see {out / 'bad_images.log'}[/yellow]"
+        )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from longtail.metrics import compare_runs
+    from longtail.report.tables import rich_table
+    from longtail.training.loop import train
+
+    out = args.out or Path("runs") / f"train-{_timestamp()}"
+    out.mkdir(parents=True, exist_ok=True)
+    data = _bundle(args, out)
+    result = train(_config(args, args.strategy, args.seed), data, out, resume=args.resume)
+    if "test" in result:
+        console.print(
+            rich_table(
+                compare_runs({args.strategy: [result["test"]["summary"]]}),
+                title=f"{args.strategy} on {data.name} (test)",
+            )
+        )
+    _report_bad_images(out)
+    console.print(f"Run written to [bold]{out}[/bold] (log.csv, checkpoint.pt, metrics.json)")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from longtail.experiments.compare import run_compare, split_list
+    from longtail.experiments.strategies import DEFAULT_STRATEGIES
+
+    out = args.out or Path("runs") / f"compare-{_timestamp()}"
+    out.mkdir(parents=True, exist_ok=True)
+    strategies = split_list(args.strategies) if args.strategies else list(DEFAULT_STRATEGIES)
+    data = _bundle(args, out)
+    base = _config(args, strategies[0], 0)
+    run_compare(data, strategies, list(range(args.seeds)), base, out, console)
+    _report_bad_images(out)
+    return 0
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        type=Path,
+        help="folder of class sub-folders (optionally train/ and test/) or CSV manifest; default: embedded Fashion-MNIST-LT",
+    )
+    g.add_argument(
+        "--level",
+        type=int,
+        help="hierarchy level used as the label (1 = top folders); default: leaf classes",
+    )
+    g.add_argument(
+        "--image-size",
+        type=int,
+        default=64,
+        help="side of the square input images for folder data (default 64)",
+    )
+    g.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the stratified train/val/test split"
+    )
+    g.add_argument("--rescan", action="store_true", help="ignore the cached index")
+    g = p.add_argument_group("training")
+    g.add_argument(
+        "--model",
+        default="mlp",
+        help="mlp, small_cnn, a torchvision classifier (resnet18, ...) or timm:NAME",
+    )
+    g.add_argument(
+        "--pretrained",
+        help="local weights file, or a torchvision weights name (needs network once)",
+    )
+    g.add_argument("--epochs", type=int, default=10)
+    g.add_argument("--batch-size", type=int, default=128)
+    g.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    g.add_argument(
+        "--workers",
+        type=int,
+        help="DataLoader workers (default: from the CPU count; 0 for in-memory data)",
+    )
+    g.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", type=Path, help="output folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="longtail", description="Long-tailed image classification toolkit."
@@ -69,6 +198,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--rescan", action="store_true", help="ignore the cached index and scan the folder again"
     )
     p.set_defaults(func=_analyze)
+
+    p = sub.add_parser("train", help="train one strategy (sampler+loss)")
+    p.add_argument(
+        "--strategy",
+        default="instance+ce",
+        help="SAMPLER+LOSS, e.g. class_balanced+focal or weighted[scheme=sqrt_inverse]+ce",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
+    _add_training_options(p)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser(
+        "compare", help="train several strategies under identical conditions and compare them"
+    )
+    p.add_argument(
+        "--strategies",
+        help="comma-separated strategies (default: a set covering the standard methods)",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="seeds per strategy (default 3)")
+    _add_training_options(p)
+    p.set_defaults(func=_compare)
     return parser
 
 
@@ -76,7 +227,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+    except (
+        ValueError,
+        FileNotFoundError,
+        NotADirectoryError,
+    ) as err:  # bad input: a message, not a traceback
         err_console.print(f"[bold red]error:[/bold red] {err}")
         return 2
 

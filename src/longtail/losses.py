@@ -302,6 +302,9 @@ def make_loss(
     """Build the loss registered as ``name`` for training class ``counts``."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
-    if name == "ldam_drw":
-        return _ldam_drw(counts, total_epochs, **params)
-    return LOSSES[name](counts, **params)
+    try:
+        if name == "ldam_drw":
+            return _ldam_drw(counts, total_epochs, **params)
+        return LOSSES[name](counts, **params)
+    except TypeError as err:
+        raise ValueError(f"bad parameters {sorted(params)} for loss {name!r}: {err}") from err

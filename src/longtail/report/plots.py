@@ -82,7 +82,9 @@ def plot_per_class_recall(
 ) -> Path:
     """Per-class recall of several strategies, classes sorted by training count (largest first)."""
     order = np.argsort(-dist.counts, kind="stable")
-    fig, ax1 = plt.subplots(figsize=(min(max(7.0, 0.3 * dist.num_classes + 3), 24.0), 4.8))
+    fig, ax1 = plt.subplots(
+        figsize=(min(max(8.0, 0.3 * dist.num_classes + 3), 24.0), 5.5 + 0.2 * len(recalls))
+    )
     ax2 = ax1.twinx()
     ax2.bar(np.arange(dist.num_classes), dist.counts[order], color="lightgrey", alpha=0.6)
     ax2.set_yscale("log")
@@ -96,7 +98,7 @@ def plot_per_class_recall(
     ax1.set_ylabel("recall on test")
     ax1.set_ylim(0, 1.02)
     ax1.grid(alpha=0.3)
-    ax1.legend(fontsize=7, ncol=2, loc="lower left")
+    ax1.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.32), frameon=False)
     ax1.set_title("Per-class recall, classes sorted by training count")
     return _save(fig, path)
 

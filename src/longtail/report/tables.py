@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 LABELS = {
@@ -30,7 +31,7 @@ LABELS = {
 }
 
 
-def _cell(entry: dict[str, float] | None, baseline: bool, markup: bool = False) -> str:
+def _cell(entry: dict[str, float] | None, baseline: bool) -> str:
     if entry is None or math.isnan(entry["mean"]):
         return "-"
     text = f"{100 * entry['mean']:.1f}"
@@ -38,15 +39,11 @@ def _cell(entry: dict[str, float] | None, baseline: bool, markup: bool = False) 
         text += f" ± {100 * entry['std']:.1f}"
     if not baseline and "delta_points" in entry:
         d = entry["delta_points"]
-        delta = f"{d:+.1f}"
-        if markup:
-            colour = "green" if d > 0.05 else "red" if d < -0.05 else "dim"
-            delta = f"[{colour}]{delta}[/{colour}]"
-        text += f" ({delta})"
+        text += f" ({d:+.1f})"
     return text
 
 
-def _rows(comparison: dict[str, Any], markup: bool = False) -> tuple[list[str], list[list[str]]]:
+def _rows(comparison: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     names = comparison["strategies"]
     header = ["metric (%)"] + [
         f"{n} (baseline)" if n == comparison["baseline"] else n for n in names
@@ -55,18 +52,49 @@ def _rows(comparison: dict[str, Any], markup: bool = False) -> tuple[list[str], 
     for metric, row in comparison["metrics"].items():
         rows.append(
             [LABELS.get(metric, metric)]
-            + [_cell(row.get(n), n == comparison["baseline"], markup) for n in names]
+            + [_cell(row.get(n), n == comparison["baseline"]) for n in names]
         )
     return header, rows
 
 
+SHORT = {
+    "accuracy": "acc",
+    "balanced_accuracy": "bal acc",
+    "macro_f1": "macro F1",
+    "head_f1": "head F1",
+    "medium_f1": "med F1",
+    "tail_f1": "tail F1",
+    "head_recall": "head R",
+    "medium_recall": "med R",
+    "tail_recall": "tail R",
+}
+
+
 def rich_table(comparison: dict[str, Any], title: str = "Strategies compared") -> Table:
-    header, rows = _rows(comparison, markup=True)
-    table = Table(title=title, caption="mean ± std over seeds, (change vs baseline in points)")
-    for h in header:
-        table.add_column(h, justify="right" if h != header[0] else "left")
-    for row in rows:
-        table.add_row(*row)
+    """Terminal table: one row per strategy, one column per metric; mean (change vs baseline)."""
+    names = comparison["strategies"]
+    metrics = list(comparison["metrics"])
+    table = Table(
+        title=title,
+        caption="test %, mean over seeds (change vs baseline in points); std in report.md",
+    )
+    table.add_column("strategy")
+    for m in metrics:
+        table.add_column(SHORT.get(m, m), justify="right")
+    for n in names:
+        cells = []
+        for m in metrics:
+            e = comparison["metrics"][m].get(n)
+            if e is None or math.isnan(e["mean"]):
+                cells.append("-")
+                continue
+            text = f"{100 * e['mean']:.1f}"
+            if n != comparison["baseline"]:
+                d = e.get("delta_points", 0.0)
+                colour = "green" if d > 0.05 else "red" if d < -0.05 else "dim"
+                text += f"\n[{colour}]{d:+.1f}[/{colour}]"
+            cells.append(text)
+        table.add_row(escape(n) + (" (baseline)" if n == comparison["baseline"] else ""), *cells)
     return table
 
 

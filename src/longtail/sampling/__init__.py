@@ -34,6 +34,12 @@ def _progressive(labels: Any, *, total_epochs: int | None = None, **kw: Any) -> 
     return ProgressiveSampler(labels, total_epochs=total_epochs, **kw)
 
 
+def _scheme_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    """Move weight-scheme parameters (alpha, q, beta) into ``scheme_kwargs``."""
+    scheme = {k: kw.pop(k) for k in ("alpha", "q", "beta") if k in kw}
+    return {**kw, "scheme_kwargs": scheme} if scheme else kw
+
+
 def _drop_epochs(factory: Callable[..., Sampler]) -> Callable[..., Sampler]:
     def build(labels: Any, *, total_epochs: int | None = None, **kw: Any) -> Sampler:
         return factory(labels, **kw)
@@ -43,7 +49,9 @@ def _drop_epochs(factory: Callable[..., Sampler]) -> Callable[..., Sampler]:
 
 SAMPLERS: dict[str, Callable[..., Sampler]] = {
     "instance": _drop_epochs(InstanceSampler),
-    "weighted": _drop_epochs(lambda labels, **kw: WeightedSampler(labels=labels, **kw)),
+    "weighted": _drop_epochs(
+        lambda labels, **kw: WeightedSampler(labels=labels, **_scheme_kwargs(kw))
+    ),
     "class_balanced": _drop_epochs(ClassBalancedSampler),
     "sqrt": _drop_epochs(lambda labels, **kw: PowerSampler(labels, q=kw.pop("q", 0.5), **kw)),
     "progressive": _progressive,
@@ -59,7 +67,10 @@ def make_sampler(name: str, labels: Any, **params: Any) -> Sampler:
     (``total_epochs`` is passed where the strategy uses it and ignored elsewhere)."""
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
-    return SAMPLERS[name](labels, **params)
+    try:
+        return SAMPLERS[name](labels, **params)
+    except TypeError as err:
+        raise ValueError(f"bad parameters {sorted(params)} for sampler {name!r}: {err}") from err
 
 
 __all__ = [

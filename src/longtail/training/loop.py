@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.distributed as tdist
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -236,7 +237,9 @@ def train(
                 criterion.set_epoch(epoch)
             ddp_model.train()
             task = progress.add_task(
-                f"{strategy.label} epoch {epoch + 1}/{config.epochs}", total=len(loader), info=""
+                f"{escape(strategy.label)} epoch {epoch + 1}/{config.epochs}",
+                total=len(loader),
+                info="",
             )
             loss_sum, correct, seen = (
                 torch.zeros((), device=device),
