@@ -91,8 +91,6 @@ def evaluate_model(
     rank, world = (tdist.get_rank(), tdist.get_world_size()) if tdist.is_initialized() else (0, 1)
     part: Dataset = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
     kw = loader_kwargs(dataset, device, num_workers)
-    if world > 1 and "collate_fn" in kw:
-        kw.pop("collate_fn")
     model.eval()
     acc = MetricAccumulator(distribution.num_classes)
     for x, y in DataLoader(part, batch_size=batch_size, shuffle=False, **kw):
@@ -210,8 +208,6 @@ def train(
         start_epoch, history = state["epoch"] + 1, state["history"]
 
     kw = loader_kwargs(data.train, device, config.num_workers)
-    if world > 1:
-        kw.pop("collate_fn", None)
     if isinstance(sampler, BalancedBatchSampler):
         loader = DataLoader(data.train, batch_sampler=sampler, **kw)
     else:

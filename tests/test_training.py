@@ -1,0 +1,290 @@
+"""End to end: train on generated image folders (with a corrupt file), resume, DDP, compare."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers import write_tree
+from longtail.cli import main
+from longtail.data.bundle import embedded_bundle, folder_bundle
+from longtail.data.datasets import ArrayDataset, FolderDataset, load_image
+from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
+from longtail.data.index import build_index
+from longtail.distribution import ClassDistribution
+from longtail.experiments.strategies import parse_strategy
+from longtail.training.loop import TrainConfig, train
+
+HERE = Path(__file__).parent
+TREE = {"animals/cat": 24, "animals/dog": 12, "plants/tree": 8, "plants/flower": 6}
+
+
+@pytest.fixture(scope="module")
+def image_tree(tmp_path_factory):
+    root = write_tree(tmp_path_factory.mktemp("imgs") / "data", TREE, size=20)
+    (root / "animals" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    return root
+
+
+def small_config(**kw):
+    base = {
+        "model": "small_cnn",
+        "epochs": 2,
+        "batch_size": 8,
+        "num_workers": 0,
+        "progress": False,
+        "lr": 3e-3,
+    }
+    return TrainConfig(**{**base, **kw})
+
+
+def test_train_end_to_end_with_corrupt_image(image_tree, tmp_path, caplog):
+    bad_log = tmp_path / "bad.log"
+    data = folder_bundle(image_tree, image_size=16, bad_image_log=bad_log)
+    assert data.distribution.num_classes == 4 and data.distribution.num_levels == 2
+    for part in (data.train, data.val, data.test):
+        assert set(part.targets.tolist()) == {0, 1, 2, 3}  # stratified: every class everywhere
+    out = tmp_path / "run"
+    result = train(small_config(strategy="weighted+focal"), data, out)
+    with open(out / "log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(np.isfinite(float(r["train_loss"])) for r in rows)
+    assert set(result["test"]["summary"]) >= {"balanced_accuracy", "tail_recall", "head_f1", "ece"}
+    assert json.loads((out / "metrics.json").read_text())["test"]["per_class"][0]["class"] == "cat"
+    # the corrupt file was reported (path and reason), once, and did not stop training
+    lines = bad_log.read_text().splitlines()
+    assert len(lines) == len(set(lines)) >= 1 and "broken.jpg" in lines[0]
+    assert "broken.jpg" in caplog.text
+
+
+def test_hierarchy_level_as_label(image_tree):
+    data = folder_bundle(image_tree, image_size=16, level=1)
+    assert data.train.class_names == ["animals", "plants"]
+    assert data.distribution.class_names == ("animals", "plants")
+    assert data.distribution.counts.sum() == len(data.train)
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
+    data = embedded_bundle()
+    tr = load_fashion_mnist_lt("train")
+    data.train = ArrayDataset(tr.images[::10], tr.labels[::10], data.train.mean, data.train.std)
+    data.distribution = ClassDistribution.from_labels(tr.labels[::10], class_names=tr.class_names)
+    config = TrainConfig(strategy="curriculum+ldam_drw", epochs=3, batch_size=64, progress=False)
+    full = train(config, data, tmp_path / "full")
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_second_epoch(epoch, row):
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(config, data, tmp_path / "killed", on_epoch_end=kill_after_second_epoch)
+    resumed = train(config, data, tmp_path / "killed", resume=True)
+    assert resumed["epochs_run"] == 1
+    assert resumed["test"]["summary"] == pytest.approx(full["test"]["summary"])
+
+    def without_time(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+    assert without_time(resumed["history"]) == without_time(full["history"])
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="another configuration"):
+        train(
+            TrainConfig(strategy="instance+ce", epochs=3, progress=False),
+            data,
+            tmp_path / "killed",
+            resume=True,
+        )
+
+
+def test_checkpoint_is_written_atomically(tmp_path, monkeypatch):
+    from longtail.training import checkpoint
+
+    path = tmp_path / "c.pt"
+    checkpoint.save_atomic({"a": 1}, path)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.torch, "save", crash)
+    with pytest.raises(OSError):
+        checkpoint.save_atomic({"a": 2}, path)
+    assert checkpoint.load(path) == {"a": 1}  # the old checkpoint survives a failed write
+
+
+def test_two_process_torchrun_training(image_tree, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE))
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(HERE / "ddp_train_worker.py"),
+        str(image_tree),
+        str(tmp_path),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0]["world"] == 2
+    assert ranks[0]["summary"] == ranks[1]["summary"]  # metrics reduced across ranks
+    assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "log.csv").exists()
+
+
+def test_cli_compare_two_strategies_one_seed(tmp_path):
+    out = tmp_path / "cmp"
+    code = main(
+        [
+            "compare",
+            "--strategies",
+            "instance+ce,weighted[scheme=sqrt_inverse]+focal[gamma=1]",
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["strategies"] == ["instance+ce", "weighted[scheme=sqrt_inverse]+focal[gamma=1]"]
+    bal = results["metrics"]["balanced_accuracy"]
+    assert bal["instance+ce"]["delta_points"] == 0
+    assert 0.3 < bal["instance+ce"]["mean"] <= 1
+    for name in (
+        "report.md",
+        "results.csv",
+        "comparison.md",
+        "per_class_recall.png",
+        "class_counts.png",
+        "confusion_best.png",
+    ):
+        assert (out / name).stat().st_size > 0
+    assert "tail recall" in (out / "report.md").read_text()
+    # a second call reuses the finished runs
+    mtime = (out / "runs" / "instance+ce" / "seed0" / "metrics.json").stat().st_mtime
+    assert (
+        main(
+            [
+                "compare",
+                "--strategies",
+                "instance+ce,weighted[scheme=sqrt_inverse]+focal[gamma=1]",
+                "--seeds",
+                "1",
+                "--epochs",
+                "1",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (out / "runs" / "instance+ce" / "seed0" / "metrics.json").stat().st_mtime == mtime
+
+
+def test_cli_train_on_folder(image_tree, tmp_path, capsys):
+    out = tmp_path / "t"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(image_tree),
+                "--image-size",
+                "16",
+                "--model",
+                "small_cnn",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--workers",
+                "0",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (out / "metrics.json").exists()
+    assert "unreadable image" in capsys.readouterr().err
+
+
+def test_strategy_parsing_and_errors(capsys):
+    s = parse_strategy("weighted[scheme=smooth_inverse,alpha=500]+focal[gamma=1.5]")
+    assert (s.sampler, s.sampler_params, s.loss, s.loss_params) == (
+        "weighted",
+        {"scheme": "smooth_inverse", "alpha": 500},
+        "focal",
+        {"gamma": 1.5},
+    )
+    assert parse_strategy("hybrid").loss == "ce" and parse_strategy("focal").sampler == "instance"
+    with pytest.raises(ValueError, match="unknown sampler"):
+        parse_strategy("smote+ce")
+    with pytest.raises(ValueError, match="unknown loss"):
+        parse_strategy("instance+dice")
+    assert (
+        main(
+            [
+                "compare",
+                "--strategies",
+                "instance+nope",
+                "--seeds",
+                "1",
+                "--epochs",
+                "1",
+                "--out",
+                "/tmp/never",
+            ]
+        )
+        == 2
+    )
+    assert "unknown loss" in capsys.readouterr().err
+
+
+def test_load_image_modes_and_exif(tmp_path):
+    big = Image.new("RGB", (800, 400), (200, 10, 10))
+    big.save(tmp_path / "big.jpg")
+    im = load_image(tmp_path / "big.jpg", 64)
+    assert im.size == (64, 64) and im.mode == "RGB"
+    Image.new("L", (30, 30), 128).save(tmp_path / "gray.png")
+    Image.new("P", (30, 30)).save(tmp_path / "pal.png")
+    Image.new("CMYK", (30, 30), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
+    for name in ("gray.png", "pal.png", "cmyk.jpg"):
+        assert load_image(tmp_path / name, 16).mode == "RGB"
+    assert np.asarray(load_image(tmp_path / "cmyk.jpg", 16))[8, 8, 0] > 200  # CMYK red -> RGB red
+    # EXIF orientation 6 (rotate 90): a 40x20 landscape photo is shown as portrait
+    tall = Image.new("RGB", (40, 20))
+    tall.paste((255, 255, 255), (0, 0, 20, 20))  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    tall.save(tmp_path / "rot.jpg", exif=exif)
+    arr = np.asarray(load_image(tmp_path / "rot.jpg", 20).convert("L"))
+    assert arr[:5].mean() > 200 and arr[-5:].mean() < 60  # white half now on top
+
+
+def test_folder_dataset_all_corrupt_class_fails_clearly(tmp_path):
+    root = write_tree(tmp_path / "d", {"a": 2})
+    (tmp_path / "d" / "b").mkdir()
+    (tmp_path / "d" / "b" / "x.jpg").write_bytes(b"junk")
+    ds = FolderDataset(build_index(root), image_size=8)
+    with pytest.raises(RuntimeError, match="every image of class b is unreadable"):
+        ds[2]
