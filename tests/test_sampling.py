@@ -324,3 +324,12 @@ def test_shard_pads_by_wrapping():
     assert shard(plan, 4, 0).tolist() == [0, 4]
     assert shard(plan, 4, 1).tolist() == [1, 0]
     assert shard(plan, 4, 3, drop_last=True).tolist() == [3]
+
+
+def test_weighted_sampler_inverse_cdf_path_for_many_distinct_weights():
+    weights = np.linspace(1.0, 3.0, 10_000)  # 10,000 distinct values: no grouping by value
+    s = WeightedSampler(weights, 200_000, seed=0)
+    assert s.groups is None
+    buckets = np.bincount(s.plan(0) // 1000, minlength=10) / 200_000
+    expected = weights.reshape(10, 1000).sum(1) / weights.sum()
+    np.testing.assert_allclose(buckets, expected, atol=TOL)

@@ -60,13 +60,15 @@ class ArrayDataset(Dataset):
         return self.x[idx], self.targets[idx]
 
 
-def load_image(path: str | Path, size: int) -> Image.Image:
+def load_image(path: str | Path, size: int, resize_size: int | None = None) -> Image.Image:
     """Decode an image as RGB, respecting EXIF orientation, with JPEG reduce-on-decode (Pillow's
     ``draft``) so a large photo bound for ``size`` pixels is not decoded at full resolution; the
-    shorter side is then resized to ``size`` and the centre cropped to size x size."""
+    shorter side is then resized to ``resize_size`` (default ``size``) and the centre cropped to
+    size x size (``resize_size=256, size=224`` is torchvision's Resize(256) + CenterCrop(224))."""
+    resize_size = resize_size or size
     with Image.open(path) as im:
         if im.format == "JPEG":
-            im.draft("RGB", (size, size))  # picks the largest 1/2^k scale still >= size
+            im.draft("RGB", (resize_size, resize_size))  # the smallest 1/2^k scale still >= resize_size
         im = ImageOps.exif_transpose(im)
         if im.mode != "RGB":
             im = (
@@ -75,8 +77,8 @@ def load_image(path: str | Path, size: int) -> Image.Image:
                 else im.convert("RGB")
             )
         w, h = im.size
-        scale = size / min(w, h)
-        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+        scale = resize_size / min(w, h)
+        nw, nh = max(resize_size, round(w * scale)), max(resize_size, round(h * scale))
         im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
         left, top = (nw - size) // 2, (nh - size) // 2
         return im.crop((left, top, left + size, top + size))
@@ -105,8 +107,10 @@ class FolderDataset(Dataset):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         bad_image_log: str | Path | None = None,
+        resize_size: int | None = None,
     ) -> None:
         self.index = index
+        self.resize_size = resize_size
         self.indices = (
             np.arange(len(index)) if indices is None else np.asarray(indices, dtype=np.int64)
         )
@@ -147,7 +151,7 @@ class FolderDataset(Dataset):
                 fh.write(f"{path}\t{type(err).__name__}: {err}\n")
 
     def _decode(self, i: int) -> Tensor:
-        im = load_image(self.index.filepath(int(self.indices[i])), self.image_size)
+        im = load_image(self.index.filepath(int(self.indices[i])), self.image_size, self.resize_size)
         x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).reshape(
             self.image_size, self.image_size, 3
         )

@@ -1,0 +1,98 @@
+"""Input-pipeline throughput to 224x224 tensors: longtail's FolderDataset vs torchvision's ImageFolder
+with Resize(256) + CenterCrop(224) + ToTensor, same run, same DataLoader settings.
+
+Usage: python benchmarks/pipeline.py [--per-size 150] [--workers 2] [--sizes 160 320 640 1280 2560]
+
+Writes a tree of real photographs (scikit-learn's two sample images, ``china.jpg`` and
+``flower.jpg``, resized with random crops and flips, JPEG quality 90) for each longer-side size, in
+5 classes, then times one pass over each size's images for both pipelines: images per second,
+median of ``--repeats`` passes. Both produce the same geometry (shorter side to 256, centre 224);
+longtail decodes large JPEGs at a reduced scale (Pillow ``draft``) before resizing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+
+def write_photos(root: Path, sizes: list[int], per_size: int, seed: int = 0) -> None:
+    from sklearn.datasets import load_sample_images
+
+    photos = [Image.fromarray(a) for a in load_sample_images().images]
+    rng = np.random.default_rng(seed)
+    for size in sizes:
+        for i in range(per_size):
+            src = photos[i % len(photos)]
+            w, h = src.size
+            cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
+            x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            im = src.crop((x, y, x + cw, y + ch))
+            if rng.random() < 0.5:
+                im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            scale = size / max(cw, ch)
+            im = im.resize((max(1, round(cw * scale)), max(1, round(ch * scale))), Image.BICUBIC)
+            folder = root / f"px{size}" / f"class{i % 5}"
+            folder.mkdir(parents=True, exist_ok=True)
+            im.save(folder / f"{i:05d}.jpg", quality=90)
+
+
+def throughput(dataset, workers: int, repeats: int, batch_size: int = 32) -> float:
+    from longtail.data.datasets import FolderDataset, batch_collate
+
+    kwargs = {"num_workers": workers, "persistent_workers": workers > 0}
+    if isinstance(dataset, FolderDataset):
+        kwargs["collate_fn"] = batch_collate  # it returns whole batches from __getitems__
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **kwargs)
+    rates = []
+    for _ in range(repeats + 1):  # the first pass warms the workers and the file cache
+        t0 = time.perf_counter()
+        n = 0
+        for x, _ in loader:
+            assert x.shape[1:] == (3, 224, 224)
+            n += x.shape[0]
+        rates.append(n / (time.perf_counter() - t0))
+    return statistics.median(rates[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "longtail-pipeline-bench")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[160, 320, 640, 1280, 2560])
+    parser.add_argument("--per-size", type=int, default=150)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    from torchvision import transforms
+    from torchvision.datasets import ImageFolder
+
+    from longtail.data.datasets import FolderDataset
+    from longtail.data.index import build_index
+
+    shutil.rmtree(args.root, ignore_errors=True)
+    write_photos(args.root, args.sizes, args.per_size)
+    torch.set_num_threads(1)
+    tv_transform = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])
+    print(f"{args.per_size} photos per size, {args.workers} DataLoader workers, batch 32, images/s (median of {args.repeats})")
+    print(f"{'longer side px':>15} {'ImageFolder':>12} {'longtail':>10} {'speed-up':>9}")
+    for size in args.sizes:
+        folder = args.root / f"px{size}"
+        tv = throughput(ImageFolder(str(folder), transform=tv_transform), args.workers, args.repeats)
+        ours_ds = FolderDataset(build_index(folder, use_cache=False), image_size=224, resize_size=256)
+        ours = throughput(ours_ds, args.workers, args.repeats)
+        print(f"{size:>15} {tv:12.0f} {ours:10.0f} {ours / tv:8.2f}x", flush=True)
+    shutil.rmtree(args.root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
