@@ -25,23 +25,57 @@ from pathlib import Path
 import numpy as np
 
 LEAVES = [
-    "agriculture_land/arable_land/dry_field", "agriculture_land/arable_land/greenhouse", "agriculture_land/arable_land/paddy_field",
-    "agriculture_land/arable_land/terraced_field", "agriculture_land/meadow", "agriculture_land/woodland/forest",
-    "agriculture_land/woodland/orchard", "commercial_land/commercial_area", "industrial_land/factory_area",
-    "industrial_land/mining_area", "industrial_land/power_station/solar_power_plant", "industrial_land/power_station/wind_turbine",
-    "industrial_land/oil_field", "industrial_land/storage_tank", "industrial_land/works/quarry",
-    "public_service_land/leisure_land/golf_course", "public_service_land/leisure_land/ground_track_field",
-    "public_service_land/leisure_land/basketball_court", "public_service_land/leisure_land/tennis_court",
-    "public_service_land/leisure_land/baseball_field", "public_service_land/leisure_land/swimming_pool",
-    "public_service_land/special_land/cemetery", "public_service_land/special_land/church", "public_service_land/religious_land",
-    "public_service_land/special_land/sparse_shrub", "residential_land/apartment", "residential_land/detached_house",
-    "residential_land/mobile_home_park", "transportation_land/airport_area/runway", "transportation_land/airport_area/apron",
-    "transportation_land/airport_area/helipad", "transportation_land/highway_area/bridge", "transportation_land/highway_area/intersection",
-    "transportation_land/highway_area/roundabout", "transportation_land/highway_area/viaduct", "transportation_land/highway_area/parking_lot",
-    "transportation_land/port_area/pier", "transportation_land/railway_area/railway", "transportation_land/railway_area/train_station",
-    "transportation_land/road", "unutilized_land/bare_land", "unutilized_land/desert", "unutilized_land/ice_land",
-    "unutilized_land/island", "unutilized_land/rock_land", "unutilized_land/sparse_shrub_land", "water_area/beach",
-    "water_area/dam", "water_area/lake", "water_area/river", "water_area/ocean",
+    "agriculture_land/arable_land/dry_field",
+    "agriculture_land/arable_land/greenhouse",
+    "agriculture_land/arable_land/paddy_field",
+    "agriculture_land/arable_land/terraced_field",
+    "agriculture_land/meadow",
+    "agriculture_land/woodland/forest",
+    "agriculture_land/woodland/orchard",
+    "commercial_land/commercial_area",
+    "industrial_land/factory_area",
+    "industrial_land/mining_area",
+    "industrial_land/power_station/solar_power_plant",
+    "industrial_land/power_station/wind_turbine",
+    "industrial_land/oil_field",
+    "industrial_land/storage_tank",
+    "industrial_land/works/quarry",
+    "public_service_land/leisure_land/golf_course",
+    "public_service_land/leisure_land/ground_track_field",
+    "public_service_land/leisure_land/basketball_court",
+    "public_service_land/leisure_land/tennis_court",
+    "public_service_land/leisure_land/baseball_field",
+    "public_service_land/leisure_land/swimming_pool",
+    "public_service_land/special_land/cemetery",
+    "public_service_land/special_land/church",
+    "public_service_land/religious_land",
+    "public_service_land/special_land/sparse_shrub",
+    "residential_land/apartment",
+    "residential_land/detached_house",
+    "residential_land/mobile_home_park",
+    "transportation_land/airport_area/runway",
+    "transportation_land/airport_area/apron",
+    "transportation_land/airport_area/helipad",
+    "transportation_land/highway_area/bridge",
+    "transportation_land/highway_area/intersection",
+    "transportation_land/highway_area/roundabout",
+    "transportation_land/highway_area/viaduct",
+    "transportation_land/highway_area/parking_lot",
+    "transportation_land/port_area/pier",
+    "transportation_land/railway_area/railway",
+    "transportation_land/railway_area/train_station",
+    "transportation_land/road",
+    "unutilized_land/bare_land",
+    "unutilized_land/desert",
+    "unutilized_land/ice_land",
+    "unutilized_land/island",
+    "unutilized_land/rock_land",
+    "unutilized_land/sparse_shrub_land",
+    "water_area/beach",
+    "water_area/dam",
+    "water_area/lake",
+    "water_area/river",
+    "water_area/ocean",
 ]
 
 
@@ -67,7 +101,9 @@ def timed(fn, repeats: int) -> tuple[float, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "longtail-index-bench")
+    parser.add_argument(
+        "--root", type=Path, default=Path(tempfile.gettempdir()) / "longtail-index-bench"
+    )
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the generated tree")
@@ -82,19 +118,31 @@ def main() -> None:
         shutil.rmtree(args.root, ignore_errors=True)
         t0 = time.perf_counter()
         make_tree(args.root, args.files)
-        print(f"wrote {args.files:,} empty .jpg files in {time.perf_counter() - t0:.0f}s under {args.root}")
+        print(
+            f"wrote {args.files:,} empty .jpg files in {time.perf_counter() - t0:.0f}s under {args.root}"
+        )
     cache = Path(tempfile.mkdtemp())
     scan_folder(args.root)  # warm the file-system cache
-    t_if, ds = timed(lambda: ImageFolder(str(args.root), loader=lambda p: p, allow_empty=True), args.repeats)
+    t_if, ds = timed(
+        lambda: ImageFolder(str(args.root), loader=lambda p: p, allow_empty=True), args.repeats
+    )
     t_scan, (index, _) = timed(lambda: scan_folder(args.root), args.repeats)
     build_index(args.root, cache_dir=cache, rescan=True)
     t_cached, cached = timed(lambda: build_index(args.root, cache_dir=cache), args.repeats)
     assert len(ds) == len(index) == len(cached) == args.files
     n_levels = index.distribution().num_levels
-    print(f"files: {len(index):,}; leaf classes: {index.num_classes}; hierarchy levels: {n_levels}; cores: {os.cpu_count()}")
-    print(f"{'torchvision ImageFolder(root)':42s} {t_if:7.2f} s   (8 top-level classes, no hierarchy, no sizes)")
-    print(f"{'longtail first index (scan_folder)':42s} {t_scan:7.2f} s   {t_if / t_scan:.2f}x ImageFolder's speed")
-    print(f"{'longtail cached reload (build_index)':42s} {t_cached:7.2f} s   {t_if / t_cached:.1f}x ImageFolder's speed")
+    print(
+        f"files: {len(index):,}; leaf classes: {index.num_classes}; hierarchy levels: {n_levels}; cores: {os.cpu_count()}"
+    )
+    print(
+        f"{'torchvision ImageFolder(root)':42s} {t_if:7.2f} s   (8 top-level classes, no hierarchy, no sizes)"
+    )
+    print(
+        f"{'longtail first index (scan_folder)':42s} {t_scan:7.2f} s   {t_if / t_scan:.2f}x ImageFolder's speed"
+    )
+    print(
+        f"{'longtail cached reload (build_index)':42s} {t_cached:7.2f} s   {t_if / t_cached:.1f}x ImageFolder's speed"
+    )
     shutil.rmtree(cache, ignore_errors=True)
     if not args.keep:
         shutil.rmtree(args.root, ignore_errors=True)

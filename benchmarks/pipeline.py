@@ -66,7 +66,9 @@ def throughput(dataset, workers: int, repeats: int, batch_size: int = 32) -> flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "longtail-pipeline-bench")
+    parser.add_argument(
+        "--root", type=Path, default=Path(tempfile.gettempdir()) / "longtail-pipeline-bench"
+    )
     parser.add_argument("--sizes", nargs="+", type=int, default=[160, 320, 640, 1280, 2560])
     parser.add_argument("--per-size", type=int, default=150)
     parser.add_argument("--workers", type=int, default=2)
@@ -82,13 +84,21 @@ def main() -> None:
     shutil.rmtree(args.root, ignore_errors=True)
     write_photos(args.root, args.sizes, args.per_size)
     torch.set_num_threads(1)
-    tv_transform = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])
-    print(f"{args.per_size} photos per size, {args.workers} DataLoader workers, batch 32, images/s (median of {args.repeats})")
+    tv_transform = transforms.Compose(
+        [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()]
+    )
+    print(
+        f"{args.per_size} photos per size, {args.workers} DataLoader workers, batch 32, images/s (median of {args.repeats})"
+    )
     print(f"{'longer side px':>15} {'ImageFolder':>12} {'longtail':>10} {'speed-up':>9}")
     for size in args.sizes:
         folder = args.root / f"px{size}"
-        tv = throughput(ImageFolder(str(folder), transform=tv_transform), args.workers, args.repeats)
-        ours_ds = FolderDataset(build_index(folder, use_cache=False), image_size=224, resize_size=256)
+        tv = throughput(
+            ImageFolder(str(folder), transform=tv_transform), args.workers, args.repeats
+        )
+        ours_ds = FolderDataset(
+            build_index(folder, use_cache=False), image_size=224, resize_size=256
+        )
         ours = throughput(ours_ds, args.workers, args.repeats)
         print(f"{size:>15} {tv:12.0f} {ours:10.0f} {ours / tv:8.2f}x", flush=True)
     shutil.rmtree(args.root, ignore_errors=True)

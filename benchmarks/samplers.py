@@ -80,7 +80,13 @@ def run_one(name: str, n: int) -> dict[str, float]:
     collections.deque(iter(sampler), maxlen=0)
     t3 = time.perf_counter()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"build_s": t1 - t0, "tensor_s": t2 - t1, "list_s": t3 - t2, "peak_mib": (peak - base) / 1024}
+    return {
+        "build_s": t1 - t0,
+        "tensor_s": t2 - t1,
+        "list_s": t3 - t2,
+        "epoch_len": arr.numel(),
+        "peak_mib": (peak - base) / 1024,
+    }
 
 
 SAMPLERS = [
@@ -103,8 +109,12 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_one(args.one[0], int(float(args.one[1])))))
         return
-    print("one epoch's indices, 'tensor': as an index tensor; 'iter': Python ints from iter(sampler), as a DataLoader takes them")
-    print(f"{'N':>12} {'sampler':28} {'build s':>8} {'tensor s':>9} {'iter s':>8} {'peak MiB':>9} {'x torch (tensor)':>17} {'x torch (iter)':>15}")
+    print(
+        "one epoch's indices, 'tensor': as an index tensor; 'iter': Python ints from iter(sampler), as a DataLoader takes them"
+    )
+    print(
+        f"{'N':>12} {'sampler':28} {'build s':>8} {'tensor s':>9} {'iter s':>8} {'peak MiB':>9} {'x torch (tensor)':>17} {'x torch (iter)':>15}"
+    )
     for n in (int(s) for s in args.sizes):
         ref = None
         for name in SAMPLERS:
@@ -113,7 +123,11 @@ def main() -> None:
                 continue
             best = None
             for _ in range(args.repeats):
-                proc = subprocess.run([sys.executable, __file__, "--one", name, str(n)], capture_output=True, text=True)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--one", name, str(n)],
+                    capture_output=True,
+                    text=True,
+                )
                 if proc.returncode:
                     print(f"{n:>12,} {name:28} failed: {proc.stderr.strip().splitlines()[-1]}")
                     break
@@ -125,7 +139,10 @@ def main() -> None:
                 ref = best
             ratios = ("", "")
             if ref is not None and not name.startswith("torch"):
-                ratios = (f"{ref['tensor_s'] / best['tensor_s']:.1f}x", f"{ref['list_s'] / best['list_s']:.1f}x")
+                ratios = (
+                    f"{ref['tensor_s'] / best['tensor_s']:.1f}x",
+                    f"{ref['list_s'] / best['list_s']:.1f}x",
+                )
             print(
                 f"{n:>12,} {name:28} {best['build_s']:8.2f} {best['tensor_s']:9.2f} {best['list_s']:8.2f} "
                 f"{best['peak_mib']:9.0f} {ratios[0]:>17} {ratios[1]:>15}",

@@ -68,7 +68,9 @@ def load_image(path: str | Path, size: int, resize_size: int | None = None) -> I
     resize_size = resize_size or size
     with Image.open(path) as im:
         if im.format == "JPEG":
-            im.draft("RGB", (resize_size, resize_size))  # the smallest 1/2^k scale still >= resize_size
+            im.draft(
+                "RGB", (resize_size, resize_size)
+            )  # the smallest 1/2^k scale still >= resize_size
         im = ImageOps.exif_transpose(im)
         if im.mode != "RGB":
             im = (
@@ -151,7 +153,9 @@ class FolderDataset(Dataset):
                 fh.write(f"{path}\t{type(err).__name__}: {err}\n")
 
     def _decode(self, i: int) -> Tensor:
-        im = load_image(self.index.filepath(int(self.indices[i])), self.image_size, self.resize_size)
+        im = load_image(
+            self.index.filepath(int(self.indices[i])), self.image_size, self.resize_size
+        )
         x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).reshape(
             self.image_size, self.image_size, 3
         )

@@ -34,11 +34,21 @@ class MillionAID(FolderDataset):
     51 leaves). Checks the on-disk layout and says what is missing; ``targets`` and ``class_names``
     follow the chosen level. Other arguments go to :class:`FolderDataset`."""
 
-    def __init__(self, root: str | Path, split: str = "train", level: int = 3, image_size: int = 224, rescan: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        level: int = 3,
+        image_size: int = 224,
+        rescan: bool = False,
+        **kwargs: Any,
+    ) -> None:
         if level not in (1, 2, 3):
             raise ValueError(f"level must be 1 (8 classes), 2 (28) or 3 (51 leaves), got {level}")
         folder = Path(root) / split
-        expected = f"{folder}/<level1>/<level2>[/<level3>]/*.jpg, with level-1 folders {', '.join(LEVEL1)}"
+        expected = (
+            f"{folder}/<level1>/<level2>[/<level3>]/*.jpg, with level-1 folders {', '.join(LEVEL1)}"
+        )
         if not folder.is_dir():
             raise FileNotFoundError(
                 f"Million-AID split folder {folder} not found; expected {expected}. "
@@ -49,9 +59,18 @@ class MillionAID(FolderDataset):
         bad_depth = [d for d, n in depths.items() if n not in (2, 3)]
         unknown = sorted({d.split("/", 1)[0] for d in index.class_dirs} - set(LEVEL1))
         if bad_depth or unknown:
-            problem = f"class folders at depth other than 2 or 3: {bad_depth[:5]}" if bad_depth else f"unknown level-1 folders: {unknown}"
-            raise ValueError(f"{folder} is not laid out like Million-AID ({problem}); expected {expected}. See {URL}.")
+            problem = (
+                f"class folders at depth other than 2 or 3: {bad_depth[:5]}"
+                if bad_depth
+                else f"unknown level-1 folders: {unknown}"
+            )
+            raise ValueError(
+                f"{folder} is not laid out like Million-AID ({problem}); expected {expected}. See {URL}."
+            )
         if index.num_classes != NUM_LEAVES:
-            warnings.warn(f"{folder} has {index.num_classes} leaf classes, Million-AID has {NUM_LEAVES}; a subset?", stacklevel=2)
+            warnings.warn(
+                f"{folder} has {index.num_classes} leaf classes, Million-AID has {NUM_LEAVES}; a subset?",
+                stacklevel=2,
+            )
         super().__init__(index, None, image_size, None if level == 3 else level, **kwargs)
         self.level = level

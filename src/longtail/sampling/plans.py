@@ -108,7 +108,9 @@ def class_then_instance(
     p = check_class_probs(groups, class_probs)
     keep, alias = alias_table(p)
     k = p.size
-    cls_dtype = _small_int(np.zeros(1, dtype=np.int64), k - 1).dtype  # uint8 for K <= 256: cheap gathers
+    cls_dtype = _small_int(
+        np.zeros(1, dtype=np.int64), k - 1
+    ).dtype  # uint8 for K <= 256: cheap gathers
     alias = alias.astype(cls_dtype)
     pos_dtype = np.int32 if groups.num_samples < 2**31 else np.int64
     counts, starts = groups.counts.astype(np.float64), groups.starts.astype(pos_dtype)

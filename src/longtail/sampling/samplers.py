@@ -113,7 +113,9 @@ class PlanSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         # Python ints chunk by chunk: 10^8 indices never become one 3.6 GB list of int objects.
         plan = self.local_plan()
-        return itertools.chain.from_iterable(plan[s : s + ITER_CHUNK].tolist() for s in range(0, plan.shape[0], ITER_CHUNK))
+        return itertools.chain.from_iterable(
+            plan[s : s + ITER_CHUNK].tolist() for s in range(0, plan.shape[0], ITER_CHUNK)
+        )
 
     def __len__(self) -> int:
         return int(self.local_plan().shape[0])
