@@ -105,3 +105,11 @@ def test_cli_analyze_embedded_and_errors(tmp_path, capsys):
     assert data["total"] == 14639 and data["grouping"]["rule"] == "shots"
     assert main(["analyze", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_scan_reports_progress_per_top_folder(tmp_path):
+    root = write_tree(tmp_path / "data", MILLION_AID_LIKE)
+    calls = []
+    scan_folder(root, progress=lambda done, total, files: calls.append((done, total, files)))
+    assert [c[:2] for c in calls] == [(1, 2), (2, 2)]
+    assert calls[-1][2] == 25

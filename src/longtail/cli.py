@@ -14,6 +14,27 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+def _indexing(path: Path):
+    """A rich progress bar over the top-level folders being scanned; returns (progress, callback)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn(f"Indexing {path}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("folders, {task.fields[files]:,} images"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    task = bar.add_task("index", total=None, files=0)
+
+    def update(done: int, total: int, files: int) -> None:
+        bar.update(task, completed=done, total=total, files=files)
+
+    return bar, update
+
+
 def _timestamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
@@ -31,8 +52,9 @@ def _analyze(args: argparse.Namespace) -> int:
     else:
         from longtail.data.index import build_index
 
-        with console.status(f"Indexing {args.path} ..."):
-            index = build_index(args.path, rescan=args.rescan)
+        bar, update = _indexing(args.path)
+        with bar:
+            index = build_index(args.path, rescan=args.rescan, progress=update)
         dist = index.distribution()
         source = str(args.path)
     if args.shots:
@@ -46,7 +68,8 @@ def _bundle(args: argparse.Namespace, out: Path):
 
     if args.data is None:
         return embedded_bundle()
-    with console.status(f"Indexing {args.data} ..."):
+    bar, update = _indexing(args.data)
+    with bar:
         return folder_bundle(
             args.data,
             image_size=args.image_size,
@@ -54,6 +77,7 @@ def _bundle(args: argparse.Namespace, out: Path):
             seed=args.split_seed,
             rescan=args.rescan,
             bad_image_log=out / "bad_images.log",
+            progress=update,
         )
 
 

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from longtail.data.datasets import ArrayDataset, FolderDataset
 from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
-from longtail.data.index import ImageIndex, build_index
+from longtail.data.index import ImageIndex, Progress, build_index
 from longtail.data.splits import stratified_split
 from longtail.distribution import ClassDistribution
 
@@ -58,6 +58,7 @@ def folder_bundle(
     seed: int = 0,
     rescan: bool = False,
     bad_image_log: str | Path | None = None,
+    progress: Progress | None = None,
 ) -> DataBundle:
     """Datasets over a class-folder tree or CSV manifest.
 
@@ -68,15 +69,15 @@ def folder_bundle(
     """
     source = Path(source)
     if (source / "train").is_dir() and (source / "test").is_dir():
-        train_index = build_index(source / "train", rescan=rescan)
-        test_index = build_index(source / "test", rescan=rescan)
+        train_index = build_index(source / "train", rescan=rescan, progress=progress)
+        test_index = build_index(source / "test", rescan=rescan, progress=progress)
         _check_same_classes(train_index, test_index)
         val_idx, train_idx = stratified_split(
             _labels(train_index, level), [val_fraction], seed, train_index.class_names
         )
         test = FolderDataset(test_index, None, image_size, level, bad_image_log=bad_image_log)
     else:
-        train_index = build_index(source, rescan=rescan)
+        train_index = build_index(source, rescan=rescan, progress=progress)
         val_idx, test_idx, train_idx = stratified_split(
             _labels(train_index, level),
             [val_fraction, test_fraction],

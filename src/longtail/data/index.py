@@ -17,7 +17,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 )
 CACHE_VERSION = 1
+
+Progress = Callable[[int, int, int], None]
 
 
 @dataclass
@@ -153,8 +156,12 @@ def _scan_subtree(
     return classes, mtimes
 
 
-def scan_folder(root: str | Path, workers: int | None = None) -> tuple[ImageIndex, dict[str, int]]:
-    """Scan a class-folder tree; returns the index and the mtimes of every folder seen."""
+def scan_folder(
+    root: str | Path, workers: int | None = None, progress: Progress | None = None
+) -> tuple[ImageIndex, dict[str, int]]:
+    """Scan a class-folder tree; returns the index and the mtimes of every folder seen.
+
+    ``progress(done, total, files)`` is called as each top-level folder finishes."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist or is not a folder")
@@ -173,7 +180,13 @@ def scan_folder(root: str | Path, workers: int | None = None) -> tuple[ImageInde
         )
     workers = workers or min(8, max(1, len(tops)))
     with ThreadPoolExecutor(workers) as pool:
-        parts = list(pool.map(lambda t: _scan_subtree(str(root), t), tops))
+        futures = [pool.submit(_scan_subtree, str(root), t) for t in tops]
+        files = 0
+        for done, future in enumerate(as_completed(futures), 1):
+            files += sum(len(names) for _, names, _ in future.result()[0])
+            if progress is not None:
+                progress(done, len(tops), files)
+        parts = [f.result() for f in futures]
     classes = [c for part, _ in parts for c in part]
     mtimes = {"": os.stat(root).st_mtime_ns}
     for _, m in parts:
@@ -237,6 +250,7 @@ def build_index(
     cache_dir: str | Path | None = None,
     rescan: bool = False,
     use_cache: bool = True,
+    progress: Progress | None = None,
 ) -> ImageIndex:
     """Index a class-folder tree or CSV manifest, reusing a cached index when the tree is unchanged.
 
@@ -266,7 +280,7 @@ def build_index(
                 return index
         except (OSError, ValueError, KeyError):
             pass
-    index, fp = scan_folder(root)
+    index, fp = scan_folder(root, progress=progress)
     index.root = root
     if use_cache:
         try:

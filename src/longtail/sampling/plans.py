@@ -24,17 +24,18 @@ def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     )
 
 
-def _small_int(values: np.ndarray, upper: int) -> np.ndarray:
+def _small_dtype(upper: int) -> np.dtype:
     """The narrowest unsigned dtype holding 0..upper, so numpy's stable sort is a radix sort."""
     for dtype in (np.uint8, np.uint16):
         if upper <= np.iinfo(dtype).max:
-            return values.astype(dtype)
-    return values
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
 
 
 @dataclass(frozen=True)
 class ClassGroups:
-    """Sample indices grouped by class: class j owns ``order[starts[j] : starts[j] + counts[j]]``."""
+    """Sample indices grouped by class: class j owns ``order[starts[j] : starts[j] + counts[j]]``.
+    ``labels`` is kept in the narrowest unsigned dtype (uint8 for K <= 256)."""
 
     labels: np.ndarray
     order: np.ndarray
@@ -46,11 +47,12 @@ class ClassGroups:
         y = as_labels(labels, num_classes)
         k = num_classes if num_classes is not None else int(y.max()) + 1
         counts = np.bincount(y, minlength=k)
-        order = np.argsort(_small_int(y, k - 1), kind="stable")
+        small = y.astype(_small_dtype(k - 1))
+        order = np.argsort(small, kind="stable")
         if y.size < 2**31:
             order = order.astype(np.int32)  # half the memory traffic when gathering
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        return cls(y, order, starts, counts)
+        return cls(small, order, starts, counts)
 
     @property
     def num_classes(self) -> int:
@@ -63,7 +65,7 @@ class ClassGroups:
     def shuffled_order(self, rng: np.random.Generator) -> np.ndarray:
         """``order`` with each class's members in a fresh random order (O(N): shuffle, then radix sort)."""
         perm = rng.permutation(self.num_samples)
-        return perm[np.argsort(_small_int(self.labels[perm], self.num_classes - 1), kind="stable")]
+        return perm[np.argsort(self.labels[perm], kind="stable")]
 
 
 def check_class_probs(
@@ -108,9 +110,7 @@ def class_then_instance(
     p = check_class_probs(groups, class_probs)
     keep, alias = alias_table(p)
     k = p.size
-    cls_dtype = _small_int(
-        np.zeros(1, dtype=np.int64), k - 1
-    ).dtype  # uint8 for K <= 256: cheap gathers
+    cls_dtype = _small_dtype(k - 1)  # uint8 for K <= 256: cheap gathers
     alias = alias.astype(cls_dtype)
     pos_dtype = np.int32 if groups.num_samples < 2**31 else np.int64
     counts, starts = groups.counts.astype(np.float64), groups.starts.astype(pos_dtype)

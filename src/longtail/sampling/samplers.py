@@ -186,36 +186,47 @@ class WeightedSampler(PlanSampler):
             )
         self.replacement = replacement
         self.groups: plans.ClassGroups | None = None
+        self._weights: np.ndarray | None = None
+        self._values: np.ndarray | None = None  # the distinct weight of each group
         if labels is not None:
             self.groups = plans.ClassGroups.from_labels(labels)
-            cw = class_weights(
+            self._values = class_weights(
                 self.groups.counts, scheme, allow_empty=True, **(scheme_kwargs or {})
             )
-            self.class_probs = cw * self.groups.counts
-            self.weights = cw[self.groups.labels]
         else:
-            self.weights = check_probability_vector(weights, "weights")
-            self.class_probs = None
-            if replacement:
+            w = check_probability_vector(weights, "weights")
+            values, inverse = np.unique(w, return_inverse=True) if replacement else (None, None)
+            if values is not None and values.size <= MAX_DISTINCT_WEIGHTS:
                 # Weights usually take few distinct values (one per class): draw the value first.
-                values, inverse = np.unique(self.weights, return_inverse=True)
-                if values.size <= MAX_DISTINCT_WEIGHTS:
-                    self.groups = plans.ClassGroups.from_labels(inverse.reshape(-1))
-                    self.class_probs = values * self.groups.counts
-        self.num_samples = _check_num_samples(num_samples, self.weights.size)
-        if not replacement and self.num_samples > np.count_nonzero(self.weights):
+                self.groups = plans.ClassGroups.from_labels(inverse.reshape(-1))
+                self._values = values
+            else:
+                self._weights = w
+        size = self.groups.num_samples if self.groups is not None else self._weights.size
+        self.num_samples = _check_num_samples(num_samples, size)
+        positive = int(np.count_nonzero(self.weights))
+        if not replacement and self.num_samples > positive:
             raise ValueError(
-                f"num_samples={self.num_samples} exceeds the {np.count_nonzero(self.weights)} samples with "
-                "positive weight; use replacement=True or lower num_samples"
+                f"num_samples={self.num_samples} exceeds the {positive} samples with positive weight; "
+                "use replacement=True or lower num_samples"
             )
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Per-sample weights (float64, length N)."""
+        if self._weights is not None:
+            return self._weights
+        return self._values[self.groups.labels]
 
     def plan(self, epoch: int) -> np.ndarray:
         rng = plans.epoch_rng(self.seed, epoch)
         if not self.replacement:
             return plans.weighted_without_replacement(self.weights, self.num_samples, rng)
         if self.groups is not None:
-            return plans.class_then_instance(self.groups, self.class_probs, self.num_samples, rng)
-        return plans.weighted_with_replacement(self.weights, self.num_samples, rng)
+            return plans.class_then_instance(
+                self.groups, self._values * self.groups.counts, self.num_samples, rng
+            )
+        return plans.weighted_with_replacement(self._weights, self.num_samples, rng)
 
 
 class ClassBalancedSampler(_ClassSampler):

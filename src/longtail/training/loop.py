@@ -135,7 +135,8 @@ def train(
     """Train ``config.strategy`` on ``data`` and evaluate on the test split.
 
     Writes to ``out`` (rank 0 only): ``log.csv`` (one row per epoch), ``checkpoint.pt`` (each epoch,
-    atomically), ``config.json`` and ``metrics.json`` (test metrics, per class). With ``resume=True``
+    atomically), ``config.json``, ``metrics.json`` (test metrics, per class), and TensorBoard
+    scalars in ``tensorboard/`` when tensorboard is installed. With ``resume=True``
     a run with a checkpoint continues from its last finished epoch to the same result as an
     uninterrupted one: the sampler's plan depends only on (seed, epoch), the torch generator is
     re-seeded from (seed, epoch) at the start of every epoch, and the model, optimizer, scheduler
@@ -224,6 +225,7 @@ def train(
         transient=True,
     )
     log_rows = history
+    board = _tensorboard(out) if main else None
     with progress:
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
@@ -286,6 +288,11 @@ def train(
             log_rows.append(row)
             if main:
                 _write_log(out / "log.csv", log_rows)
+                if board is not None:
+                    for key, value in row.items():
+                        if key != "epoch":
+                            board.add_scalar(key, value, epoch + 1)
+                    board.flush()
                 save_atomic(
                     {
                         "config": asdict(config),
@@ -314,6 +321,15 @@ def train(
     if main:
         (out / "metrics.json").write_text(json.dumps(result, indent=2, default=_json_default))
     return result
+
+
+def _tensorboard(out: Path) -> Any:
+    """A TensorBoard writer in ``out/tensorboard`` when the tensorboard package is installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
 
 
 def _json_default(obj: Any) -> Any:
