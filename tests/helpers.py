@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -28,3 +31,19 @@ MILLION_AID_LIKE = {
     "water_area/lake": 2,
     "water_area/river": 6,
 }
+
+
+def torchrun(script: Path, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    """Run ``script`` under ``torchrun --standalone --nproc_per_node 2`` (gloo on CPU)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parent))
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        *args,
+    ]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)

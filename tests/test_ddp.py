@@ -1,31 +1,14 @@
 """A real two-process torchrun (gloo, CPU) run: ranks see disjoint shards of the same global plan."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from helpers import torchrun
 from longtail.sampling import ClassBalancedSampler
 
 HERE = Path(__file__).parent
-
-
-def torchrun(script: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE))
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(script),
-        *args,
-    ]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_two_process_dataloader_ranks_are_disjoint(tmp_path):

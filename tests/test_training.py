@@ -2,9 +2,6 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import write_tree
+from helpers import torchrun, write_tree
 from longtail.cli import main
 from longtail.data.bundle import embedded_bundle, folder_bundle
 from longtail.data.datasets import ArrayDataset, FolderDataset, load_image
@@ -125,19 +122,7 @@ def test_checkpoint_is_written_atomically(tmp_path, monkeypatch):
 
 
 def test_two_process_torchrun_training(image_tree, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE))
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(HERE / "ddp_train_worker.py"),
-        str(image_tree),
-        str(tmp_path),
-    ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    proc = torchrun(HERE / "ddp_train_worker.py", str(image_tree), str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0]["world"] == 2
@@ -147,20 +132,20 @@ def test_two_process_torchrun_training(image_tree, tmp_path):
 
 def test_cli_compare_two_strategies_one_seed(tmp_path):
     out = tmp_path / "cmp"
-    code = main(
-        [
-            "compare",
-            "--strategies",
-            "instance+ce,weighted[scheme=sqrt_inverse]+focal[gamma=1]",
-            "--seeds",
-            "1",
-            "--epochs",
-            "1",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    strategies = "instance+ce,weighted[scheme=sqrt_inverse]+focal[gamma=1]"
+    argv = [
+        "compare",
+        "--strategies",
+        strategies,
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    code = main(argv)
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert results["strategies"] == ["instance+ce", "weighted[scheme=sqrt_inverse]+focal[gamma=1]"]
@@ -179,23 +164,7 @@ def test_cli_compare_two_strategies_one_seed(tmp_path):
     assert "tail recall" in (out / "report.md").read_text()
     # a second call reuses the finished runs
     mtime = (out / "runs" / "instance+ce" / "seed0" / "metrics.json").stat().st_mtime
-    assert (
-        main(
-            [
-                "compare",
-                "--strategies",
-                "instance+ce,weighted[scheme=sqrt_inverse]+focal[gamma=1]",
-                "--seeds",
-                "1",
-                "--epochs",
-                "1",
-                "--out",
-                str(out),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main(argv) == 0
     assert (out / "runs" / "instance+ce" / "seed0" / "metrics.json").stat().st_mtime == mtime
 
 

@@ -9,7 +9,8 @@ import numpy as np
 
 
 def as_labels(labels: Any, num_classes: int | None = None, name: str = "labels") -> np.ndarray:
-    """Return ``labels`` (numpy, torch, list, or a dataset with ``targets``/``labels``) as int64.
+    """Return ``labels`` (numpy, torch, list, or a dataset with ``targets``/``labels``) as an integer
+    numpy array (its integer dtype is kept, so narrow labels stay narrow at 10^8 samples).
 
     Raises ``ValueError`` for empty, non-integer, negative or out-of-range labels.
     """
@@ -30,7 +31,8 @@ def as_labels(labels: Any, num_classes: int | None = None, name: str = "labels")
             arr = arr.astype(np.int64)
         else:
             raise ValueError(f"{name} must be integer class indices, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64, copy=False)
+    if arr.dtype == np.uint64:
+        arr = arr.astype(np.int64)
     low = int(arr.min())
     if low < 0:
         raise ValueError(f"{name} contains a negative class index ({low}); classes are 0..K-1")

@@ -133,12 +133,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from longtail.experiments.compare import run_compare, split_list
-    from longtail.experiments.strategies import DEFAULT_STRATEGIES
+    from longtail.experiments.compare import run_compare
+    from longtail.experiments.strategies import DEFAULT_STRATEGIES, split_outside_brackets
 
     out = args.out or Path("runs") / f"compare-{_timestamp()}"
     out.mkdir(parents=True, exist_ok=True)
-    strategies = split_list(args.strategies) if args.strategies else list(DEFAULT_STRATEGIES)
+    strategies = (
+        split_outside_brackets(args.strategies, ",")
+        if args.strategies
+        else list(DEFAULT_STRATEGIES)
+    )
     data = _bundle(args, out)
     base = _config(args, strategies[0], 0)
     run_compare(data, strategies, list(range(args.seeds)), base, out, console)

@@ -156,10 +156,7 @@ class FolderDataset(Dataset):
         im = load_image(
             self.index.filepath(int(self.indices[i])), self.image_size, self.resize_size
         )
-        x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).reshape(
-            self.image_size, self.image_size, 3
-        )
-        return x.permute(2, 0, 1)
+        return torch.from_numpy(np.array(im)).permute(2, 0, 1)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         j = i

@@ -21,21 +21,6 @@ from longtail.report.tables import markdown_table, rich_table, write_tables
 from longtail.training.loop import TrainConfig, train
 
 
-def split_list(text: str) -> list[str]:
-    """Split a comma-separated list, keeping commas inside [...] (strategy parameters)."""
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch == "["
-        depth -= ch == "]"
-        if ch == "," and depth == 0:
-            out.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    out.append(cur.strip())
-    return [s for s in out if s]
-
-
 def _finished(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
     """A finished run's result, if it exists with the same configuration (so compare resumes)."""
     path = run_dir / "metrics.json"

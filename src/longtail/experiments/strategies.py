@@ -64,7 +64,7 @@ class Strategy:
 
 def parse_strategy(spec: str) -> Strategy:
     """Parse ``SAMPLER[params]+LOSS[params]`` (see module docstring)."""
-    parts = [p for p in _split_plus(spec) if p]
+    parts = split_outside_brackets(spec, "+")
     if not 1 <= len(parts) <= 2:
         raise ValueError(f"strategy {spec!r} must be SAMPLER+LOSS, e.g. class_balanced+focal")
     if len(parts) == 1:
@@ -82,19 +82,19 @@ def parse_strategy(spec: str) -> Strategy:
     return Strategy(s_name, l_name, s_params, l_params, spec.strip())
 
 
-def _split_plus(spec: str) -> list[str]:
-    """Split on '+' outside brackets."""
+def split_outside_brackets(text: str, sep: str) -> list[str]:
+    """Split ``text`` on ``sep`` where it is not inside [...] (strategy parameters); drop empty parts."""
     out, depth, cur = [], 0, ""
-    for ch in spec:
+    for ch in text:
         depth += ch == "["
         depth -= ch == "]"
-        if ch == "+" and depth == 0:
-            out.append(cur)
+        if ch == sep and depth == 0:
+            out.append(cur.strip())
             cur = ""
         else:
             cur += ch
-    out.append(cur)
-    return [p.strip() for p in out]
+    out.append(cur.strip())
+    return [p for p in out if p]
 
 
 DEFAULT_STRATEGIES = (

@@ -47,7 +47,7 @@ class ClassGroups:
         y = as_labels(labels, num_classes)
         k = num_classes if num_classes is not None else int(y.max()) + 1
         counts = np.bincount(y, minlength=k)
-        small = y.astype(_small_dtype(k - 1))
+        small = y.astype(_small_dtype(k - 1), copy=False)
         order = np.argsort(small, kind="stable")
         if y.size < 2**31:
             order = order.astype(np.int32)  # half the memory traffic when gathering
@@ -66,6 +66,21 @@ class ClassGroups:
         """``order`` with each class's members in a fresh random order (O(N): shuffle, then radix sort)."""
         perm = rng.permutation(self.num_samples)
         return perm[np.argsort(self.labels[perm], kind="stable")]
+
+
+def group_by_value(values: np.ndarray, max_distinct: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(distinct sorted values, index of each element's value) when there are at most
+    ``max_distinct`` distinct values, else None. Works chunk by chunk: memory stays O(chunk)
+    besides the narrow index array."""
+    distinct = np.empty(0, dtype=values.dtype)
+    for s in range(0, values.size, CHUNK):
+        distinct = np.union1d(distinct, np.unique(values[s : s + CHUNK]))
+        if distinct.size > max_distinct:
+            return None
+    index = np.empty(values.size, dtype=_small_dtype(distinct.size - 1))
+    for s in range(0, values.size, CHUNK):
+        index[s : s + CHUNK] = np.searchsorted(distinct, values[s : s + CHUNK])
+    return distinct, index
 
 
 def check_class_probs(

@@ -195,11 +195,11 @@ class WeightedSampler(PlanSampler):
             )
         else:
             w = check_probability_vector(weights, "weights")
-            values, inverse = np.unique(w, return_inverse=True) if replacement else (None, None)
-            if values is not None and values.size <= MAX_DISTINCT_WEIGHTS:
-                # Weights usually take few distinct values (one per class): draw the value first.
-                self.groups = plans.ClassGroups.from_labels(inverse.reshape(-1))
-                self._values = values
+            # Weights usually take few distinct values (one per class): then draw the value first.
+            grouped = plans.group_by_value(w, MAX_DISTINCT_WEIGHTS) if replacement else None
+            if grouped is not None:
+                self._values, value_index = grouped
+                self.groups = plans.ClassGroups.from_labels(value_index, self._values.size)
             else:
                 self._weights = w
         size = self.groups.num_samples if self.groups is not None else self._weights.size
