@@ -63,9 +63,13 @@ class ClassGroups:
         return int(self.labels.size)
 
     def shuffled_order(self, rng: np.random.Generator) -> np.ndarray:
-        """``order`` with each class's members in a fresh random order (O(N): shuffle, then radix sort)."""
-        perm = rng.permutation(self.num_samples)
-        return perm[np.argsort(self.labels[perm], kind="stable")]
+        """``order`` with each class's members in a fresh random order (one in-place shuffle per
+        class: a loop over the K classes, memory of one copy of ``order``)."""
+        out = self.order.copy()
+        for start, n in zip(self.starts.tolist(), self.counts.tolist(), strict=True):
+            if n > 1:
+                rng.shuffle(out[start : start + n])
+        return out
 
 
 def group_by_value(values: np.ndarray, max_distinct: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -234,24 +238,26 @@ def hybrid_plan(groups: ClassGroups, targets: np.ndarray, rng: np.random.Generat
     return idx
 
 
-def repeat_factor_plan(
-    groups: ClassGroups, threshold: float, rng: np.random.Generator
-) -> np.ndarray:
+def repeat_factor_plan(groups: ClassGroups, threshold: float, rng: np.random.Generator) -> np.ndarray:
     """Repeat-factor sampling (Gupta et al., LVIS, CVPR 2019) for single-label data: image i of class j
     appears floor(r_j) times plus once more with probability r_j - floor(r_j), where
     r_j = max(1, sqrt(t / f_j)) and f_j = n_j / N."""
-    factors = repeat_factors(groups.counts, threshold)[groups.labels]
-    whole = np.floor(factors).astype(np.int64)
-    repeats = whole + (rng.random(factors.size) < factors - whole)
-    idx = np.repeat(np.arange(factors.size, dtype=np.int64), repeats)
+    factors = repeat_factors(groups.counts, threshold)
+    whole = np.floor(factors).astype(np.uint16)
+    frac = factors - whole
+    repeats = np.empty(groups.num_samples, dtype=np.uint16)
+    for s in range(0, groups.num_samples, CHUNK):
+        y = groups.labels[s : s + CHUNK]
+        repeats[s : s + CHUNK] = whole[y] + (rng.random(y.size) < frac[y])
+    idx = np.repeat(np.arange(groups.num_samples, dtype=np.int64), repeats)
     rng.shuffle(idx)
     return idx
 
 
 def repeat_factors(counts: np.ndarray, threshold: float) -> np.ndarray:
     """r_j = max(1, sqrt(t / f_j)) with f_j = n_j / N; empty classes get 0."""
-    if not threshold > 0:
-        raise ValueError(f"threshold must be > 0, got {threshold}")
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
     f = counts / counts.sum()
     r = np.zeros(counts.size)
     nz = counts > 0

@@ -204,8 +204,7 @@ class WeightedSampler(PlanSampler):
                 self._weights = w
         size = self.groups.num_samples if self.groups is not None else self._weights.size
         self.num_samples = _check_num_samples(num_samples, size)
-        positive = int(np.count_nonzero(self.weights))
-        if not replacement and self.num_samples > positive:
+        if not replacement and self.num_samples > (positive := int(np.count_nonzero(self.weights))):
             raise ValueError(
                 f"num_samples={self.num_samples} exceeds the {positive} samples with positive weight; "
                 "use replacement=True or lower num_samples"
