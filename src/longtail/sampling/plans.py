@@ -238,7 +238,9 @@ def hybrid_plan(groups: ClassGroups, targets: np.ndarray, rng: np.random.Generat
     return idx
 
 
-def repeat_factor_plan(groups: ClassGroups, threshold: float, rng: np.random.Generator) -> np.ndarray:
+def repeat_factor_plan(
+    groups: ClassGroups, threshold: float, rng: np.random.Generator
+) -> np.ndarray:
     """Repeat-factor sampling (Gupta et al., LVIS, CVPR 2019) for single-label data: image i of class j
     appears floor(r_j) times plus once more with probability r_j - floor(r_j), where
     r_j = max(1, sqrt(t / f_j)) and f_j = n_j / N."""
