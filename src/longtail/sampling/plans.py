@@ -251,7 +251,14 @@ def repeat_factor_plan(
     for s in range(0, groups.num_samples, CHUNK):
         y = groups.labels[s : s + CHUNK]
         repeats[s : s + CHUNK] = whole[y] + (rng.random(y.size) < frac[y])
-    idx = np.repeat(np.arange(groups.num_samples, dtype=np.int64), repeats)
+    idx = np.empty(int(repeats.sum(dtype=np.int64)), dtype=np.int64)
+    at = 0
+    for s in range(0, groups.num_samples, CHUNK):
+        part = np.repeat(
+            np.arange(s, min(s + CHUNK, groups.num_samples), dtype=np.int64), repeats[s : s + CHUNK]
+        )
+        idx[at : at + part.size] = part
+        at += part.size
     rng.shuffle(idx)
     return idx
 

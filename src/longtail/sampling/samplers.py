@@ -104,6 +104,7 @@ class PlanSampler(Sampler[int]):
         """This rank's indices for the current epoch (cached until the epoch or state changes)."""
         key = self._cache_key()
         if self._cache is None or self._cache[0] != key:
+            self._cache = None  # free the previous epoch's plan before building the next
             self._cache = (
                 key,
                 shard(self.plan(self.epoch), self.num_replicas, self.rank, self.drop_last),
