@@ -9,7 +9,6 @@ and scaled to ``--files``. Then prints, on a warm file-system cache:
 - ``torchvision.datasets.ImageFolder(root)`` construction (it lists the files of each top-level
   folder and reads no hierarchy);
 - longtail's first index (``scan_folder``: paths, leaf labels, every hierarchy level);
-- reading every file size on demand (``ImageIndex.file_sizes()``, one ``stat`` per file);
 - longtail's cached reload (``build_index`` with an unchanged tree).
 """
 
@@ -130,11 +129,6 @@ def main() -> None:
     )
     t_scan, (index, _) = timed(lambda: scan_folder(args.root), args.repeats)
 
-    def read_sizes() -> object:
-        index.sizes[:] = -1
-        return index.file_sizes()
-
-    t_sizes, _ = timed(read_sizes, args.repeats)
     build_index(args.root, cache_dir=cache, rescan=True)
     t_cached, cached = timed(lambda: build_index(args.root, cache_dir=cache), args.repeats)
     assert len(ds) == len(index) == len(cached) == args.files
@@ -147,9 +141,6 @@ def main() -> None:
     )
     print(
         f"{'longtail first index (scan_folder)':42s} {t_scan:7.2f} s   {t_if / t_scan:.2f}x ImageFolder's speed"
-    )
-    print(
-        f"{'longtail file sizes (os.stat, 16 threads)':42s} {t_sizes:7.2f} s   on demand: ImageIndex.file_sizes()"
     )
     print(
         f"{'longtail cached reload (build_index)':42s} {t_cached:7.2f} s   {t_if / t_cached:.1f}x ImageFolder's speed"
