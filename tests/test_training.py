@@ -257,3 +257,18 @@ def test_folder_dataset_all_corrupt_class_fails_clearly(tmp_path):
     ds = FolderDataset(build_index(root), image_size=8)
     with pytest.raises(RuntimeError, match="every image of class b is unreadable"):
         ds[2]
+
+
+def test_folder_dataset_normalises_and_batches_like_single_items(tmp_path):
+    root = write_tree(tmp_path / "d", {"a": 3, "b": 2}, size=30)
+    ds = FolderDataset(build_index(root), image_size=16, resize_size=20)
+    raw = torch.from_numpy(np.asarray(load_image(ds.index.filepath(0), 16, 20)).copy()).permute(
+        2, 0, 1
+    )
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    expected = (raw.float() / 255 - mean[:, None, None]) / std[:, None, None]
+    x, y = ds[0]
+    torch.testing.assert_close(x, expected)
+    xb, yb = ds.__getitems__([0, 4])
+    torch.testing.assert_close(xb[0], expected)
+    assert yb.tolist() == [0, 1]

@@ -62,16 +62,16 @@ class ArrayDataset(Dataset):
 
 def load_image(path: str | Path, size: int, resize_size: int | None = None) -> Image.Image:
     """Decode an image as RGB, respecting EXIF orientation, with JPEG reduce-on-decode (Pillow's
-    ``draft``) so a large photo bound for ``size`` pixels is not decoded at full resolution; the
-    shorter side is then resized to ``resize_size`` (default ``size``) and the centre cropped to
-    size x size (``resize_size=256, size=224`` is torchvision's Resize(256) + CenterCrop(224))."""
+    ``draft``) so a large photo bound for ``size`` pixels is not decoded at full resolution; then
+    the geometry of "shorter side to ``resize_size`` (default ``size``), centre ``size`` x ``size``
+    crop" (``resize_size=256, size=224`` is torchvision's Resize(256) + CenterCrop(224)) in one
+    resampling of the crop region only."""
     resize_size = resize_size or size
     with Image.open(path) as im:
         if im.format == "JPEG":
-            im.draft(
-                "RGB", (resize_size, resize_size)
-            )  # the smallest 1/2^k scale still >= resize_size
-        im = ImageOps.exif_transpose(im)
+            im.draft("RGB", (resize_size, resize_size))  # smallest 1/2^k scale still >= resize_size
+        if im.getexif().get(ORIENTATION, 1) != 1:
+            im = ImageOps.exif_transpose(im)
         if im.mode != "RGB":
             im = (
                 im.convert("RGBA").convert("RGB")
@@ -79,13 +79,12 @@ def load_image(path: str | Path, size: int, resize_size: int | None = None) -> I
                 else im.convert("RGB")
             )
         w, h = im.size
-        scale = resize_size / min(w, h)
-        nw, nh = max(resize_size, round(w * scale)), max(resize_size, round(h * scale))
-        im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=None)
-        left, top = (nw - size) // 2, (nh - size) // 2
-        return im.crop((left, top, left + size, top + size))
+        side = min(w, h) * size / resize_size  # the crop's side in source pixels
+        left, top = (w - side) / 2, (h - side) / 2
+        return im.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side))
 
 
+ORIENTATION = 0x0112
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -125,6 +124,7 @@ class FolderDataset(Dataset):
         self.transform = transform
         self.mean = torch.tensor(mean)[:, None, None]
         self.std = torch.tensor(std)[:, None, None]
+        self._scale, self._shift = 1 / (255 * self.std), self.mean / self.std
         self.bad_image_log = Path(bad_image_log) if bad_image_log else None
         self._reported: set[int] = set()
         self._lock = threading.Lock()
@@ -153,17 +153,14 @@ class FolderDataset(Dataset):
                 fh.write(f"{path}\t{type(err).__name__}: {err}\n")
 
     def _decode(self, i: int) -> Tensor:
-        im = load_image(
-            self.index.filepath(int(self.indices[i])), self.image_size, self.resize_size
-        )
-        return torch.from_numpy(np.array(im)).permute(2, 0, 1)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        """uint8 [3, size, size] of item i, or of a same-class replacement if it is unreadable."""
         j = i
         for _ in range(len(self)):
             try:
-                x = self._decode(j)
-                break
+                im = load_image(
+                    self.index.filepath(int(self.indices[j])), self.image_size, self.resize_size
+                )
+                return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
             except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
                 self._report(j, err)
                 j = int(self._next_in_class[j])
@@ -171,14 +168,23 @@ class FolderDataset(Dataset):
                     raise RuntimeError(
                         f"every image of class {self.class_names[int(self.targets[i])]} is unreadable"
                     ) from err
-        x = (x.float().div_(255) - self.mean) / self.std
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, self.targets[i]
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _finish(self, x: Tensor) -> Tensor:
+        """uint8 -> float in [0, 1], normalised, then the user's transform (per image or batch)."""
+        x = x.float().mul_(self._scale).sub_(self._shift)  # (x/255 - mean) / std, in place
+        return self.transform(x) if self.transform is not None else x
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return self._finish(self._decode(i)), self.targets[i]
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
-        items = [self.__getitem__(int(i)) for i in indices]
-        return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+        """A whole batch: decode to uint8, then normalise the stacked batch in one pass."""
+        idx = [int(i) for i in indices]
+        batch = torch.stack([self._decode(i) for i in idx])
+        if self.transform is None:
+            return self._finish(batch), self.targets[idx]
+        return torch.stack([self._finish(x) for x in batch]), self.targets[idx]
 
 
 def bad_images(log_path: str | Path) -> list[str]:
