@@ -78,7 +78,7 @@ def rich_table(comparison: dict[str, Any], title: str = "Strategies compared") -
         title=title,
         caption="test %, mean over seeds (change vs baseline in points); std in report.md",
     )
-    table.add_column("strategy")
+    table.add_column("strategy", overflow="fold", min_width=18)
     for m in metrics:
         table.add_column(SHORT.get(m, m), justify="right")
     for n in names:
