@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -72,7 +73,7 @@ def _check_num_samples(num_samples: int | None, default: int) -> int:
     return int(num_samples)
 
 
-class PlanSampler(Sampler[int]):
+class PlanSampler(Sampler[int], ABC):
     """Base class: subclasses implement :meth:`plan` (the global index array of one epoch)."""
 
     def __init__(
@@ -89,9 +90,9 @@ class PlanSampler(Sampler[int]):
         self.epoch = 0
         self._cache: tuple[Any, np.ndarray] | None = None
 
+    @abstractmethod
     def plan(self, epoch: int) -> np.ndarray:
         """The global (all ranks) index array of ``epoch``."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def _cache_key(self) -> Any:
         return self.epoch
