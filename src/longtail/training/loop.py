@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.distributed as tdist
+from rich import get_console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
@@ -221,7 +222,7 @@ def train(
         MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
-        disable=not (config.progress and main),
+        disable=not (config.progress and main and get_console().is_terminal),
         transient=True,
     )
     log_rows = history
