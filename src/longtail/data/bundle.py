@@ -107,3 +107,28 @@ def _check_same_classes(train: ImageIndex, test: ImageIndex) -> None:
         raise ValueError(
             f"train/ and test/ hold different class folders: {missing[:10]}; both need the same classes"
         )
+
+
+def bundle_from_datasets(
+    train: Dataset,
+    val: Dataset,
+    test: Dataset | None = None,
+    *,
+    class_names: list[str] | None = None,
+    in_channels: int = 3,
+    image_size: int = 224,
+    name: str = "data",
+) -> DataBundle:
+    """Wrap existing datasets that expose ``targets`` (torchvision ``ImageFolder``, torchgeo
+    datasets, ...) for :func:`longtail.training.loop.train`; the distribution is counted from
+    ``train.targets``, class names default to ``train.classes`` when present."""
+    for part, label in ((train, "train"), (val, "val"), (test, "test")):
+        if part is not None and not hasattr(part, "targets"):
+            raise ValueError(
+                f"the {label} dataset has no 'targets' attribute (a label per sample); add one or use a longtail dataset"
+            )
+    names = class_names or getattr(train, "classes", None)
+    targets = np.asarray(train.targets)
+    k = len(names) if names else int(targets.max()) + 1
+    dist = ClassDistribution.from_labels(targets, k, names)
+    return DataBundle(train, val, test, dist, in_channels, image_size, name)
