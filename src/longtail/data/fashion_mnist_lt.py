@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from longtail.data.splits import random_rank_within_class
 from longtail.data.subset import make_long_tailed
 
 CLASS_NAMES = (
@@ -98,10 +99,8 @@ def build_fashion_mnist_lt(source: str | Path) -> dict[str, np.ndarray]:
             )
         raw[key] = read_idx(found)
     y = raw["train_labels"].astype(np.int64)
-    rng = np.random.default_rng(SEED)
-    order = np.lexsort((rng.random(y.size), y))
-    starts = np.searchsorted(y[order], np.arange(CLASS_NAMES.__len__()))
-    val_idx = np.sort(np.concatenate([order[s : s + VAL_PER_CLASS] for s in starts]))
+    order, rank = random_rank_within_class(y, SEED)
+    val_idx = np.sort(order[rank < VAL_PER_CLASS])
     rest = np.setdiff1d(np.arange(y.size), val_idx)
     train_idx = rest[make_long_tailed(y[rest], IMBALANCE_RATIO, n_max=N_MAX, seed=SEED)]
     return {

@@ -10,6 +10,16 @@ import numpy as np
 from longtail._checks import as_labels
 
 
+def random_rank_within_class(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random order of the samples grouped by class, and each position's rank within its
+    class: taking ``order[rank < n_j]`` draws n_j images of class j uniformly without replacement."""
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(labels.size), labels))
+    counts = np.bincount(labels)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return order, np.arange(labels.size) - np.repeat(starts, counts)
+
+
 def stratified_split(
     labels: Any,
     fractions: Sequence[float],
@@ -36,10 +46,7 @@ def stratified_split(
         )
     sizes = np.stack([np.maximum(1, np.round(f * counts)).astype(np.int64) for f in fractions])
     sizes[:, ~present] = 0
-    rng = np.random.default_rng(seed)
-    order = np.lexsort((rng.random(y.size), y))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.arange(y.size) - np.repeat(starts, counts)
+    order, rank = random_rank_within_class(y, seed)
     bounds = np.cumsum(sizes, axis=0)  # [parts-1, K]
     part_of = (rank[None, :] >= np.repeat(bounds, counts, axis=1)).sum(0)
     return [np.sort(order[part_of == p]) for p in range(parts)]

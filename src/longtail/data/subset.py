@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from longtail._checks import as_labels
+from longtail.data.splits import random_rank_within_class
 
 Profile = Literal["exponential", "step"]
 
@@ -85,11 +86,5 @@ def make_long_tailed(
             f"classes {short.tolist()} have {available[short].tolist()} images but the profile asks for "
             f"{target[short].tolist()}; lower n_max or reorder the classes"
         )
-    rng = np.random.default_rng(seed)
-    # One vectorised draw: a random key per sample, then the `target` smallest keys of each class.
-    keys = rng.random(y.size)
-    by_class = np.lexsort((keys, y))
-    starts = np.concatenate([[0], np.cumsum(available)[:-1]])
-    rank = np.arange(y.size) - np.repeat(starts, available)
-    keep = by_class[rank < np.repeat(target, available)]
-    return np.sort(keep)
+    order, rank = random_rank_within_class(y, seed)
+    return np.sort(order[rank < np.repeat(target, available)])

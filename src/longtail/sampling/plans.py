@@ -100,10 +100,6 @@ def check_class_probs(
     return p / p.sum()
 
 
-def _draw_categories(cdf: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
-    return np.minimum(np.searchsorted(cdf, rng.random(m), side="right"), cdf.size - 1)
-
-
 def alias_table(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Walker's alias table (Vose's construction, 1991) for O(1) exact draws from K categories:
     pick column j uniformly, keep j with probability ``keep[j]``, else take ``alias[j]``."""
@@ -175,7 +171,7 @@ def weighted_with_replacement(
     out = np.empty(num_samples, dtype=np.int64)
     for s in range(0, num_samples, CHUNK):
         m = min(CHUNK, num_samples - s)
-        out[s : s + m] = _draw_categories(cdf, m, rng)
+        out[s : s + m] = np.minimum(np.searchsorted(cdf, rng.random(m), side="right"), cdf.size - 1)
     return out
 
 

@@ -225,7 +225,6 @@ def train(
         disable=not (config.progress and main and get_console().is_terminal),
         transient=True,
     )
-    log_rows = history
     board = _tensorboard(out) if main else None
     with progress:
         for epoch in range(start_epoch, config.epochs):
@@ -286,9 +285,9 @@ def train(
                 "lr": lr,
                 "seconds": time.perf_counter() - t0,
             }
-            log_rows.append(row)
+            history.append(row)
             if main:
-                _write_log(out / "log.csv", log_rows)
+                _write_log(out / "log.csv", history)
                 if board is not None:
                     for key, value in row.items():
                         if key != "epoch":
@@ -304,7 +303,7 @@ def train(
                         "sampler": sampler.state_dict()
                         if isinstance(sampler, CurriculumSampler)
                         else None,
-                        "history": log_rows,
+                        "history": history,
                     },
                     ckpt_path,
                 )
@@ -313,7 +312,7 @@ def train(
 
     result: dict[str, Any] = {
         "config": asdict(config),
-        "history": log_rows,
+        "history": history,
         "epochs_run": config.epochs - start_epoch,
     }
     if data.test is not None:
