@@ -1,13 +1,15 @@
 """Input-pipeline throughput to 224x224 tensors: longtail's FolderDataset vs torchvision's ImageFolder
 with Resize(256) + CenterCrop(224) + ToTensor, same run, same DataLoader settings.
 
-Usage: python benchmarks/pipeline.py [--per-size 150] [--workers 2] [--sizes 160 320 640 1280 2560]
+Usage: python benchmarks/pipeline.py [--per-size 300] [--workers 2] [--sizes 160 320 640 1280 2560]
 
 Writes a tree of real photographs (scikit-learn's two sample images, ``china.jpg`` and
 ``flower.jpg``, resized with random crops and flips, JPEG quality 90) for each longer-side size, in
 5 classes, then times one pass over each size's images for both pipelines: images per second,
-median of ``--repeats`` passes. Both produce the same geometry (shorter side to 256, centre 224);
-longtail decodes large JPEGs at a reduced scale (Pillow ``draft``) before resizing.
+median of ``--repeats`` passes. Both produce the same geometry (shorter side to 256, centre 224)
+and the same normalised float batches in the main process. longtail is measured twice:
+as ``longtail train`` uses it (workers send uint8 batches, the main process normalises them, time
+included; on a GPU that step runs there) and normalising in the workers (``normalize=True``).
 """
 
 from __future__ import annotations
@@ -48,17 +50,20 @@ def write_photos(root: Path, sizes: list[int], per_size: int, seed: int = 0) -> 
 
 def throughput(dataset, workers: int, repeats: int, batch_size: int = 32) -> float:
     from longtail.data.datasets import FolderDataset, batch_collate
+    from longtail.data.loading import on_device_transform
 
     kwargs = {"num_workers": workers, "persistent_workers": workers > 0}
     if isinstance(dataset, FolderDataset):
         kwargs["collate_fn"] = batch_collate  # it returns whole batches from __getitems__
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **kwargs)
+    finish = on_device_transform(dataset)
     rates = []
     for _ in range(repeats + 1):  # the first pass warms the workers and the file cache
         t0 = time.perf_counter()
         n = 0
         for x, _ in loader:
-            assert x.shape[1:] == (3, 224, 224)
+            x = finish(x)
+            assert x.shape[1:] == (3, 224, 224) and x.dtype == torch.float32
             n += x.shape[0]
         rates.append(n / (time.perf_counter() - t0))
     return statistics.median(rates[1:])
@@ -70,7 +75,7 @@ def main() -> None:
         "--root", type=Path, default=Path(tempfile.gettempdir()) / "longtail-pipeline-bench"
     )
     parser.add_argument("--sizes", nargs="+", type=int, default=[160, 320, 640, 1280, 2560])
-    parser.add_argument("--per-size", type=int, default=150)
+    parser.add_argument("--per-size", type=int, default=300)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -90,17 +95,29 @@ def main() -> None:
     print(
         f"{args.per_size} photos per size, {args.workers} DataLoader workers, batch 32, images/s (median of {args.repeats})"
     )
-    print(f"{'longer side px':>15} {'ImageFolder':>12} {'longtail':>10} {'speed-up':>9}")
+    print(
+        f"{'longer side px':>15} {'ImageFolder':>12} {'longtail':>10} {'speed-up':>9}"
+        f" {'normalised in workers':>22} {'speed-up':>9}"
+    )
     for size in args.sizes:
         folder = args.root / f"px{size}"
         tv = throughput(
             ImageFolder(str(folder), transform=tv_transform), args.workers, args.repeats
         )
-        ours_ds = FolderDataset(
-            build_index(folder, use_cache=False), image_size=224, resize_size=256
+        index = build_index(folder, use_cache=False)
+        ours = [
+            throughput(
+                FolderDataset(index, image_size=224, resize_size=256, normalize=normalize),
+                args.workers,
+                args.repeats,
+            )
+            for normalize in (False, True)
+        ]
+        print(
+            f"{size:>15} {tv:12.0f} {ours[0]:10.0f} {ours[0] / tv:8.2f}x"
+            f" {ours[1]:22.0f} {ours[1] / tv:8.2f}x",
+            flush=True,
         )
-        ours = throughput(ours_ds, args.workers, args.repeats)
-        print(f"{size:>15} {tv:12.0f} {ours:10.0f} {ours / tv:8.2f}x", flush=True)
     shutil.rmtree(args.root, ignore_errors=True)
 
 

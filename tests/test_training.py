@@ -7,14 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from torch.utils.data import DataLoader, Subset
 
 from helpers import torchrun, write_tree
 from longtail.cli import main
 from longtail.data.bundle import embedded_bundle, folder_bundle
-from longtail.data.datasets import ArrayDataset, FolderDataset, load_image
+from longtail.data.datasets import ArrayDataset, FolderDataset, batch_collate
+from longtail.data.decode import read_image
 from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
 from longtail.data.index import build_index
+from longtail.data.loading import on_device_transform
 from longtail.distribution import ClassDistribution
 from longtail.experiments.strategies import parse_strategy
 from longtail.training.loop import TrainConfig, train
@@ -229,27 +231,6 @@ def test_strategy_parsing_and_errors(capsys):
     assert "unknown loss" in capsys.readouterr().err
 
 
-def test_load_image_modes_and_exif(tmp_path):
-    big = Image.new("RGB", (800, 400), (200, 10, 10))
-    big.save(tmp_path / "big.jpg")
-    im = load_image(tmp_path / "big.jpg", 64)
-    assert im.size == (64, 64) and im.mode == "RGB"
-    Image.new("L", (30, 30), 128).save(tmp_path / "gray.png")
-    Image.new("P", (30, 30)).save(tmp_path / "pal.png")
-    Image.new("CMYK", (30, 30), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")
-    for name in ("gray.png", "pal.png", "cmyk.jpg"):
-        assert load_image(tmp_path / name, 16).mode == "RGB"
-    assert np.asarray(load_image(tmp_path / "cmyk.jpg", 16))[8, 8, 0] > 200  # CMYK red -> RGB red
-    # EXIF orientation 6 (rotate 90): a 40x20 landscape photo is shown as portrait
-    tall = Image.new("RGB", (40, 20))
-    tall.paste((255, 255, 255), (0, 0, 20, 20))  # left half white
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    tall.save(tmp_path / "rot.jpg", exif=exif)
-    arr = np.asarray(load_image(tmp_path / "rot.jpg", 20).convert("L"))
-    assert arr[:5].mean() > 200 and arr[-5:].mean() < 60  # white half now on top
-
-
 def test_folder_dataset_all_corrupt_class_fails_clearly(tmp_path):
     root = write_tree(tmp_path / "d", {"a": 2})
     (tmp_path / "d" / "b").mkdir()
@@ -262,9 +243,7 @@ def test_folder_dataset_all_corrupt_class_fails_clearly(tmp_path):
 def test_folder_dataset_normalises_and_batches_like_single_items(tmp_path):
     root = write_tree(tmp_path / "d", {"a": 3, "b": 2}, size=30)
     ds = FolderDataset(build_index(root), image_size=16, resize_size=20)
-    raw = torch.from_numpy(np.asarray(load_image(ds.index.filepath(0), 16, 20)).copy()).permute(
-        2, 0, 1
-    )
+    raw = read_image(ds.index.filepath(0), 16, 20)
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     expected = (raw.float() / 255 - mean[:, None, None]) / std[:, None, None]
     x, y = ds[0]
@@ -272,6 +251,23 @@ def test_folder_dataset_normalises_and_batches_like_single_items(tmp_path):
     xb, yb = ds.__getitems__([0, 4])
     torch.testing.assert_close(xb[0], expected)
     assert yb.tolist() == [0, 1]
+    # through DataLoader workers (batches built in shared memory): the same tensors
+    loader = DataLoader(ds, batch_size=2, num_workers=1, collate_fn=batch_collate)
+    torch.testing.assert_close(next(iter(loader))[0], ds.__getitems__([0, 1])[0])
+
+
+def test_folder_dataset_uint8_items_are_normalised_on_the_device(tmp_path):
+    root = write_tree(tmp_path / "d", {"a": 3, "b": 2}, size=30)
+    index = build_index(root)
+    floats = FolderDataset(index, image_size=16)
+    raw = FolderDataset(index, image_size=16, normalize=False)
+    xb, yb = raw.__getitems__([1, 3])
+    assert xb.dtype == torch.uint8 and raw[1][0].dtype == torch.uint8
+    finish = on_device_transform(Subset(raw, [1, 3]))
+    torch.testing.assert_close(finish(xb), floats.__getitems__([1, 3])[0])
+    assert on_device_transform(floats)(xb) is xb  # float datasets need nothing more
+    with pytest.raises(TypeError, match="uint8"):
+        raw.normalize_batch(xb.float())
 
 
 def test_train_on_torchvision_image_folder(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,16 @@ def folder_bundle(
     as the label (None: the leaf classes).
     """
     source = Path(source)
+
+    # uint8 images, normalised on the training device (see loading.on_device_transform)
+    folder = partial(
+        FolderDataset,
+        image_size=image_size,
+        level=level,
+        bad_image_log=bad_image_log,
+        normalize=False,
+    )
+
     if (source / "train").is_dir() and (source / "test").is_dir():
         train_index = build_index(source / "train", rescan=rescan, progress=progress)
         test_index = build_index(source / "test", rescan=rescan, progress=progress)
@@ -75,7 +86,7 @@ def folder_bundle(
         val_idx, train_idx = stratified_split(
             _labels(train_index, level), [val_fraction], seed, train_index.class_names
         )
-        test = FolderDataset(test_index, None, image_size, level, bad_image_log=bad_image_log)
+        test = folder(test_index, None)
     else:
         train_index = build_index(source, rescan=rescan, progress=progress)
         val_idx, test_idx, train_idx = stratified_split(
@@ -84,9 +95,9 @@ def folder_bundle(
             seed,
             train_index.class_names,
         )
-        test = FolderDataset(train_index, test_idx, image_size, level, bad_image_log=bad_image_log)
-    train = FolderDataset(train_index, train_idx, image_size, level, bad_image_log=bad_image_log)
-    val = FolderDataset(train_index, val_idx, image_size, level, bad_image_log=bad_image_log)
+        test = folder(train_index, test_idx)
+    train = folder(train_index, train_idx)
+    val = folder(train_index, val_idx)
     full = train_index.distribution()
     if level is not None and level < full.num_levels:
         names = train.class_names

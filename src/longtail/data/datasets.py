@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
+from longtail.data.decode import read_image
 from longtail.data.index import ImageIndex
 
 log = logging.getLogger("longtail.data")
@@ -60,42 +61,22 @@ class ArrayDataset(Dataset):
         return self.x[idx], self.targets[idx]
 
 
-def load_image(path: str | Path, size: int, resize_size: int | None = None) -> Image.Image:
-    """Decode an image as RGB, respecting EXIF orientation, with JPEG reduce-on-decode (Pillow's
-    ``draft``) so a large photo bound for ``size`` pixels is not decoded at full resolution; then
-    the geometry of "shorter side to ``resize_size`` (default ``size``), centre ``size`` x ``size``
-    crop" (``resize_size=256, size=224`` is torchvision's Resize(256) + CenterCrop(224)) in one
-    resampling of the crop region only."""
-    resize_size = resize_size or size
-    with Image.open(path) as im:
-        if im.format == "JPEG":
-            im.draft("RGB", (resize_size, resize_size))  # smallest 1/2^k scale still >= resize_size
-        if im.getexif().get(ORIENTATION, 1) != 1:
-            im = ImageOps.exif_transpose(im)
-        if im.mode != "RGB":
-            im = (
-                im.convert("RGBA").convert("RGB")
-                if im.mode in ("P", "LA", "PA")
-                else im.convert("RGB")
-            )
-        w, h = im.size
-        side = min(w, h) * size / resize_size  # the crop's side in source pixels
-        left, top = (w - side) / 2, (h - side) / 2
-        return im.resize((size, size), Image.BILINEAR, box=(left, top, left + side, top + side))
-
-
-ORIENTATION = 0x0112
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class FolderDataset(Dataset):
-    """Images of an :class:`ImageIndex` (subset ``indices``), decoded with :func:`load_image`.
+    """Images of an :class:`ImageIndex` (subset ``indices``), decoded with :func:`~longtail.data.decode.read_image`.
 
     ``level`` picks the label: a hierarchy level (1 = top folders) or None for the leaf classes.
     An unreadable or corrupt image is reported once (path and reason, to the ``longtail.data``
     logger and to ``bad_image_log`` if given) and replaced by the next image of the same class,
     so an epoch never stops half-way and the label stream is unchanged.
+
+    Items are float images normalised with ``mean``/``std``; with ``normalize=False`` they stay
+    uint8 (a quarter of the bytes to pass between processes and to copy to a GPU) and
+    :meth:`normalize_batch` finishes them on the training device. ``transform`` is applied to
+    what an item would otherwise be.
     """
 
     def __init__(
@@ -109,8 +90,10 @@ class FolderDataset(Dataset):
         std: Sequence[float] = IMAGENET_STD,
         bad_image_log: str | Path | None = None,
         resize_size: int | None = None,
+        normalize: bool = True,
     ) -> None:
         self.index = index
+        self.normalize = normalize
         self.resize_size = resize_size
         self.indices = (
             np.arange(len(index)) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -124,7 +107,7 @@ class FolderDataset(Dataset):
         self.transform = transform
         self.mean = torch.tensor(mean)[:, None, None]
         self.std = torch.tensor(std)[:, None, None]
-        self._scale, self._shift = 1 / (255 * self.std), self.mean / self.std
+        self._scale, self._shift = 1 / (255 * self.std), self.mean / self.std  # x*scale - shift
         self.bad_image_log = Path(bad_image_log) if bad_image_log else None
         self._reported: set[int] = set()
         self._lock = threading.Lock()
@@ -157,10 +140,8 @@ class FolderDataset(Dataset):
         j = i
         for _ in range(len(self)):
             try:
-                im = load_image(
-                    self.index.filepath(int(self.indices[j])), self.image_size, self.resize_size
-                )
-                return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+                path = self.index.filepath(int(self.indices[j]))
+                return read_image(path, self.image_size, self.resize_size)
             except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
                 self._report(j, err)
                 j = int(self._next_in_class[j])
@@ -170,21 +151,38 @@ class FolderDataset(Dataset):
                     ) from err
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def normalize_batch(self, x: Tensor) -> Tensor:
+        """uint8 [..., 3, H, W] on any device -> float ``(x / 255 - mean) / std``."""
+        if x.dtype != torch.uint8:
+            raise TypeError(f"normalize_batch takes uint8 images (normalize=False), not {x.dtype}")
+        return self._normalize_(x.float())
+
+    def _normalize_(self, x: Tensor) -> Tensor:
+        """In place on float x holding 0..255."""
+        return x.mul_(self._scale.to(x.device)).sub_(self._shift.to(x.device))
+
     def _finish(self, x: Tensor) -> Tensor:
-        """uint8 -> float in [0, 1], normalised, then the user's transform (per image or batch)."""
-        x = x.float().mul_(self._scale).sub_(self._shift)  # (x/255 - mean) / std, in place
+        """uint8 image or our own float batch buffer -> what an item is."""
+        x = self._normalize_(x.float()) if self.normalize else x
         return self.transform(x) if self.transform is not None else x
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         return self._finish(self._decode(i)), self.targets[i]
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """A whole batch: decode to uint8, then normalise the stacked batch in one pass."""
+        """A whole batch, decoded into one tensor (normalised in one pass). In a DataLoader
+        worker that tensor is allocated in shared memory, so handing it to the main process
+        copies nothing (as torch's default collate does)."""
         idx = [int(i) for i in indices]
-        batch = torch.stack([self._decode(i) for i in idx])
-        if self.transform is None:
-            return self._finish(batch), self.targets[idx]
-        return torch.stack([self._finish(x) for x in batch]), self.targets[idx]
+        if self.transform is not None:
+            return torch.stack([self._finish(self._decode(i)) for i in idx]), self.targets[idx]
+        dtype = torch.float32 if self.normalize else torch.uint8
+        batch = torch.empty((len(idx), 3, self.image_size, self.image_size), dtype=dtype)
+        if get_worker_info() is not None:
+            batch.share_memory_()
+        for k, i in enumerate(idx):
+            batch[k] = self._decode(i)
+        return self._finish(batch), self.targets[idx]
 
 
 def bad_images(log_path: str | Path) -> list[str]:

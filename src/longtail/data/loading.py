@@ -1,11 +1,14 @@
-"""DataLoader settings that suit the machine, overridable."""
+"""DataLoader settings that suit the machine, overridable, and the step that finishes a batch on
+the training device."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from longtail.data.datasets import ArrayDataset, FolderDataset, batch_collate
@@ -17,9 +20,7 @@ def loader_kwargs(
     """Workers from the CPU count (none for in-memory arrays), pinned memory on CUDA, persistent
     workers and a deeper prefetch when there are workers, and batch-at-once collation for
     longtail's own datasets."""
-    base = dataset
-    while isinstance(base, Subset):
-        base = base.dataset
+    base = _unwrap(dataset)
     if num_workers is None:
         num_workers = 0 if isinstance(base, ArrayDataset) else min(8, len(os.sched_getaffinity(0)))
     kw: dict[str, Any] = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
@@ -28,3 +29,22 @@ def loader_kwargs(
     if isinstance(base, (ArrayDataset, FolderDataset)):
         kw["collate_fn"] = batch_collate
     return kw
+
+
+def on_device_transform(dataset: Dataset) -> Callable[[Tensor], Tensor]:
+    """What a batch of ``dataset`` needs once on the training device: normalisation for a
+    :class:`FolderDataset` that hands out uint8 images, nothing otherwise."""
+    base = _unwrap(dataset)
+    if isinstance(base, FolderDataset) and not base.normalize:
+        return base.normalize_batch
+    return _identity
+
+
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
+def _unwrap(dataset: Dataset) -> Dataset:
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return dataset

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from longtail.data.bundle import DataBundle
-from longtail.data.loading import loader_kwargs
+from longtail.data.loading import loader_kwargs, on_device_transform
 from longtail.distribution import ClassDistribution
 from longtail.experiments.strategies import parse_strategy
 from longtail.losses import make_loss
@@ -94,8 +94,9 @@ def evaluate_model(
     kw = loader_kwargs(dataset, device, num_workers)
     model.eval()
     acc = MetricAccumulator(distribution.num_classes)
+    finish = on_device_transform(dataset)
     for x, y in DataLoader(part, batch_size=batch_size, shuffle=False, **kw):
-        acc.update(model(x.to(device, non_blocking=True)), y.to(device))
+        acc.update(model(finish(x.to(device, non_blocking=True))), y.to(device))
     if world > 1:
         state = acc.state().to(device)
         tdist.all_reduce(state)
@@ -210,6 +211,7 @@ def train(
         start_epoch, history = state["epoch"] + 1, state["history"]
 
     kw = loader_kwargs(data.train, device, config.num_workers)
+    finish = on_device_transform(data.train)
     if isinstance(sampler, BalancedBatchSampler):
         loader = DataLoader(data.train, batch_sampler=sampler, **kw)
     else:
@@ -246,6 +248,7 @@ def train(
             )
             for step, (x, y) in enumerate(loader):
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                x = finish(x)
                 with autocast:
                     logits = ddp_model(x)
                     loss = criterion(logits, y)

@@ -1,0 +1,106 @@
+"""Decode an image file straight to the uint8 [3, size, size] tensor a model is fed.
+
+The geometry is torchvision's ``Resize(resize_size) + CenterCrop(size)`` (shorter side to
+``resize_size``, centre ``size`` x ``size`` crop), done in one antialiased bilinear resampling of
+the crop region only. Decoding takes the cheapest exact route:
+
+- a JPEG at least twice ``resize_size`` on its shorter side is decoded at a reduced scale
+  (libjpeg's DCT scaling through Pillow's ``draft``: 1/2, 1/4 or 1/8, the smallest still
+  >= ``resize_size``), so a 4000 px photo bound for 224 px is never decoded at full size;
+- any other JPEG is decoded by libjpeg-turbo straight into a tensor, through simplejpeg or
+  TorchCodec when installed, else torchvision (whose decoders are deprecated since 0.29);
+- everything else (PNG, TIFF, WebP, ..., and JPEGs with an EXIF rotation) by Pillow.
+
+Grayscale, palette, CMYK and alpha images come out RGB; EXIF orientation is respected. An unreadable file raises ``OSError`` (or Pillow's ``UnidentifiedImageError``, a subclass).
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
+
+ORIENTATION = 0x0112  # the EXIF tag
+
+
+def _simplejpeg(data: bytes) -> Tensor:
+    import simplejpeg
+
+    return torch.from_numpy(simplejpeg.decode_jpeg(data, colorspace="RGB")).permute(2, 0, 1)
+
+
+def _torchcodec(data: bytes) -> Tensor:
+    from torchcodec.decoders import decode_jpeg
+
+    return decode_jpeg(data, mode="RGB")
+
+
+def _torchvision(data: bytes) -> Tensor:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # in favour of TorchCodec
+        return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB)
+
+
+def installed_jpeg_decoders() -> dict[str, Callable[[bytes], Tensor]]:
+    """The libjpeg-turbo bindings that load here, fastest first: JPEG bytes -> uint8 [3, H, W]
+    RGB. simplejpeg and TorchCodec are optional; torchvision's is always there."""
+    found = {}
+    for name, decoder in (("simplejpeg", _simplejpeg), ("torchcodec", _torchcodec)):
+        try:
+            importlib.import_module("torchcodec.decoders" if name == "torchcodec" else name)
+            found[name] = decoder
+        except (ImportError, OSError, RuntimeError):  # absent, or its native library won't load
+            pass
+    found["torchvision"] = _torchvision
+    return found
+
+
+decode_jpeg_rgb = next(iter(installed_jpeg_decoders().values()))
+
+
+def read_image(path: str | Path, size: int, resize_size: int | None = None) -> Tensor:
+    """uint8 [3, size, size]: the image at ``path`` with its shorter side scaled to
+    ``resize_size`` (default ``size``) and centre-cropped to ``size`` x ``size``."""
+    resize_size = resize_size or size
+    data = Path(path).read_bytes()
+    with Image.open(io.BytesIO(data)) as im:  # reads the header only
+        orientation = im.getexif().get(ORIENTATION, 1)
+        if im.format == "JPEG" and orientation == 1 and min(im.size) < 2 * resize_size:
+            try:
+                pixels = decode_jpeg_rgb(data)
+            except (RuntimeError, ValueError):  # let Pillow decode it, or name the problem
+                pixels = _decode_with_pillow(im, resize_size, orientation)
+        else:
+            pixels = _decode_with_pillow(im, resize_size, orientation)
+    return center_crop_resize(pixels, size, resize_size)
+
+
+def _decode_with_pillow(im: Image.Image, resize_size: int, orientation: int) -> Tensor:
+    """uint8 [3, H, W] RGB, JPEGs reduced on decode to the smallest 1/2^k scale >= resize_size."""
+    if im.format == "JPEG":
+        im.draft("RGB", (resize_size, resize_size))
+    if orientation != 1:
+        im = ImageOps.exif_transpose(im)
+    if im.mode != "RGB":
+        # through RGBA so that transparent palette/alpha pixels take their colour, not black
+        im = (
+            im.convert("RGBA").convert("RGB") if im.mode in ("P", "LA", "PA") else im.convert("RGB")
+        )
+    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+
+
+def center_crop_resize(pixels: Tensor, size: int, resize_size: int) -> Tensor:
+    """uint8 [3, H, W] -> [3, size, size] by torchvision's ``Resize(resize_size, antialias=True)``
+    then ``CenterCrop(size)``, on a channels-last view (the fast uint8 kernel)."""
+    pixels = pixels.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # no copy if already HWC
+    return TF.center_crop(TF.resize(pixels, [resize_size], antialias=True), [size])
