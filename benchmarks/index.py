@@ -10,6 +10,9 @@ and scaled to ``--files``. Then prints, on a warm file-system cache:
   folder and reads no hierarchy);
 - longtail's first index (``scan_folder``: paths, leaf labels, every hierarchy level);
 - longtail's cached reload (``build_index`` with an unchanged tree).
+
+With ``--cold`` (root only) the page cache is dropped before every timed run, as after a reboot
+or on first touching a network file system.
 """
 
 from __future__ import annotations
@@ -91,9 +94,17 @@ def make_tree(root: Path, total: int) -> None:
     (root / ".complete").write_text(str(total))
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
+def drop_page_cache() -> None:
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as fh:
+        fh.write("3")
+
+
+def timed(fn, repeats: int, cold: bool = False) -> tuple[float, object]:
     times, result = [], None
     for _ in range(repeats):
+        if cold:
+            drop_page_cache()
         t0 = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - t0)
@@ -108,6 +119,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the generated tree")
+    parser.add_argument("--cold", action="store_true", help="drop the page cache before each run")
     args = parser.parse_args()
 
     from torchvision.datasets import ImageFolder
@@ -125,16 +137,21 @@ def main() -> None:
     cache = Path(tempfile.mkdtemp())
     scan_folder(args.root)  # warm the file-system cache
     t_if, ds = timed(
-        lambda: ImageFolder(str(args.root), loader=lambda p: p, allow_empty=True), args.repeats
+        lambda: ImageFolder(str(args.root), loader=lambda p: p, allow_empty=True),
+        args.repeats,
+        args.cold,
     )
-    t_scan, (index, _) = timed(lambda: scan_folder(args.root), args.repeats)
+    t_scan, (index, _) = timed(lambda: scan_folder(args.root), args.repeats, args.cold)
 
     build_index(args.root, cache_dir=cache, rescan=True)
-    t_cached, cached = timed(lambda: build_index(args.root, cache_dir=cache), args.repeats)
+    t_cached, cached = timed(
+        lambda: build_index(args.root, cache_dir=cache), args.repeats, args.cold
+    )
     assert len(ds) == len(index) == len(cached) == args.files
     n_levels = index.distribution().num_levels
     print(
-        f"files: {len(index):,}; leaf classes: {index.num_classes}; hierarchy levels: {n_levels}; cores: {os.cpu_count()}"
+        f"files: {len(index):,}; leaf classes: {index.num_classes}; hierarchy levels: {n_levels}; "
+        f"cores: {os.cpu_count()}; page cache: {'dropped before each run' if args.cold else 'warm'}"
     )
     print(
         f"{'torchvision ImageFolder(root)':42s} {t_if:7.2f} s   (8 top-level classes, no hierarchy, no sizes)"

@@ -114,3 +114,15 @@ def test_scan_reports_progress_per_top_folder(tmp_path):
     scan_folder(root, progress=lambda done, total, files: calls.append((done, total, files)))
     assert [c[:2] for c in calls] == [(1, 2), (2, 2)]
     assert calls[-1][2] == 25
+
+
+def test_threaded_scan_gives_the_same_index(tmp_path):
+    tree = {f"top{t}/sub{s}/leaf{t}{s}": 1 + (3 * t + s) % 5 for t in range(6) for s in range(2)}
+    root = write_tree(tmp_path / "data", tree)
+    one, fp_one = scan_folder(root, workers=1)
+    many, fp_many = scan_folder(root, workers=4)
+    assert one.paths == many.paths and one.class_names == many.class_names
+    assert np.array_equal(one.labels, many.labels) and fp_one == fp_many
+    assert np.bincount(many.labels).tolist() == [
+        1 + (3 * t + s) % 5 for t in range(6) for s in range(2)
+    ]

@@ -20,6 +20,7 @@ import csv
 import hashlib
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,12 +176,14 @@ def _scan_subtree(root: str, rel: str) -> tuple[list[tuple[str, list[str]]], dic
 
 
 def scan_folder(
-    root: str | Path, progress: Progress | None = None
+    root: str | Path, progress: Progress | None = None, workers: int | None = None
 ) -> tuple[ImageIndex, dict[str, int]]:
     """Scan a class-folder tree; returns the index and the mtimes of every folder seen.
 
-    ``progress(done, total, files)`` is called as each top-level folder finishes. File sizes are
-    not read here (see :meth:`ImageIndex.file_sizes`)."""
+    Top-level folders are walked by ``workers`` threads (default: one per core, at most 8), which
+    overlap the waits of a cold or network file system. ``progress(done, total, files)`` is called
+    as each top-level folder finishes. File sizes are not read here (see
+    :meth:`ImageIndex.file_sizes`)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist or is not a folder")
@@ -195,12 +198,15 @@ def scan_folder(
         )
     classes: list[tuple[str, list[str]]] = []
     mtimes = {"": os.stat(root).st_mtime_ns}
-    for done, top in enumerate(tops, 1):
-        part, m = _scan_subtree(str(root), top)
-        classes += part
-        mtimes.update(m)
-        if progress is not None:
-            progress(done, len(tops), sum(len(names) for _, names in classes))
+    workers = workers or min(8, len(os.sched_getaffinity(0)))
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(tops)))) as pool:
+        futures = [pool.submit(_scan_subtree, str(root), top) for top in tops]
+        for done, future in enumerate(as_completed(futures), 1):
+            part, m = future.result()
+            classes += part
+            mtimes.update(m)
+            if progress is not None:
+                progress(done, len(tops), sum(len(names) for _, names in classes))
     if not classes:
         raise ValueError(
             f"no images found under {root} (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}); "
