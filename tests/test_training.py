@@ -248,12 +248,16 @@ def test_folder_dataset_normalises_and_batches_like_single_items(tmp_path):
     expected = (raw.float() / 255 - mean[:, None, None]) / std[:, None, None]
     x, y = ds[0]
     torch.testing.assert_close(x, expected)
-    xb, yb = ds.__getitems__([0, 4])
+    xb, yb = ds.batch([0, 4])
     torch.testing.assert_close(xb[0], expected)
     assert yb.tolist() == [0, 1]
     # through DataLoader workers (batches built in shared memory): the same tensors
     loader = DataLoader(ds, batch_size=2, num_workers=1, collate_fn=batch_collate)
-    torch.testing.assert_close(next(iter(loader))[0], ds.__getitems__([0, 1])[0])
+    torch.testing.assert_close(next(iter(loader))[0], ds.batch([0, 1])[0])
+    # a plain DataLoader (torch's default collate) gives the same batches
+    x_plain, y_plain = next(iter(DataLoader(ds, batch_size=2)))
+    torch.testing.assert_close(x_plain, ds.batch([0, 1])[0])
+    assert y_plain.tolist() == [0, 0]
 
 
 def test_folder_dataset_uint8_items_are_normalised_on_the_device(tmp_path):
@@ -261,10 +265,10 @@ def test_folder_dataset_uint8_items_are_normalised_on_the_device(tmp_path):
     index = build_index(root)
     floats = FolderDataset(index, image_size=16)
     raw = FolderDataset(index, image_size=16, normalize=False)
-    xb, yb = raw.__getitems__([1, 3])
+    xb, yb = raw.batch([1, 3])
     assert xb.dtype == torch.uint8 and raw[1][0].dtype == torch.uint8
     finish = on_device_transform(Subset(raw, [1, 3]))
-    torch.testing.assert_close(finish(xb), floats.__getitems__([1, 3])[0])
+    torch.testing.assert_close(finish(xb), floats.batch([1, 3])[0])
     assert on_device_transform(floats)(xb) is xb  # float datasets need nothing more
     with pytest.raises(TypeError, match="uint8"):
         raw.normalize_batch(xb.float())
@@ -295,3 +299,13 @@ def test_train_on_torchvision_image_folder(tmp_path):
     )
     with pytest.raises(ValueError, match="targets"):
         bundle_from_datasets(ds, torch.utils.data.TensorDataset(torch.zeros(2)))
+
+
+def test_array_dataset_batches_with_either_collate():
+    images = np.arange(5 * 4 * 4, dtype=np.uint8).reshape(5, 4, 4)
+    ds = ArrayDataset(images, np.array([0, 1, 0, 2, 1]), mean=[0.0], std=[1.0])
+    whole = next(iter(DataLoader(ds, batch_size=3, collate_fn=batch_collate)))
+    plain = next(iter(DataLoader(ds, batch_size=3)))
+    for x, y in (whole, plain):
+        assert x.shape == (3, 1, 4, 4) and y.tolist() == [0, 1, 0]
+        torch.testing.assert_close(x[:, 0], torch.from_numpy(images[:3]).float() / 255)

@@ -1,7 +1,8 @@
 """PyTorch datasets over in-memory arrays and over an :class:`~longtail.data.index.ImageIndex`.
 
 Both expose ``targets`` (so every longtail sampler, and torch code that expects it, works) and
-``__getitems__`` (the DataLoader fetches a whole batch in one call).
+``__getitems__`` (the DataLoader fetches a whole batch in one call; pass
+``collate_fn=batch_collate`` to keep it whole, as :func:`~longtail.data.loading.loader_kwargs` does).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from PIL import UnidentifiedImageError
 from torch import Tensor
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from longtail.data.decode import read_image
 from longtail.data.index import ImageIndex
@@ -56,9 +57,13 @@ class ArrayDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         return self.x[i], self.targets[i]
 
-    def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+    def batch(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """Images [B, C, H, W] and labels [B] of ``indices``, gathered at once."""
         idx = torch.as_tensor(indices, dtype=torch.long)
         return self.x[idx], self.targets[idx]
+
+    def __getitems__(self, indices: Sequence[int]) -> SampleBatch:
+        return SampleBatch(*self.batch(indices))
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -169,10 +174,13 @@ class FolderDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         return self._finish(self._decode(i)), self.targets[i]
 
-    def __getitems__(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """A whole batch, decoded into one tensor (normalised in one pass). In a DataLoader
-        worker that tensor is allocated in shared memory, so handing it to the main process
-        copies nothing (as torch's default collate does)."""
+    def __getitems__(self, indices: Sequence[int]) -> SampleBatch:
+        return SampleBatch(*self.batch(indices))
+
+    def batch(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """Images [B, 3, S, S] and labels [B] of ``indices``, decoded into one tensor (normalised
+        in one pass). In a DataLoader worker that tensor is allocated in shared memory, so
+        handing it to the main process copies nothing (as torch's default collate does)."""
         idx = [int(i) for i in indices]
         if self.transform is not None:
             return torch.stack([self._finish(self._decode(i)) for i in idx]), self.targets[idx]
@@ -193,6 +201,16 @@ def bad_images(log_path: str | Path) -> list[str]:
         return sorted({line.split("\t", 1)[0] for line in fh if line.strip()})
 
 
+class SampleBatch(list):
+    """One batch as the list of (image, label) samples a DataLoader expects, each a view into
+    whole-batch tensors: torch's default collate stacks them as it would any samples, and
+    :func:`batch_collate` hands back the batch tensors themselves, copying nothing."""
+
+    def __init__(self, x: Tensor, y: Tensor) -> None:
+        super().__init__(zip(x, y))
+        self.tensors = (x, y)
+
+
 def batch_collate(batch: Any) -> Any:
-    """Collate for datasets whose ``__getitems__`` already returns a batch."""
-    return batch
+    """Collate that keeps a :class:`SampleBatch` whole; anything else goes to torch's default."""
+    return batch.tensors if isinstance(batch, SampleBatch) else default_collate(batch)
