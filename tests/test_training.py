@@ -16,7 +16,7 @@ from longtail.data.datasets import ArrayDataset, FolderDataset, batch_collate
 from longtail.data.decode import read_image
 from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
 from longtail.data.index import build_index
-from longtail.data.loading import on_device_transform
+from longtail.data.loading import feed_device
 from longtail.distribution import ClassDistribution
 from longtail.experiments.strategies import parse_strategy
 from longtail.training.loop import TrainConfig, train
@@ -260,18 +260,21 @@ def test_folder_dataset_normalises_and_batches_like_single_items(tmp_path):
     assert y_plain.tolist() == [0, 0]
 
 
-def test_folder_dataset_uint8_items_are_normalised_on_the_device(tmp_path):
+def test_folder_dataset_feeds_a_gpu_uint8_and_the_cpu_normalised_floats(tmp_path):
     root = write_tree(tmp_path / "d", {"a": 3, "b": 2}, size=30)
     index = build_index(root)
-    floats = FolderDataset(index, image_size=16)
-    raw = FolderDataset(index, image_size=16, normalize=False)
-    xb, yb = raw.batch([1, 3])
-    assert xb.dtype == torch.uint8 and raw[1][0].dtype == torch.uint8
-    finish = on_device_transform(Subset(raw, [1, 3]))
-    torch.testing.assert_close(finish(xb), floats.batch([1, 3])[0])
-    assert on_device_transform(floats)(xb) is xb  # float datasets need nothing more
+    expected = FolderDataset(index, image_size=16).batch([1, 3])[0]
+    ds = FolderDataset(index, image_size=16)
+    finish = feed_device(Subset(ds, [1, 3]), torch.device("cuda"))  # only its type is read
+    xb, _ = ds.batch([1, 3])
+    assert not ds.normalize and xb.dtype == torch.uint8 and ds[1][0].dtype == torch.uint8
+    torch.testing.assert_close(finish(xb), expected)  # the step that runs on the GPU
+    finish = feed_device(ds, torch.device("cpu"))
+    xb, _ = ds.batch([1, 3])
+    assert ds.normalize and finish(xb) is xb
+    torch.testing.assert_close(xb, expected)
     with pytest.raises(TypeError, match="uint8"):
-        raw.normalize_batch(xb.float())
+        ds.normalize_batch(xb)
 
 
 def test_train_on_torchvision_image_folder(tmp_path):

@@ -70,14 +70,7 @@ def folder_bundle(
     """
     source = Path(source)
 
-    # uint8 images, normalised on the training device (see loading.on_device_transform)
-    folder = partial(
-        FolderDataset,
-        image_size=image_size,
-        level=level,
-        bad_image_log=bad_image_log,
-        normalize=False,
-    )
+    folder = partial(FolderDataset, image_size=image_size, level=level, bad_image_log=bad_image_log)
 
     if (source / "train").is_dir() and (source / "test").is_dir():
         train_index = build_index(source / "train", rescan=rescan, progress=progress)

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from longtail.data.bundle import DataBundle
-from longtail.data.loading import loader_kwargs, on_device_transform
+from longtail.data.loading import feed_device, loader_kwargs
 from longtail.distribution import ClassDistribution
 from longtail.experiments.strategies import parse_strategy
 from longtail.losses import make_loss
@@ -91,10 +91,10 @@ def evaluate_model(
     statistics are summed across ranks, so every rank gets the same exact numbers."""
     rank, world = (tdist.get_rank(), tdist.get_world_size()) if tdist.is_initialized() else (0, 1)
     part: Dataset = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
+    finish = feed_device(dataset, device)
     kw = loader_kwargs(dataset, device, num_workers)
     model.eval()
     acc = MetricAccumulator(distribution.num_classes)
-    finish = on_device_transform(dataset)
     for x, y in DataLoader(part, batch_size=batch_size, shuffle=False, **kw):
         acc.update(model(finish(x.to(device, non_blocking=True))), y.to(device))
     if world > 1:
@@ -210,8 +210,8 @@ def train(
             sampler.load_state_dict(state["sampler"])
         start_epoch, history = state["epoch"] + 1, state["history"]
 
+    finish = feed_device(data.train, device)
     kw = loader_kwargs(data.train, device, config.num_workers)
-    finish = on_device_transform(data.train)
     if isinstance(sampler, BalancedBatchSampler):
         loader = DataLoader(data.train, batch_sampler=sampler, **kw)
     else:
