@@ -1,17 +1,19 @@
 """Decode an image file straight to the uint8 [3, size, size] tensor a model is fed.
 
 The geometry is torchvision's ``Resize(resize_size) + CenterCrop(size)`` (shorter side to
-``resize_size``, centre ``size`` x ``size`` crop), done in one antialiased bilinear resampling of
-the crop region only. Decoding takes the cheapest exact route:
+``resize_size``, centre ``size`` x ``size`` crop), with torch's antialiased bilinear resampling of
+uint8 images. Decoding takes the cheapest route:
 
 - a JPEG at least twice ``resize_size`` on its shorter side is decoded at a reduced scale
   (libjpeg's DCT scaling through Pillow's ``draft``: 1/2, 1/4 or 1/8, the smallest still
   >= ``resize_size``), so a 4000 px photo bound for 224 px is never decoded at full size;
 - any other JPEG is decoded by libjpeg-turbo straight into a tensor, through simplejpeg or
-  TorchCodec when installed, else torchvision (whose decoders are deprecated since 0.29);
+  TorchCodec when installed, else torchvision (whose decoders are deprecated since 0.29); the
+  pixels are then those of torchvision's own pipeline, to within one level;
 - everything else (PNG, TIFF, WebP, ..., and JPEGs with an EXIF rotation) by Pillow.
 
-Grayscale, palette, CMYK and alpha images come out RGB; EXIF orientation is respected. An unreadable file raises ``OSError`` (or Pillow's ``UnidentifiedImageError``, a subclass).
+Grayscale, palette, CMYK and alpha images come out RGB; EXIF orientation is respected. An
+unreadable file raises ``OSError`` (Pillow's ``UnidentifiedImageError`` is one).
 """
 
 from __future__ import annotations
@@ -55,9 +57,12 @@ def installed_jpeg_decoders() -> dict[str, Callable[[bytes], Tensor]]:
     """The libjpeg-turbo bindings that load here, fastest first: JPEG bytes -> uint8 [3, H, W]
     RGB. simplejpeg and TorchCodec are optional; torchvision's is always there."""
     found = {}
-    for name, decoder in (("simplejpeg", _simplejpeg), ("torchcodec", _torchcodec)):
+    for name, module, decoder in (
+        ("simplejpeg", "simplejpeg", _simplejpeg),
+        ("torchcodec", "torchcodec.decoders", _torchcodec),
+    ):
         try:
-            importlib.import_module("torchcodec.decoders" if name == "torchcodec" else name)
+            importlib.import_module(module)
             found[name] = decoder
         except (ImportError, OSError, RuntimeError):  # absent, or its native library won't load
             pass
