@@ -113,7 +113,7 @@ def test_exif_orientation_is_applied(tmp_path, width):
     assert gray[:5].mean() > 200 and gray[-5:].mean() < 60  # the white half is now on top
 
 
-def test_corrupt_files_raise_oserror(tmp_path, photo):
+def test_corrupt_files_raise_oserror(tmp_path, photo, jpeg_decoder):
     (tmp_path / "junk.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
     (tmp_path / "text.jpg").write_bytes(b"hello")
     photo.save(tmp_path / "whole.jpg")
