@@ -201,14 +201,21 @@ def bad_images(log_path: str | Path) -> list[str]:
         return sorted({line.split("\t", 1)[0] for line in fh if line.strip()})
 
 
-class SampleBatch(list):
-    """One batch as the list of (image, label) samples a DataLoader expects, each a view into
-    whole-batch tensors: torch's default collate stacks them as it would any samples, and
-    :func:`batch_collate` hands back the batch tensors themselves, copying nothing."""
+class SampleBatch(Sequence):
+    """One batch seen as the sequence of (image, label) samples a DataLoader expects, each made
+    on demand as a view into whole-batch tensors: torch's default collate stacks them as it would
+    any samples, and :func:`batch_collate` hands back the batch tensors themselves, copying
+    nothing."""
 
     def __init__(self, x: Tensor, y: Tensor) -> None:
-        super().__init__(zip(x, y))
         self.tensors = (x, y)
+
+    def __len__(self) -> int:
+        return len(self.tensors[1])
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        x, y = self.tensors
+        return x[i], y[i]
 
 
 def batch_collate(batch: Any) -> Any:
