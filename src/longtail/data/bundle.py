@@ -69,9 +69,7 @@ def folder_bundle(
     as the label (None: the leaf classes).
     """
     source = Path(source)
-
     folder = partial(FolderDataset, image_size=image_size, level=level, bad_image_log=bad_image_log)
-
     if (source / "train").is_dir() and (source / "test").is_dir():
         train_index = build_index(source / "train", rescan=rescan, progress=progress)
         test_index = build_index(source / "test", rescan=rescan, progress=progress)
