@@ -240,6 +240,19 @@ def test_folder_dataset_all_corrupt_class_fails_clearly(tmp_path):
         ds[2]
 
 
+def test_folder_dataset_replaces_an_image_pillow_refuses_as_too_large(tmp_path, monkeypatch):
+    from PIL import Image
+
+    root = write_tree(tmp_path / "d", {"a": 2}, size=10)
+    Image.new("RGB", (40, 40), (255, 0, 0)).save(root / "a" / "0_huge.jpg")
+    ds = FolderDataset(build_index(root), image_size=8, bad_image_log=tmp_path / "bad.log")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # 40x40 is over twice the limit
+    x, y = ds[0]
+    assert x.shape == (3, 8, 8) and y == 0
+    assert "0_huge.jpg" in (tmp_path / "bad.log").read_text()
+    assert "DecompressionBombError" in (tmp_path / "bad.log").read_text()
+
+
 def test_folder_dataset_normalises_and_batches_like_single_items(tmp_path):
     root = write_tree(tmp_path / "d", {"a": 3, "b": 2}, size=30)
     ds = FolderDataset(build_index(root), image_size=16, resize_size=20)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import UnidentifiedImageError
+from PIL.Image import DecompressionBombError
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
@@ -147,7 +147,7 @@ class FolderDataset(Dataset):
             try:
                 path = self.index.filepath(int(self.indices[j]))
                 return read_image(path, self.image_size, self.resize_size)
-            except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+            except (OSError, ValueError, SyntaxError, DecompressionBombError) as err:
                 self._report(j, err)
                 j = int(self._next_in_class[j])
                 if j == i:
