@@ -122,6 +122,8 @@ def test_corrupt_files_raise_oserror(tmp_path, photo, jpeg_decoder):
     for name in ("junk.jpg", "text.jpg", "truncated.jpg"):
         with pytest.raises(OSError):
             read_image(tmp_path / name, 16)
+    with pytest.raises(OSError, match=r"text\.jpg is not an image file"):
+        read_image(tmp_path / "text.jpg", 16)
     with pytest.raises(FileNotFoundError):
         read_image(tmp_path / "missing.jpg", 16)
 

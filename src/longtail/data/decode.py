@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
@@ -78,7 +78,11 @@ def read_image(path: str | Path, size: int, resize_size: int | None = None) -> T
     ``resize_size`` (default ``size``) and centre-cropped to ``size`` x ``size``."""
     resize_size = resize_size or size
     data = Path(path).read_bytes()
-    with Image.open(io.BytesIO(data)) as im:  # reads the header only
+    try:
+        im = Image.open(io.BytesIO(data))  # reads the header only
+    except UnidentifiedImageError:
+        raise UnidentifiedImageError(f"{path} is not an image file Pillow can read") from None
+    with im:
         orientation = im.getexif().get(ORIENTATION, 1)
         if im.format == "JPEG" and orientation == 1 and min(im.size) < 2 * resize_size:
             try:
