@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,19 @@ from longtail.data.index import ImageIndex
 log = logging.getLogger("longtail.data")
 
 
-class ArrayDataset(Dataset):
+class BatchDataset(Dataset, ABC):
+    """A dataset that gathers a whole batch at once with :meth:`batch`; the DataLoader gets it
+    through ``__getitems__`` as a :class:`SampleBatch`."""
+
+    @abstractmethod
+    def batch(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """Images [B, C, H, W] and labels [B] of ``indices``."""
+
+    def __getitems__(self, indices: Sequence[int]) -> SampleBatch:
+        return SampleBatch(*self.batch(indices))
+
+
+class ArrayDataset(BatchDataset):
     """Images held in memory as uint8 [N, H, W] or [N, H, W, C], scaled to float and normalised
     per channel with ``mean``/``std`` (default: statistics of these images)."""
 
@@ -62,15 +75,12 @@ class ArrayDataset(Dataset):
         idx = torch.as_tensor(indices, dtype=torch.long)
         return self.x[idx], self.targets[idx]
 
-    def __getitems__(self, indices: Sequence[int]) -> SampleBatch:
-        return SampleBatch(*self.batch(indices))
-
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class FolderDataset(Dataset):
+class FolderDataset(BatchDataset):
     """Images of an :class:`ImageIndex` (subset ``indices``), decoded with :func:`~longtail.data.decode.read_image`.
 
     ``level`` picks the label: a hierarchy level (1 = top folders) or None for the leaf classes.
@@ -173,9 +183,6 @@ class FolderDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         return self._finish(self._decode(i)), self.targets[i]
-
-    def __getitems__(self, indices: Sequence[int]) -> SampleBatch:
-        return SampleBatch(*self.batch(indices))
 
     def batch(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
         """Images [B, 3, S, S] and labels [B] of ``indices``, decoded into one tensor (normalised

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from longtail.data.datasets import ArrayDataset, FolderDataset, batch_collate
+from longtail.data.datasets import ArrayDataset, BatchDataset, FolderDataset, batch_collate
 
 
 def loader_kwargs(
@@ -26,7 +26,7 @@ def loader_kwargs(
     kw: dict[str, Any] = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
     if num_workers > 0:
         kw.update(persistent_workers=True, prefetch_factor=4)
-    if isinstance(base, (ArrayDataset, FolderDataset)):
+    if isinstance(base, BatchDataset):
         kw["collate_fn"] = batch_collate
     return kw
 
