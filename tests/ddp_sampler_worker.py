@@ -29,6 +29,9 @@ def main(out_dir: str) -> None:
             int(i) for batch, _ in DataLoader(data, batch_size=32, sampler=sampler) for i in batch
         ]
         result[name] = {"seen": seen, "replicas": sampler.num_replicas, "rank": sampler.rank}
+    torch.manual_seed(100 + rank)  # ranks disagree: without a seed, rank 0's draw is broadcast
+    unseeded = InstanceSampler(labels)
+    result["unseeded"] = {"seen": list(unseeded)}
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as fh:
         json.dump(result, fh)
     dist.barrier()

@@ -25,3 +25,6 @@ def test_two_process_dataloader_ranks_are_disjoint(tmp_path):
     expected = plan.plan(1)
     cb = [r["class_balanced"]["seen"] for r in ranks]
     assert cb[0] == expected[0::2].tolist() and cb[1] == expected[1::2].tolist()
+    unseeded = [r["unseeded"]["seen"] for r in ranks]
+    assert set(unseeded[0]).isdisjoint(unseeded[1])
+    assert sorted(unseeded[0] + unseeded[1]) == list(range(540))

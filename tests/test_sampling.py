@@ -252,8 +252,8 @@ def test_curriculum_sampler_follows_validation_and_resumes():
     )
     resumed.load_state_dict(s.state_dict())
     assert list(resumed) == list(s)
-    with pytest.raises(ValueError, match="nan"):
-        s.update([0.1, np.nan, 0.3, 0.2, 0.1])
+    with pytest.raises(ValueError, match="infinite"):
+        s.update([0.1, np.inf, 0.3, 0.2, 0.1])
     with pytest.raises(ValueError, match="one value per class"):
         s.update([0.1, 0.2])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):

@@ -81,6 +81,33 @@ SCHEMES: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
+SCHEME_PARAMS: dict[str, tuple[str, ...]] = {
+    "smooth_inverse": ("alpha",),
+    "power": ("q",),
+    "effective_number": ("beta",),
+}
+"""The parameters each scheme reads; the other schemes take none."""
+
+
+def check_scheme_params(scheme: str, params: dict[str, Any]) -> dict[str, float]:
+    """``params`` if ``scheme`` reads every one of them and each is a real number, else
+    ``ValueError`` naming the parameter that would be ignored or is not a number."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown weight scheme {scheme!r}; choose one of {sorted(SCHEMES)}")
+    accepted = SCHEME_PARAMS.get(scheme, ())
+    for key, value in params.items():
+        if key not in accepted:
+            users = [s for s, keys in SCHEME_PARAMS.items() if key in keys]
+            hint = f"; it is read by scheme {', '.join(users)}" if users else ""
+            raise ValueError(
+                f"weight scheme {scheme!r} takes {', '.join(accepted) or 'no parameters'}, "
+                f"so {key}={value!r} would be ignored{hint}"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{key} must be a number, got {value!r}")
+    return {k: float(v) for k, v in params.items()}
+
+
 def class_weights(
     counts: Any,
     scheme: str = "inverse",

@@ -35,7 +35,8 @@ def _progressive(labels: Any, *, total_epochs: int | None = None, **kw: Any) -> 
 
 
 def _scheme_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
-    """Move weight-scheme parameters (alpha, q, beta) into ``scheme_kwargs``."""
+    """Move weight-scheme parameters (alpha, q, beta) into ``scheme_kwargs``; the sampler checks
+    that its scheme reads them."""
     scheme = {k: kw.pop(k) for k in ("alpha", "q", "beta") if k in kw}
     return {**kw, "scheme_kwargs": scheme} if scheme else kw
 

@@ -2,18 +2,25 @@
 
 Every sampler:
 
-- takes labels (array, tensor, list, or a dataset with ``targets``/``labels``) and a ``seed``;
-- builds one epoch's global plan from (seed, epoch) only (call :meth:`set_epoch` each epoch);
+- takes labels (array, tensor, list, or a dataset with ``targets``/``labels``);
+- is seeded as torch's samplers are: with ``seed`` given, each epoch's global plan is a function
+  of (seed, epoch) only; with ``seed=None`` every iteration draws a fresh seed from ``generator``
+  (or, without one, from torch's global RNG, so ``torch.manual_seed`` makes runs repeatable), and
+  under an initialised process group rank 0's draw is broadcast so that ranks agree;
+- moves to the next epoch at each new iteration (a fresh plan every DataLoader epoch, as
+  ``RandomSampler`` does) until :meth:`set_epoch` pins the epoch, as ``DistributedSampler``
+  expects: after ``set_epoch(e)`` every iteration yields epoch e's plan, so call it each epoch;
 - shards the plan for DistributedDataParallel like ``torch.utils.data.DistributedSampler``: rank r
   takes ``plan[r::num_replicas]`` after padding (wrap-around) or truncating (``drop_last``) to a
   multiple of ``num_replicas``, so ranks are disjoint and equally long; ``num_replicas`` and ``rank``
   default to the initialised process group, else 1 and 0;
-- has an exact ``len()`` (the current epoch's shard length).
+- has an exact ``len()`` (the current epoch's shard length);
+- takes ``num_classes`` where labels are counted, so classes at the end of the label range that
+  have no samples still count (and :meth:`CurriculumSampler.update` takes one value per class).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -25,7 +32,7 @@ from torch.utils.data import Sampler
 
 from longtail._checks import check_probability_vector
 from longtail.sampling import plans
-from longtail.weights import class_weights
+from longtail.weights import class_weights, check_scheme_params
 
 ITER_CHUNK = 1 << 16
 
@@ -61,6 +68,11 @@ def shard(plan: np.ndarray, num_replicas: int, rank: int, drop_last: bool = Fals
     return plan[rank:total:num_replicas]
 
 
+def shard_length(n: int, num_replicas: int, drop_last: bool) -> int:
+    """Length of one rank's shard of an ``n``-long plan (see :func:`shard`)."""
+    return n // num_replicas if drop_last else math.ceil(n / num_replicas)
+
+
 def _check_num_samples(num_samples: int | None, default: int) -> int:
     if num_samples is None:
         return default
@@ -73,33 +85,98 @@ def _check_num_samples(num_samples: int | None, default: int) -> int:
     return int(num_samples)
 
 
-class PlanSampler(Sampler[int], ABC):
-    """Base class: subclasses implement :meth:`plan` (the global index array of one epoch)."""
+def _check_replacement(replacement: Any, error: type[Exception] = ValueError) -> bool:
+    if not isinstance(replacement, bool):
+        raise error(f"replacement should be a boolean value, but got replacement={replacement!r}")
+    return replacement
+
+
+def _check_seed(seed: Any) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be an integer or None, got {seed!r}")
+    return int(seed)
+
+
+class EpochSeeded:
+    """Seed, generator, epoch and DDP rank handling shared by every longtail sampler."""
 
     def __init__(
         self,
         *,
-        seed: int = 0,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
         num_replicas: int | None = None,
         rank: int | None = None,
         drop_last: bool = False,
     ) -> None:
-        self.seed = int(seed)
+        self.seed = _check_seed(seed)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        self.generator = generator
         self.num_replicas, self.rank = _world(num_replicas, rank)
-        self.drop_last = drop_last
+        self.drop_last = bool(drop_last)
         self.epoch = 0
+        self._pinned = False  # set_epoch() was called: stay on that epoch
+        self._started = False  # an iteration has begun since construction
+        self._drawn_seed: int | None = None  # seed=None: the seed of the current iteration
+        self._seed_ready = False  # the drawn seed is for the next iteration (drawn by len())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Pin the epoch whose plan every following iteration yields (call it each epoch)."""
+        self.epoch = int(epoch)
+        self._pinned = True
+
+    def _draw_seed(self) -> int:
+        seed = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator).item())
+        dist = torch.distributed
+        if self.num_replicas > 1 and dist.is_available() and dist.is_initialized():
+            box = [seed]
+            dist.broadcast_object_list(box, src=0)  # every rank follows rank 0's draw
+            seed = int(box[0])
+        return seed
+
+    def _base_seed(self) -> int:
+        """``seed``, or the seed drawn for the current iteration when ``seed`` is None."""
+        if self.seed is not None:
+            return self.seed
+        if self._drawn_seed is None:
+            self._drawn_seed, self._seed_ready = self._draw_seed(), True
+        return self._drawn_seed
+
+    def _begin_iteration(self) -> None:
+        if self.seed is None:
+            if not self._seed_ready:
+                self._drawn_seed = self._draw_seed()
+            self._seed_ready = False
+        elif self._started and not self._pinned:
+            self.epoch += 1
+        self._started = True
+
+    def epoch_rng(self, epoch: int) -> np.random.Generator:
+        """The generator of ``epoch``'s plan."""
+        return plans.epoch_rng(self._base_seed(), epoch)
+
+
+class PlanSampler(EpochSeeded, Sampler[int], ABC):
+    """Base class: subclasses implement :meth:`plan` (the global index array of one epoch) and,
+    when the epoch length is fixed, :meth:`global_length`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._cache: tuple[Any, np.ndarray] | None = None
 
     @abstractmethod
     def plan(self, epoch: int) -> np.ndarray:
         """The global (all ranks) index array of ``epoch``."""
 
-    def _cache_key(self) -> Any:
-        return self.epoch
+    def global_length(self) -> int | None:
+        """Length of every epoch's global plan, or None when it varies from epoch to epoch."""
+        return getattr(self, "num_samples", None)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose plan the next iteration yields."""
-        self.epoch = int(epoch)
+    def _cache_key(self) -> Any:
+        return (self._base_seed(), self.epoch)
 
     def local_plan(self) -> np.ndarray:
         """This rank's indices for the current epoch (cached until the epoch or state changes)."""
@@ -113,32 +190,58 @@ class PlanSampler(Sampler[int], ABC):
         return self._cache[1]
 
     def __iter__(self) -> Iterator[int]:
+        self._begin_iteration()
         # Python ints chunk by chunk: 10^8 indices never become one 3.6 GB list of int objects.
         plan = self.local_plan()
-        return itertools.chain.from_iterable(
-            plan[s : s + ITER_CHUNK].tolist() for s in range(0, plan.shape[0], ITER_CHUNK)
-        )
+        for s in range(0, plan.shape[0], ITER_CHUNK):
+            yield from plan[s : s + ITER_CHUNK].tolist()
 
     def __len__(self) -> int:
+        n = self.global_length()
+        if n is not None:
+            return shard_length(n, self.num_replicas, self.drop_last)
         return int(self.local_plan().shape[0])
 
 
 class _ClassSampler(PlanSampler):
     """A sampler over labels, grouped by class once at construction."""
 
-    def __init__(self, labels: Any, num_samples: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        labels: Any,
+        num_samples: int | None = None,
+        *,
+        num_classes: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.groups = plans.ClassGroups.from_labels(labels)
+        self.groups = plans.ClassGroups.from_labels(labels, num_classes)
         self.num_samples = _check_num_samples(num_samples, self.groups.num_samples)
 
 
 class InstanceSampler(_ClassSampler):
-    """Plain instance-balanced sampling: a fresh random permutation of all N samples each epoch
-    (``RandomSampler`` without replacement), DDP-sharded. ``num_samples`` truncates or repeats it."""
+    """Plain instance-balanced sampling, a drop-in for ``torch.utils.data.RandomSampler``: without
+    replacement, a fresh random permutation of all N samples each epoch (``num_samples`` truncates
+    it or concatenates further permutations); with ``replacement=True``, ``num_samples`` uniform
+    draws (default N). Sharded under DDP; seeded as every longtail sampler (module docstring).
+    """
+
+    def __init__(
+        self,
+        labels: Any,
+        replacement: bool = False,
+        num_samples: int | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(labels, num_samples, generator=generator, **kwargs)
+        self.replacement = _check_replacement(replacement, TypeError)
 
     def plan(self, epoch: int) -> np.ndarray:
-        rng = plans.epoch_rng(self.seed, epoch)
+        rng = self.epoch_rng(epoch)
         n = self.groups.num_samples
+        if self.replacement:
+            return rng.integers(0, n, self.num_samples, dtype=np.int64)
         reps = math.ceil(self.num_samples / n)
         return np.concatenate([rng.permutation(n) for _ in range(reps)])[: self.num_samples]
 
@@ -147,14 +250,17 @@ MAX_DISTINCT_WEIGHTS = 4096
 
 
 class WeightedSampler(PlanSampler):
-    """Drop-in for ``torch.utils.data.WeightedRandomSampler``: yields ``num_samples`` indices, index i
-    with probability w_i / sum(w) (with replacement), or by successive weighted sampling without
-    replacement; works at any data set size (no 2^24 limit) and under DDP.
+    """Drop-in for ``torch.utils.data.WeightedRandomSampler``: yields ``num_samples`` indices (default
+    N), index i with probability w_i / sum(w), with replacement, or without by successive weighted
+    draws. Where it differs on purpose: it shards under DDP (module docstring), and without
+    replacement it refuses, at construction, more draws than there are positive weights.
 
-    Give per-sample ``weights``, or ``labels`` and a :mod:`longtail.weights` ``scheme`` (then w_i =
-    w_{y_i}). When the weights take at most 4,096 distinct values (one per class, as usual) a
-    value is drawn first and then a sample uniformly among those with it, in O(num_samples);
-    otherwise by inverse CDF in O(N + num_samples log N).
+    Give per-sample ``weights`` (kept as a float64 tensor, shared with a float64 tensor passed in:
+    in-place edits and assignments to ``.weights`` take effect at the next iteration, as torch's),
+    or ``labels`` and a :mod:`longtail.weights` ``scheme`` (then w_i = w_{y_i}; ``.weights`` is a
+    read-only view). When the weights take at most 4,096 distinct values (one per class, as usual)
+    a value is drawn first and then a sample uniformly among those with it, in O(num_samples);
+    otherwise by inverse CDF in O(N + num_samples log N). Works at any N (no 2^24 limit).
 
     Example:
         >>> s = WeightedSampler(labels=[0, 0, 0, 1], scheme="inverse", num_samples=4, seed=1)
@@ -172,62 +278,97 @@ class WeightedSampler(PlanSampler):
         labels: Any = None,
         scheme: str = "inverse",
         scheme_kwargs: dict[str, float] | None = None,
-        seed: int | None = None,
+        num_classes: int | None = None,
         **kwargs: Any,
     ) -> None:
-        if seed is None:
-            seed = (
-                int(torch.randint(0, 2**31 - 1, (), generator=generator))
-                if generator is not None
-                else 0
-            )
-        super().__init__(seed=seed, **kwargs)
+        super().__init__(generator=generator, **kwargs)
         if (weights is None) == (labels is None):
             raise ValueError(
                 "pass either per-sample weights or labels (with a weight scheme), not both"
             )
-        self.replacement = replacement
+        self.replacement = _check_replacement(replacement)
+        self._requested = num_samples
         self.groups: plans.ClassGroups | None = None
-        self._weights: np.ndarray | None = None
+        self._weights: torch.Tensor | None = None
         self._values: np.ndarray | None = None  # the distinct weight of each group
+        self._prepared_for: Any = None
         if labels is not None:
-            self.groups = plans.ClassGroups.from_labels(labels)
-            self._values = class_weights(
-                self.groups.counts, scheme, allow_empty=True, **(scheme_kwargs or {})
-            )
+            self.groups = plans.ClassGroups.from_labels(labels, num_classes)
+            params = check_scheme_params(scheme, scheme_kwargs or {})
+            self._values = class_weights(self.groups.counts, scheme, allow_empty=True, **params)
+            self.num_samples = _check_num_samples(num_samples, self.groups.num_samples)
+            self._check_positive(int(np.count_nonzero(self._values[self.groups.labels])))
         else:
-            w = check_probability_vector(weights, "weights")
-            # Weights usually take few distinct values (one per class): then draw the value first.
-            grouped = plans.group_by_value(w, MAX_DISTINCT_WEIGHTS) if replacement else None
-            if grouped is not None:
-                self._values, value_index = grouped
-                self.groups = plans.ClassGroups.from_labels(value_index, self._values.size)
-            else:
-                self._weights = w
-        size = self.groups.num_samples if self.groups is not None else self._weights.size
-        self.num_samples = _check_num_samples(num_samples, size)
-        if not replacement and self.num_samples > (positive := int(np.count_nonzero(self.weights))):
+            self.weights = weights
+
+    @property
+    def weights(self) -> np.ndarray | torch.Tensor:
+        """Per-sample weights: the float64 tensor given (edits take effect at the next iteration),
+        or, built from labels, a read-only float64 array."""
+        if self._weights is not None:
+            return self._weights
+        w = self._values[self.groups.labels]
+        w.flags.writeable = False
+        return w
+
+    @weights.setter
+    def weights(self, value: Sequence[float] | np.ndarray | torch.Tensor) -> None:
+        t = torch.as_tensor(
+            value.detach().cpu() if isinstance(value, torch.Tensor) else np.asarray(value),
+            dtype=torch.float64,
+        )
+        if t.ndim != 1:
+            raise ValueError(
+                f"weights should be a 1d sequence but given weights have shape {tuple(t.shape)}"
+            )
+        self._weights, self._prepared_for = t, None
+        self._prepare()
+
+    def _check_positive(self, positive: int) -> None:
+        if not self.replacement and self.num_samples > positive:
             raise ValueError(
                 f"num_samples={self.num_samples} exceeds the {positive} samples with positive weight; "
                 "use replacement=True or lower num_samples"
             )
 
-    @property
-    def weights(self) -> np.ndarray:
-        """Per-sample weights (float64, length N)."""
-        if self._weights is not None:
-            return self._weights
-        return self._values[self.groups.labels]
+    def _prepare(self) -> None:
+        """(Re)read per-sample weights after they were set or edited in place."""
+        if self._weights is None:
+            return
+        key = (id(self._weights), self._weights._version)
+        if self._prepared_for == key:
+            return
+        w = check_probability_vector(self._weights.numpy(), "weights")
+        self.num_samples = _check_num_samples(self._requested, w.size)
+        self._check_positive(int(np.count_nonzero(w)))
+        # Weights usually take few distinct values (one per class): then draw the value first.
+        grouped = plans.group_by_value(w, MAX_DISTINCT_WEIGHTS) if self.replacement else None
+        self.groups, self._values = None, None
+        if grouped is not None:
+            self._values, value_index = grouped
+            self.groups = plans.ClassGroups.from_labels(value_index, self._values.size)
+        self._prepared_for = key
+
+    def _cache_key(self) -> Any:
+        self._prepare()
+        return (*super()._cache_key(), self._prepared_for)
+
+    def global_length(self) -> int | None:
+        self._prepare()
+        return self.num_samples
 
     def plan(self, epoch: int) -> np.ndarray:
-        rng = plans.epoch_rng(self.seed, epoch)
+        self._prepare()
+        rng = self.epoch_rng(epoch)
         if not self.replacement:
-            return plans.weighted_without_replacement(self.weights, self.num_samples, rng)
+            w = self.weights
+            w = w.numpy() if isinstance(w, torch.Tensor) else w
+            return plans.weighted_without_replacement(w, self.num_samples, rng)
         if self.groups is not None:
             return plans.class_then_instance(
                 self.groups, self._values * self.groups.counts, self.num_samples, rng
             )
-        return plans.weighted_with_replacement(self._weights, self.num_samples, rng)
+        return plans.weighted_with_replacement(self._weights.numpy(), self.num_samples, rng)
 
 
 class ClassBalancedSampler(_ClassSampler):
@@ -247,7 +388,7 @@ class ClassBalancedSampler(_ClassSampler):
         return plans.power_class_probs(self.groups.counts, 0.0)
 
     def plan(self, epoch: int) -> np.ndarray:
-        rng = plans.epoch_rng(self.seed, epoch)
+        rng = self.epoch_rng(epoch)
         draw = plans.class_then_cycle if self.cycle else plans.class_then_instance
         return draw(self.groups, self.class_probs(epoch), self.num_samples, rng)
 
@@ -307,7 +448,7 @@ class HybridSampler(_ClassSampler):
         self.num_samples = int(self.targets.sum())
 
     def plan(self, epoch: int) -> np.ndarray:
-        return plans.hybrid_plan(self.groups, self.targets, plans.epoch_rng(self.seed, epoch))
+        return plans.hybrid_plan(self.groups, self.targets, self.epoch_rng(epoch))
 
 
 class RepeatFactorSampler(_ClassSampler):
@@ -320,10 +461,11 @@ class RepeatFactorSampler(_ClassSampler):
         self.factors = plans.repeat_factors(self.groups.counts, threshold)
         self.threshold = float(threshold)
 
+    def global_length(self) -> int | None:
+        return None  # stochastic rounding: each epoch has its own length
+
     def plan(self, epoch: int) -> np.ndarray:
-        return plans.repeat_factor_plan(
-            self.groups, self.threshold, plans.epoch_rng(self.seed, epoch)
-        )
+        return plans.repeat_factor_plan(self.groups, self.threshold, self.epoch_rng(epoch))
 
 
 class CurriculumSampler(_ClassSampler):
@@ -336,6 +478,10 @@ class CurriculumSampler(_ClassSampler):
     A sample of class j is drawn with probability proportional to w_j (so class j's share is
     proportional to n_j w_j). ``base`` is a :mod:`longtail.weights` scheme ("inverse" gives
     class-balanced sampling before the first update).
+
+    A class without a measurement (nan: no validation images) keeps its last performance; one
+    never measured takes the mean adjustment of the measured classes, so its share is neither
+    raised nor cut for want of data.
     """
 
     def __init__(
@@ -366,7 +512,7 @@ class CurriculumSampler(_ClassSampler):
             momentum,
             eps,
         )
-        self.performance: np.ndarray | None = None
+        self.performance: np.ndarray | None = None  # nan: never measured
         self.updates = 0
 
     @property
@@ -375,62 +521,77 @@ class CurriculumSampler(_ClassSampler):
         present = self.groups.counts > 0
         adjust = np.ones_like(self.base)
         if self.performance is not None:
-            adjust = (1.0 / (self.performance + self.eps)) ** self.temperature
-            # Clip the spread of the adjustment: raise the smallest so max(a)/min(a) <= max_ratio.
-            adjust = np.maximum(adjust, adjust[present].max() / self.max_ratio)
+            measured = present & np.isfinite(self.performance)
+            if measured.any():
+                with np.errstate(invalid="ignore"):
+                    adjust = (1.0 / (self.performance + self.eps)) ** self.temperature
+                # Clip the spread: raise the smallest so max(a)/min(a) <= max_ratio.
+                adjust = np.maximum(adjust, adjust[measured].max() / self.max_ratio)
+                adjust = np.where(measured, adjust, adjust[measured].mean())
         return np.where(present, self.base * adjust, 0.0)
 
     def update(self, performance: Any) -> None:
-        """Feed per-class validation performance (length K, values in [0, 1], no nan)."""
+        """Feed per-class validation performance (length K, values in [0, 1]; nan for a class
+        that could not be measured, which then keeps its previous value)."""
         perf = np.asarray(
             performance.detach().cpu() if hasattr(performance, "detach") else performance,
             dtype=np.float64,
         )
         if perf.shape != (self.groups.num_classes,):
             raise ValueError(
-                f"performance must have one value per class ({self.groups.num_classes}), got shape {perf.shape}"
+                f"performance must have one value per class ({self.groups.num_classes}), got shape {perf.shape}; "
+                "pass num_classes= to the sampler when the last classes have no training images"
             )
-        if not np.all(np.isfinite(perf)):
-            missing = np.flatnonzero(~np.isfinite(perf)).tolist()
+        if np.any(np.isinf(perf)):
             raise ValueError(
-                f"performance is nan/inf for classes {missing}; evaluate every class (stratified validation)"
+                f"performance is infinite for classes {np.flatnonzero(np.isinf(perf)).tolist()}"
             )
-        if np.any(perf < 0) or np.any(perf > 1):
+        known = np.isfinite(perf)
+        if np.any(perf[known] < 0) or np.any(perf[known] > 1):
             raise ValueError("performance values must lie in [0, 1] (e.g. per-class recall)")
         if self.performance is None:
-            self.performance = perf
+            self.performance = perf.copy()
         else:
-            self.performance = self.momentum * self.performance + (1 - self.momentum) * perf
+            old = self.performance
+            mixed = np.where(
+                np.isfinite(old), self.momentum * old + (1 - self.momentum) * perf, perf
+            )
+            self.performance = np.where(known, mixed, old)
         self.updates += 1
 
     def _cache_key(self) -> Any:
-        return (self.epoch, self.updates)
+        return (*super()._cache_key(), self.updates)
 
     def plan(self, epoch: int) -> np.ndarray:
         probs = self.current_weights * self.groups.counts
         return plans.class_then_instance(
-            self.groups, probs, self.num_samples, plans.epoch_rng(self.seed, epoch)
+            self.groups, probs, self.num_samples, self.epoch_rng(epoch)
         )
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "performance": None if self.performance is None else self.performance.tolist(),
-            "updates": self.updates,
-            "epoch": self.epoch,
-        }
+        """Plain values (nan as None), so the state can be saved as JSON or a weights-only checkpoint."""
+        perf = None
+        if self.performance is not None:
+            perf = [v if np.isfinite(v) else None for v in self.performance.tolist()]
+        return {"performance": perf, "updates": self.updates, "epoch": self.epoch}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         perf = state["performance"]
-        self.performance = None if perf is None else np.asarray(perf, dtype=np.float64)
+        self.performance = (
+            None
+            if perf is None
+            else np.array([np.nan if v is None else v for v in perf], dtype=np.float64)
+        )
         self.updates = int(state["updates"])
         self.epoch = int(state["epoch"])
 
 
-class BalancedBatchSampler(Sampler[list[int]]):
-    """A batch sampler: every batch holds ``classes_per_batch`` (P) distinct classes and
-    ``samples_per_class`` (M) images of each (distinct when the class has >= M images), as in
-    P x M sampling for metric learning (Hermans et al., 2017). ``num_batches`` defaults to
-    N // (P*M); batches are split across DDP ranks like samples are by the other samplers."""
+class BalancedBatchSampler(EpochSeeded, Sampler[list[int]]):
+    """A batch sampler (pass it as ``batch_sampler=``): every batch holds ``classes_per_batch`` (P)
+    distinct classes and ``samples_per_class`` (M) images of each (distinct when the class has >= M
+    images), as in P x M sampling for metric learning (Hermans et al., 2017). ``num_batches``
+    defaults to N // (P*M); batches are split across DDP ranks like samples are by the other
+    samplers, and seeds and epochs follow the same rules (module docstring)."""
 
     def __init__(
         self,
@@ -439,16 +600,17 @@ class BalancedBatchSampler(Sampler[list[int]]):
         samples_per_class: int,
         num_batches: int | None = None,
         *,
-        seed: int = 0,
-        num_replicas: int | None = None,
-        rank: int | None = None,
-        drop_last: bool = False,
+        num_classes: int | None = None,
+        **kwargs: Any,
     ) -> None:
-        if classes_per_batch < 1 or samples_per_class < 1:
-            raise ValueError(
-                f"classes_per_batch and samples_per_class must be >= 1, got {classes_per_batch}, {samples_per_class}"
-            )
-        self.groups = plans.ClassGroups.from_labels(labels)
+        super().__init__(**kwargs)
+        for name, value in (
+            ("classes_per_batch", classes_per_batch),
+            ("samples_per_class", samples_per_class),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        self.groups = plans.ClassGroups.from_labels(labels, num_classes)
         self.P, self.M = int(classes_per_batch), int(samples_per_class)
         if self.P > np.count_nonzero(self.groups.counts):
             raise ValueError(
@@ -457,25 +619,18 @@ class BalancedBatchSampler(Sampler[list[int]]):
         self.num_batches = _check_num_samples(
             num_batches, max(1, self.groups.num_samples // (self.P * self.M))
         )
-        self.seed = int(seed)
-        self.num_replicas, self.rank = _world(num_replicas, rank)
-        self.drop_last = drop_last
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
     def plan(self, epoch: int) -> np.ndarray:
         """[num_batches, P*M] global batches of ``epoch``."""
         return plans.balanced_batches(
-            self.groups, self.P, self.M, self.num_batches, plans.epoch_rng(self.seed, epoch)
+            self.groups, self.P, self.M, self.num_batches, self.epoch_rng(epoch)
         )
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(
-            shard(self.plan(self.epoch), self.num_replicas, self.rank, self.drop_last).tolist()
-        )
+        self._begin_iteration()
+        yield from shard(
+            self.plan(self.epoch), self.num_replicas, self.rank, self.drop_last
+        ).tolist()
 
     def __len__(self) -> int:
-        n = self.num_batches
-        return n // self.num_replicas if self.drop_last else math.ceil(n / self.num_replicas)
+        return shard_length(self.num_batches, self.num_replicas, self.drop_last)
