@@ -32,7 +32,7 @@ from torch.utils.data import Sampler
 
 from longtail._checks import check_probability_vector
 from longtail.sampling import plans
-from longtail.weights import class_weights, check_scheme_params
+from longtail.weights import check_scheme_params, class_weights
 
 ITER_CHUNK = 1 << 16
 
