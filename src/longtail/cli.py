@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -19,7 +24,7 @@ def _indexing(path: Path):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(
-        TextColumn(f"Indexing {path}"),
+        TextColumn(f"Indexing {escape(str(path))}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("folders, {task.fields[files]:,} images"),
@@ -39,27 +44,81 @@ def _timestamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
 
+@contextmanager
+def _output_folder(path: Path) -> Iterator[Path]:
+    """Check ``--out`` before any data is loaded (a folder, or creatable, and writable), hold its
+    lock for the command, and remove it again if this command created it and fails before
+    writing anything into it."""
+    from longtail._lock import LOCK_NAME, folder_lock
+
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {path} is a file, not a folder; pass a folder path")
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as err:
+        raise ValueError(
+            f"cannot write into --out {path}: {err.strerror or err}; pass a folder you can write to"
+        ) from None
+    try:
+        with folder_lock(path):
+            yield path
+    except BaseException:
+        if created and {p.name for p in path.iterdir()} <= {LOCK_NAME}:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+
+
+_DATA_OPTIONS = ("level", "image_size", "split_seed", "rescan")
+
+
+def _check_data_options(args: argparse.Namespace) -> None:
+    """Folder-data options are refused with the embedded data, which they would not change."""
+    if args.data is None:
+        given = [
+            f"--{o.replace('_', '-')}"
+            for o in _DATA_OPTIONS
+            if getattr(args, o) not in (None, False)
+        ]
+        if given:
+            raise ValueError(
+                f"{', '.join(given)} only apply to folder data (--data DIR); the embedded "
+                "Fashion-MNIST-LT has fixed 28 x 28 images and splits"
+            )
+    elif args.image_size is not None and args.image_size < 8:
+        raise ValueError(f"--image-size must be at least 8 pixels, got {args.image_size}")
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from longtail.distribution import ClassDistribution
     from longtail.report.analysis import write_analysis
 
-    if args.path is None:
-        from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
+    with _output_folder(args.out or Path("runs") / f"analyze-{_timestamp()}") as out:
+        if args.path is None:
+            from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
 
-        split = load_fashion_mnist_lt("train")
-        dist = ClassDistribution.from_labels(split.labels, class_names=split.class_names)
-        source = "the embedded Fashion-MNIST-LT (train split)"
-    else:
-        from longtail.data.index import build_index
+            split = load_fashion_mnist_lt("train")
+            dist = ClassDistribution.from_labels(split.labels, class_names=split.class_names)
+            source = "the embedded Fashion-MNIST-LT (train split)"
+        else:
+            from longtail.data.index import build_index
 
-        bar, update = _indexing(args.path)
-        with bar:
-            index = build_index(args.path, rescan=args.rescan, progress=update)
-        dist = index.distribution()
-        source = str(args.path)
-    if args.shots:
-        dist = dist.with_grouping(rule="shots", many=args.many, few=args.few)
-    write_analysis(dist, args.out or Path("runs") / f"analyze-{_timestamp()}", source, console)
+            path = Path(args.path)
+            source = str(path)
+            if (path / "train").is_dir() and (path / "test").is_dir():
+                path = path / "train"
+                source = f"{path} (the training split; test/ is not counted)"
+                console.print(
+                    f"Analysing the training split {escape(str(path))} (test/ is not counted)"
+                )
+            bar, update = _indexing(path)
+            with bar:
+                index = build_index(path, rescan=args.rescan, progress=update)
+            dist = index.distribution()
+        if args.shots:
+            dist = dist.with_grouping(rule="shots", many=args.many, few=args.few)
+        write_analysis(dist, out, source, console)
     return 0
 
 
@@ -72,9 +131,9 @@ def _bundle(args: argparse.Namespace, out: Path):
     with bar:
         return folder_bundle(
             args.data,
-            image_size=args.image_size,
+            image_size=args.image_size or 64,
             level=args.level,
-            seed=args.split_seed,
+            seed=args.split_seed or 0,
             rescan=args.rescan,
             bad_image_log=out / "bad_images.log",
             progress=update,
@@ -107,45 +166,64 @@ def _report_bad_images(out: Path) -> None:
     bad = bad_images(out / "bad_images.log")
     if bad:
         err_console.print(
-            f"[yellow]{len(bad)} unreadable image(s) were replaced by others of the same class; see {out / 'bad_images.log'}[/yellow]"
+            f"[yellow]{len(bad)} unreadable image(s) were replaced by others of the same class; "
+            f"see {escape(str(out / 'bad_images.log'))}[/yellow]"
         )
 
 
 def _train(args: argparse.Namespace) -> int:
+    from longtail.experiments.strategies import parse_strategy
     from longtail.metrics import compare_runs
-    from longtail.report.tables import rich_table
+    from longtail.report.tables import print_table, rich_table
     from longtail.training.loop import train
 
-    out = args.out or Path("runs") / f"train-{_timestamp()}"
-    out.mkdir(parents=True, exist_ok=True)
-    data = _bundle(args, out)
-    result = train(_config(args, args.strategy, args.seed), data, out, resume=args.resume)
+    _check_data_options(args)
+    parse_strategy(args.strategy)
+    config = _config(args, args.strategy, args.seed)
+    with _output_folder(args.out) as out:
+        data = _bundle(args, out)
+        result = train(config, data, out, resume=args.resume)
     if "test" in result:
-        console.print(
+        print_table(
+            console,
             rich_table(
                 compare_runs({args.strategy: [result["test"]["summary"]]}),
                 title=f"{args.strategy} on {data.name} (test)",
-            )
+            ),
         )
     _report_bad_images(out)
-    console.print(f"Run written to [bold]{out}[/bold] (log.csv, checkpoint.pt, metrics.json)")
+    console.print(
+        f"Run written to [bold]{escape(str(out))}[/bold] (log.csv, checkpoint.pt, metrics.json)"
+    )
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
     from longtail.experiments.compare import run_compare
-    from longtail.experiments.strategies import DEFAULT_STRATEGIES, split_outside_brackets
+    from longtail.experiments.strategies import (
+        DEFAULT_STRATEGIES,
+        parse_strategy,
+        split_outside_brackets,
+    )
 
-    out = args.out or Path("runs") / f"compare-{_timestamp()}"
-    out.mkdir(parents=True, exist_ok=True)
+    _check_data_options(args)
     strategies = (
         split_outside_brackets(args.strategies, ",")
-        if args.strategies
+        if args.strategies is not None
         else list(DEFAULT_STRATEGIES)
     )
-    data = _bundle(args, out)
+    if not strategies:
+        raise ValueError(
+            f"--strategies {args.strategies!r} names no strategy; pass e.g. instance+ce,class_balanced+focal"
+        )
+    for spec in strategies:
+        parse_strategy(spec)
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
     base = _config(args, strategies[0], 0)
-    run_compare(data, strategies, list(range(args.seeds)), base, out, console)
+    with _output_folder(args.out) as out:
+        data = _bundle(args, out)
+        run_compare(data, strategies, list(range(args.seeds)), base, out, console)
     _report_bad_images(out)
     return 0
 
@@ -165,11 +243,10 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--image-size",
         type=int,
-        default=64,
         help="side of the square input images for folder data (default 64)",
     )
     g.add_argument(
-        "--split-seed", type=int, default=0, help="seed of the stratified train/val/test split"
+        "--split-seed", type=int, help="seed of the stratified train/val/test split (default 0)"
     )
     g.add_argument("--rescan", action="store_true", help="ignore the cached index")
     g = p.add_argument_group("training")
@@ -195,7 +272,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--out", type=Path, help="output folder")
+    p.add_argument("--out", type=Path, help="output folder (default runs/COMMAND-<timestamp>)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,16 +328,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(err: BaseException) -> str:
+    """An error's own message on one line: a DataLoader worker's traceback is cut to its last line."""
+    text = str(err).strip() or type(err).__name__
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = re.sub(r"^[\w.]+: ", "", last.strip())
+    return " ".join(text.split())
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    out = escape(str(args.out)) if getattr(args, "out", None) else "the output folder"
+    if args.command == "train":
+        return (
+            f"interrupted. Each finished epoch is saved in {out}/checkpoint.pt: run the same "
+            "command with --resume to continue"
+        )
+    if args.command == "compare":
+        return (
+            f"interrupted. Finished runs are kept in {out}/runs and reused: run the same command "
+            "again to continue (the interrupted run resumes from its last finished epoch)"
+        )
+    return "interrupted"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from longtail._lock import FolderLocked
+    from longtail.training.loop import TrainingDiverged
+
     args = build_parser().parse_args(argv)
+    if getattr(args, "out", None) is None and args.command in ("train", "compare"):
+        args.out = Path("runs") / f"{args.command}-{_timestamp()}"
     try:
         return int(args.func(args) or 0)
-    except (
-        ValueError,
-        FileNotFoundError,
-        NotADirectoryError,
-    ) as err:  # bad input: a message, not a traceback
-        err_console.print(f"[bold red]error:[/bold red] {err}")
+    except KeyboardInterrupt:
+        err_console.print(f"[bold red]{_interrupted(args)}[/bold red]")
+        return 130
+    except TrainingDiverged as err:
+        err_console.print(f"[bold red]error:[/bold red] {escape(one_line(err))}")
+        return 1
+    except (ValueError, OSError, FolderLocked) as err:  # bad input: a message, not a traceback
+        err_console.print(f"[bold red]error:[/bold red] {escape(one_line(err))}")
         return 2
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from longtail.data.datasets import ArrayDataset, FolderDataset
+from longtail.data.datasets import ArrayDataset, FolderDataset, bad_images
 from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
 from longtail.data.index import ImageIndex, Progress, build_index
 from longtail.data.splits import stratified_split
@@ -19,7 +19,12 @@ from longtail.distribution import ClassDistribution
 
 @dataclass
 class DataBundle:
-    """Train / validation / test datasets (each exposing ``targets``) and the training distribution."""
+    """Train / validation / test datasets (each exposing ``targets``) and the training distribution.
+
+    ``source`` describes where the data came from and how it was split (folder, level, image
+    size, split seed, ...); with the per-split class counts it makes :meth:`fingerprint`, the data's
+    part of a run's identity. ``bad_image_log`` is where folder datasets record unreadable images.
+    """
 
     train: Dataset
     val: Dataset
@@ -29,6 +34,38 @@ class DataBundle:
     image_size: int
     name: str = "data"
     extras: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    bad_image_log: Path | None = None
+    _announced: set[str] = field(default_factory=set, repr=False)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What defines the data a model sees: the source and its settings, the class names, and
+        the class counts of every split."""
+        counts = {
+            part: np.bincount(
+                np.asarray(ds.targets), minlength=self.distribution.num_classes
+            ).tolist()
+            for part, ds in (("train", self.train), ("val", self.val), ("test", self.test))
+            if ds is not None
+        }
+        return {
+            "name": self.name,
+            **self.source,
+            "in_channels": self.in_channels,
+            "image_size": self.image_size,
+            "classes": list(self.distribution.class_names),
+            "counts": counts,
+        }
+
+    def unreadable_images(self) -> dict[str, str]:
+        """Unreadable images recorded so far (path -> reason), each once."""
+        return bad_images(self.bad_image_log) if self.bad_image_log is not None else {}
+
+    def new_unreadable_images(self) -> dict[str, str]:
+        """Those of :meth:`unreadable_images` not returned by an earlier call."""
+        new = {p: r for p, r in self.unreadable_images().items() if p not in self._announced}
+        self._announced.update(new)
+        return new
 
 
 def embedded_bundle() -> DataBundle:
@@ -46,6 +83,7 @@ def embedded_bundle() -> DataBundle:
         1,
         28,
         "Fashion-MNIST-LT",
+        source={"source": "embedded Fashion-MNIST-LT"},
     )
 
 
@@ -70,7 +108,8 @@ def folder_bundle(
     """
     source = Path(source)
     folder = partial(FolderDataset, image_size=image_size, level=level, bad_image_log=bad_image_log)
-    if (source / "train").is_dir() and (source / "test").is_dir():
+    given_test = (source / "train").is_dir() and (source / "test").is_dir()
+    if given_test:
         train_index = build_index(source / "train", rescan=rescan, progress=progress)
         test_index = build_index(source / "test", rescan=rescan, progress=progress)
         _check_same_classes(train_index, test_index)
@@ -96,7 +135,26 @@ def folder_bundle(
     else:
         names, hierarchy = list(train_index.class_names), train_index.hierarchy
     dist = ClassDistribution.from_labels(train.targets.numpy(), len(names), names, hierarchy)
-    return DataBundle(train, val, test, dist, 3, image_size, str(source), {"index": train_index})
+    settings = {
+        "source": str(source.resolve()),
+        "level": level,
+        "split_seed": seed,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "given_test_split": given_test,
+    }
+    return DataBundle(
+        train,
+        val,
+        test,
+        dist,
+        3,
+        image_size,
+        str(source),
+        {"index": train_index},
+        settings,
+        Path(bad_image_log) if bad_image_log else None,
+    )
 
 
 def _labels(index: ImageIndex, level: int | None) -> np.ndarray:
@@ -133,4 +191,5 @@ def bundle_from_datasets(
     targets = np.asarray(train.targets)
     k = len(names) if names else int(targets.max()) + 1
     dist = ClassDistribution.from_labels(targets, k, names)
-    return DataBundle(train, val, test, dist, in_channels, image_size, name)
+    source = {"datasets": [type(d).__name__ for d in (train, val, test) if d is not None]}
+    return DataBundle(train, val, test, dist, in_channels, image_size, name, source=source)

@@ -7,6 +7,7 @@ Both expose ``targets`` (so every longtail sampler, and torch code that expects 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -140,15 +141,21 @@ class FolderDataset(BatchDataset):
         return len(self.indices)
 
     def _report(self, i: int, err: Exception) -> None:
+        """Record an unreadable image once per run: in ``bad_image_log`` when one is given (shared
+        by every worker process and evaluation pass; the training loop reports what it holds),
+        else as a warning of this process."""
         with self._lock:
             if i in self._reported:
                 return
             self._reported.add(i)
         path = self.index.filepath(int(self.indices[i]))
-        log.warning("unreadable image %s (%s); using another image of the same class", path, err)
+        reason = f"{type(err).__name__}: {err}"
         if self.bad_image_log is not None:
-            with open(self.bad_image_log, "a") as fh:
-                fh.write(f"{path}\t{type(err).__name__}: {err}\n")
+            record_bad_image(self.bad_image_log, path, reason)
+        else:
+            log.warning(
+                "unreadable image %s (%s); using another image of the same class", path, reason
+            )
 
     def _decode(self, i: int) -> Tensor:
         """uint8 [3, size, size] of item i, or of a same-class replacement if it is unreadable."""
@@ -161,9 +168,11 @@ class FolderDataset(BatchDataset):
                 self._report(j, err)
                 j = int(self._next_in_class[j])
                 if j == i:
-                    raise RuntimeError(
-                        f"every image of class {self.class_names[int(self.targets[i])]} is unreadable"
-                    ) from err
+                    name = self.class_names[int(self.targets[i])]
+                    raise UnreadableClassError(
+                        f"every image of class {name!r} is unreadable (e.g. {path}: {err}); "
+                        "fix or remove that class's images"
+                    ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def normalize_batch(self, x: Tensor) -> Tensor:
@@ -200,12 +209,43 @@ class FolderDataset(BatchDataset):
         return self._finish(batch), self.targets[idx]
 
 
-def bad_images(log_path: str | Path) -> list[str]:
-    """Distinct paths recorded in a bad-image log."""
+class UnreadableClassError(ValueError):
+    """Every image of a class is unreadable, so it cannot be replaced by another of its class."""
+
+
+def record_bad_image(log_path: str | Path, path: str, reason: str) -> None:
+    """Append ``path`` to a bad-image log (one JSON object a line, so any file name fits) unless
+    it is there already; processes writing at once take turns (``flock`` where available)."""
+    with open(log_path, "a+", encoding="utf-8") as fh:
+        try:
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - Windows: appends of one line are atomic enough
+            pass
+        fh.seek(0)
+        if path in _parse_bad_images(fh.read()):
+            return
+        fh.write(json.dumps({"path": path, "reason": reason}) + "\n")
+
+
+def _parse_bad_images(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+            out.setdefault(rec["path"], rec["reason"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def bad_images(log_path: str | Path) -> dict[str, str]:
+    """Distinct unreadable images recorded in a bad-image log: path -> reason."""
     if not os.path.exists(log_path):
-        return []
-    with open(log_path) as fh:
-        return sorted({line.split("\t", 1)[0] for line in fh if line.strip()})
+        return {}
+    with open(log_path, encoding="utf-8") as fh:
+        return _parse_bad_images(fh.read())
 
 
 class SampleBatch(Sequence):

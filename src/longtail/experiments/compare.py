@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -13,21 +12,30 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 
+from longtail._io import strict_loads, write_text
+from longtail._lock import folder_lock
 from longtail.data.bundle import DataBundle
 from longtail.experiments.strategies import parse_strategy
 from longtail.metrics import HEADLINE, compare_runs
 from longtail.report.plots import plot_class_counts, plot_confusion, plot_per_class_recall
-from longtail.report.tables import markdown_table, rich_table, write_tables
-from longtail.training.loop import TrainConfig, train
+from longtail.report.tables import markdown_table, print_table, rich_table, write_tables
+from longtail.training.identity import run_identity
+from longtail.training.loop import TrainConfig, TrainingDiverged, train
 
 
-def _finished(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
-    """A finished run's result, if it exists with the same configuration (so compare resumes)."""
+def _finished(run_dir: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """A finished (or diverged) run's record when its identity is the one asked for, so compare
+    resumes; a run of another identity is left for :func:`train` to refuse."""
     path = run_dir / "metrics.json"
     if not path.exists():
         return None
-    result = json.loads(path.read_text())
-    return result if result.get("config") == asdict(config) and "test" in result else None
+    try:
+        result = strict_loads(path.read_text())
+    except ValueError:
+        return None
+    if result.get("identity") != identity:
+        return None
+    return result if "test" in result or "diverged" in result else None
 
 
 def run_compare(
@@ -40,10 +48,28 @@ def run_compare(
 ) -> dict[str, Any]:
     """Train every strategy with every seed (same model, epochs, split) and write the comparison:
     ``report.md``, ``results.csv``, ``results.json``, ``comparison.md``, plots, and each run's
-    log, checkpoint and metrics under ``runs/STRATEGY/seedN``. Finished runs are reused."""
-    console = console or Console()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    log, checkpoint and metrics under ``runs/STRATEGY/seedN``.
+
+    Finished runs whose identity matches are reused; a run folder of another identity is refused
+    (see :func:`~longtail.training.loop.train`). A strategy whose training diverges (non-finite
+    loss) in any seed is marked "diverged" in every table, left out of the means and never called
+    best. The output folder is locked for the duration."""
+    with folder_lock(out):
+        return _run_compare(data, strategies, seeds, base, Path(out), console or Console())
+
+
+def _run_compare(
+    data: DataBundle,
+    strategies: Sequence[str],
+    seeds: Sequence[int],
+    base: TrainConfig,
+    out: Path,
+    console: Console,
+) -> dict[str, Any]:
+    if not strategies:
+        raise ValueError(
+            "no strategies given; pass e.g. --strategies instance+ce,class_balanced+focal"
+        )
     parsed = [parse_strategy(s) for s in strategies]  # fail early on a typo
     if len({p.slug for p in parsed}) != len(parsed):
         raise ValueError(f"strategies must be distinct, got {list(strategies)}")
@@ -59,6 +85,7 @@ def run_compare(
     recalls: dict[str, list[np.ndarray]] = {}
     confusions: dict[str, np.ndarray] = {}
     timings: dict[str, float] = {}
+    diverged: dict[str, str] = {}
     started = time.perf_counter()
     total = len(parsed) * len(seeds)
     done = 0
@@ -68,10 +95,21 @@ def run_compare(
             config = replace(base, strategy=strategy.label, seed=seed)
             run_dir = out / "runs" / strategy.slug / f"seed{seed}"
             t0 = time.perf_counter()
-            result = _finished(run_dir, config)
+            result = _finished(run_dir, run_identity(config, data.fingerprint()))
             reused = result is not None
             if result is None:
-                result = train(config, data, run_dir, resume=True)
+                try:
+                    result = train(config, data, run_dir, resume=True)
+                except TrainingDiverged as err:
+                    result = {"diverged": {"message": str(err)}}
+            timings[strategy.label] = timings.get(strategy.label, 0.0) + time.perf_counter() - t0
+            if "diverged" in result:
+                diverged.setdefault(strategy.label, result["diverged"]["message"])
+                console.print(
+                    f"[{done}/{total}] {escape(strategy.label)} seed {seed}: [red]diverged[/red] "
+                    f"({escape(result['diverged']['message'])})"
+                )
+                continue
             test = result["test"]
             summaries.setdefault(strategy.label, []).append(test["summary"])
             recalls.setdefault(strategy.label, []).append(
@@ -79,14 +117,24 @@ def run_compare(
             )
             cm = np.array(test["confusion"])
             confusions[strategy.label] = confusions.get(strategy.label, 0) + cm
-            timings[strategy.label] = timings.get(strategy.label, 0.0) + time.perf_counter() - t0
             s = test["summary"]
             console.print(
                 f"[{done}/{total}] {escape(strategy.label)} seed {seed}: balanced accuracy {100 * s['balanced_accuracy']:.1f}%, "
                 f"tail recall {100 * s['tail_recall']:.1f}%"
                 + (" (reused)" if reused else f" ({time.perf_counter() - t0:.1f}s)")
             )
-    comparison = compare_runs(summaries, metrics=HEADLINE)
+    converged = [p.label for p in parsed if p.label in summaries and p.label not in diverged]
+    if not converged:
+        raise TrainingDiverged(
+            "every strategy diverged (non-finite loss); lower the learning rate, e.g. "
+            f"--lr {base.lr / 10:g}. First message: {next(iter(diverged.values()))}",
+            0,
+            0,
+        )
+    comparison = compare_runs({n: summaries[n] for n in converged}, metrics=HEADLINE)
+    comparison["strategies"] = [p.label for p in parsed]
+    comparison["diverged"] = diverged
+    comparison["unreadable_images"] = len(data.unreadable_images())
     comparison["seeds"] = list(seeds)
     comparison["config"] = {
         k: v for k, v in asdict(base).items() if k not in ("strategy", "seed", "progress")
@@ -94,9 +142,9 @@ def run_compare(
     comparison["data"] = data.name
     comparison["seconds"] = time.perf_counter() - started
     write_tables(comparison, out)
-    mean_recall = {name: np.mean(r, axis=0) for name, r in recalls.items()}
+    mean_recall = {name: np.mean(recalls[name], axis=0) for name in converged}
     plot_per_class_recall(mean_recall, dist, out / "per_class_recall.png")
-    best = max(summaries, key=lambda n: comparison["metrics"]["balanced_accuracy"][n]["mean"])
+    best = _argmax(comparison["metrics"]["balanced_accuracy"])
     baseline = comparison["baseline"]
     plot_confusion(
         confusions[baseline],
@@ -110,15 +158,24 @@ def run_compare(
         out / "confusion_best.png",
         f"{best} (best balanced accuracy), summed over seeds",
     )
-    (out / "report.md").write_text(_report(comparison, data, best, mean_recall, timings))
-    console.print(
+    write_text(out / "report.md", _report(comparison, data, best, mean_recall, timings))
+    print_table(
+        console,
         rich_table(
             comparison,
             title=f"{data.name}: {len(parsed)} strategies x {len(seeds)} seeds, {base.epochs} epochs, model {base.model}",
-        )
+        ),
     )
-    console.print(f"Report written to [bold]{out}/report.md[/bold] ({comparison['seconds']:.0f}s)")
+    console.print(
+        f"Report written to [bold]{escape(str(out))}/report.md[/bold] ({comparison['seconds']:.0f}s)"
+    )
     return comparison
+
+
+def _argmax(row: dict[str, dict[str, float]]) -> str | None:
+    """The strategy with the largest finite mean (None when no mean is finite)."""
+    finite = {n: e["mean"] for n, e in row.items() if np.isfinite(e["mean"])}
+    return max(finite, key=finite.__getitem__) if finite else None
 
 
 def _report(
@@ -132,7 +189,7 @@ def _report(
     baseline = comparison["baseline"]
     dist = data.distribution
     cfg = comparison["config"]
-    best_tail = max(m["tail_recall"], key=lambda n: m["tail_recall"][n]["mean"])
+    best_tail = _argmax(m["tail_recall"]) or best
     lines = [
         f"# Strategy comparison on {data.name}",
         "",
@@ -148,6 +205,18 @@ def _report(
         markdown_table(comparison),
         "## Reading the table",
         "",
+        *(
+            f"- **{name}** diverged (its loss became nan or infinite), so it has no results: {msg}"
+            for name, msg in comparison["diverged"].items()
+        ),
+        *(
+            [
+                f"- {comparison['unreadable_images']} unreadable image(s) were replaced by other "
+                "images of their class (listed in `bad_images.log`)."
+            ]
+            if comparison["unreadable_images"]
+            else []
+        ),
         f"- Best balanced accuracy: **{best}** ({100 * m['balanced_accuracy'][best]['mean']:.1f}%, "
         f"{m['balanced_accuracy'][best].get('delta_points', 0):+.1f} points against {baseline}).",
         f"- Best tail recall: **{best_tail}** ({100 * m['tail_recall'][best_tail]['mean']:.1f}%, "

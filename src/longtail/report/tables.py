@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from longtail._io import write_json, write_text
 
 LABELS = {
     "accuracy": "overall accuracy",
@@ -31,7 +33,9 @@ LABELS = {
 }
 
 
-def _cell(entry: dict[str, float] | None, baseline: bool) -> str:
+def _cell(entry: dict[str, float] | None, baseline: bool, diverged: bool = False) -> str:
+    if diverged:
+        return "diverged"
     if entry is None or math.isnan(entry["mean"]):
         return "-"
     text = f"{100 * entry['mean']:.1f}"
@@ -48,11 +52,12 @@ def _rows(comparison: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     header = ["metric (%)"] + [
         f"{n} (baseline)" if n == comparison["baseline"] else n for n in names
     ]
+    diverged = comparison.get("diverged", {})
     rows = []
     for metric, row in comparison["metrics"].items():
         rows.append(
             [LABELS.get(metric, metric)]
-            + [_cell(row.get(n), n == comparison["baseline"]) for n in names]
+            + [_cell(row.get(n), n == comparison["baseline"], n in diverged) for n in names]
         )
     return header, rows
 
@@ -75,16 +80,20 @@ def rich_table(comparison: dict[str, Any], title: str = "Strategies compared") -
     names = comparison["strategies"]
     metrics = list(comparison["metrics"])
     table = Table(
-        title=title,
+        title=escape(title),
         caption="test %, mean over seeds (change vs baseline in points); std in report.md",
     )
     table.add_column("strategy", overflow="fold", min_width=18)
     for m in metrics:
         table.add_column(SHORT.get(m, m), justify="right")
+    diverged = comparison.get("diverged", {})
     for n in names:
         cells = []
         for m in metrics:
             e = comparison["metrics"][m].get(n)
+            if n in diverged:
+                cells.append("[red]diverged[/red]")
+                continue
             if e is None or math.isnan(e["mean"]):
                 cells.append("-")
                 continue
@@ -96,6 +105,15 @@ def rich_table(comparison: dict[str, Any], title: str = "Strategies compared") -
             cells.append(text)
         table.add_row(escape(n) + (" (baseline)" if n == comparison["baseline"] else ""), *cells)
     return table
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print ``table`` whole: a terminal narrower than the table folds it as usual, but output
+    that is not a terminal (a CI log, ``| tee``) gets the table's full width, so no column is cut."""
+    width = None
+    if not console.is_terminal:
+        width = max(console.width, console.measure(table).maximum)
+    console.print(table, width=width)
 
 
 def markdown_table(comparison: dict[str, Any]) -> str:
@@ -129,6 +147,6 @@ def write_tables(comparison: dict[str, Any], out: str | Path) -> None:
     """Write results.csv, results.json and comparison.md into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.csv").write_text(csv_table(comparison))
-    (out / "results.json").write_text(json.dumps(comparison, indent=2))
-    (out / "comparison.md").write_text(markdown_table(comparison))
+    write_text(out / "results.csv", csv_table(comparison))
+    write_json(out / "results.json", comparison)
+    write_text(out / "comparison.md", markdown_table(comparison))

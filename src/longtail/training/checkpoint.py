@@ -1,25 +1,45 @@
-"""Atomic checkpoints: write to a temporary file in the same folder, then rename over the target."""
+"""Checkpoints that load without running code, written atomically.
+
+A checkpoint holds only tensors and plain values (numbers, strings, lists, dicts), so it loads with
+``torch.load(..., weights_only=True)``: a crafted file cannot execute anything. It is written to a
+temporary file in the same folder and renamed over the target, so a crash or a full disk leaves
+the previous checkpoint intact and no temporary file behind.
+"""
 
 from __future__ import annotations
 
-import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from longtail._io import atomic_write
+
 
 def save_atomic(state: dict[str, Any], path: str | Path) -> None:
-    """``torch.save`` to ``path`` so that a crash leaves either the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """``torch.save`` ``state`` to ``path``: either the old file or the new one, never half."""
+    try:
+        atomic_write(path, lambda fh: torch.save(state, fh))
+    except OSError as err:
+        raise OSError(
+            err.errno,
+            f"{err.strerror}. The previous checkpoint is intact: free some space and run the same "
+            "command again with --resume",
+        ) from err
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """Read a checkpoint with ``weights_only=True``; anything but tensors and plain values is
+    refused with a ``ValueError`` before it can run."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"{path} is not a longtail checkpoint that loads safely (only tensors and plain values "
+            f"are accepted; {first}). Delete it, or pass another --out, to start afresh"
+        ) from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{path} is not a longtail checkpoint (no model state); delete it")
+    return state

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import json
+import io
+import logging
 import math
 import os
 import random
@@ -22,6 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from longtail._io import jsonable, write_json, write_text
+from longtail._lock import folder_lock
 from longtail.data.bundle import DataBundle
 from longtail.data.loading import feed_device, loader_kwargs
 from longtail.distribution import ClassDistribution
@@ -30,7 +34,10 @@ from longtail.losses import make_loss
 from longtail.metrics import ClassificationReport, MetricAccumulator
 from longtail.sampling import BalancedBatchSampler, CurriculumSampler, make_sampler
 from longtail.training.checkpoint import load, save_atomic
+from longtail.training.identity import check_identity, run_identity, saved_identity
 from longtail.training.models import build_model
+
+log = logging.getLogger("longtail")
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -54,6 +61,38 @@ class TrainConfig:
     amp: bool = True
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        def integer(name: str, low: int) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+        def number(name: str, positive: bool) -> None:
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not ok or not math.isfinite(value) or value < 0 or (positive and value == 0):
+                need = "> 0" if positive else ">= 0"
+                raise ValueError(f"{name} must be a finite number {need}, got {value!r}")
+
+        integer("epochs", 1)
+        integer("batch_size", 1)
+        integer("seed", 0)
+        if self.num_workers is not None:
+            integer("num_workers", 0)
+        number("lr", True)
+        number("weight_decay", False)
+        number("momentum", False)
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became nan or infinite: the run stopped instead of reporting a broken model."""
+
+    def __init__(self, message: str, epoch: int, step: int) -> None:
+        super().__init__(message)
+        self.epoch, self.step = epoch, step
+
 
 def _world() -> tuple[int, int]:
     """(rank, world size), initialising the process group when launched by torchrun."""
@@ -64,12 +103,28 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
-def _device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (a GPU when there is one, else the CPU) or a torch device string that exists here."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {name!r} was asked for but no CUDA GPU is available here; use --device cpu (or auto)"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} is not available here; use --device cpu (or auto)")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -136,22 +191,45 @@ def train(
 ) -> dict[str, Any]:
     """Train ``config.strategy`` on ``data`` and evaluate on the test split.
 
-    Writes to ``out`` (rank 0 only): ``log.csv`` (one row per epoch), ``checkpoint.pt`` (each epoch,
-    atomically), ``config.json``, ``metrics.json`` (test metrics, per class), and TensorBoard
-    scalars in ``tensorboard/`` when tensorboard is installed. With ``resume=True``
-    a run with a checkpoint continues from its last finished epoch to the same result as an
-    uninterrupted one: the sampler's plan depends only on (seed, epoch), the torch generator is
-    re-seeded from (seed, epoch) at the start of every epoch, and the model, optimizer, scheduler
-    and curriculum state come from the checkpoint.
+    Writes to ``out`` (rank 0 only, holding the folder's lock): ``config.json`` (the run's
+    identity, see :mod:`longtail.training.identity`), ``log.csv`` (one row per epoch),
+    ``checkpoint.pt`` (each epoch, atomically, loadable with ``weights_only=True``),
+    ``metrics.json`` (test metrics, per class; strict JSON), and TensorBoard scalars in
+    ``tensorboard/`` when tensorboard is installed.
+
+    A folder that holds a run of another identity is refused, naming the fields that differ. With
+    ``resume=True`` a run with a checkpoint continues from its last finished epoch to the same
+    result as an uninterrupted one: the sampler's plan depends only on (seed, epoch), the torch
+    generator is re-seeded from (seed, epoch) at the start of every epoch, and the model,
+    optimizer, scheduler and curriculum state come from the checkpoint.
+
+    A non-finite loss stops the run with :class:`TrainingDiverged` (the last checkpoint is that of
+    the last good epoch, and ``metrics.json`` records the divergence, not a result).
     """
     out = Path(out)
+    rank, _ = _world()
+    with folder_lock(out) if rank == 0 else contextlib.nullcontext():
+        return _train(config, data, out, resume, on_epoch_end)
+
+
+def _train(
+    config: TrainConfig,
+    data: DataBundle,
+    out: Path,
+    resume: bool,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None,
+) -> dict[str, Any]:
     rank, world = _world()
-    device = _device(config.device)
+    device = resolve_device(config.device)
     main = rank == 0
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
     strategy = parse_strategy(config.strategy)
+    identity = run_identity(config, data.fingerprint())
+    ckpt_path = out / CHECKPOINT
+    if main:
+        previous = saved_identity(out)
+        if previous is not None or ckpt_path.exists():
+            check_identity(previous, identity, out)
+        write_json(out / "config.json", {"identity": identity, "config": asdict(config)})
     dist = data.distribution
     counts = dist.counts
 
@@ -159,7 +237,12 @@ def train(
     model = build_model(
         config.model, dist.num_classes, data.in_channels, data.image_size, config.pretrained
     ).to(device)
-    sampler_params = {"seed": config.seed, "total_epochs": config.epochs, **strategy.sampler_params}
+    sampler_params = {
+        "seed": config.seed,
+        "total_epochs": config.epochs,
+        "num_classes": dist.num_classes,
+        **strategy.sampler_params,
+    }
     if strategy.sampler == "balanced_batch":
         per_class = sampler_params.pop("samples_per_class", 4)
         sampler_params.setdefault(
@@ -182,12 +265,10 @@ def train(
             weight_decay=config.weight_decay,
             nesterov=True,
         )
-    elif config.optimizer == "adamw":
+    else:
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-    else:
-        raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {config.optimizer!r}")
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     ddp_model: nn.Module = model
     if world > 1:
@@ -196,13 +277,9 @@ def train(
         )
 
     start_epoch, history = 0, []
-    ckpt_path = out / CHECKPOINT
     if resume and ckpt_path.exists():
         state = load(ckpt_path)
-        if state["config"] != asdict(config):
-            raise ValueError(
-                f"{ckpt_path} was written by another configuration; use a new --out or drop --resume"
-            )
+        check_identity(state.get("identity"), identity, ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -218,16 +295,25 @@ def train(
         loader = DataLoader(data.train, batch_size=config.batch_size, sampler=sampler, **kw)
     autocast, scaler = _autocast(device, config.amp)
 
+    console = get_console()
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
-        disable=not (config.progress and main and get_console().is_terminal),
+        disable=not (config.progress and main and console.is_terminal),
         transient=True,
     )
     board = _tensorboard(out) if main else None
+
+    def announce_bad_images() -> None:
+        for path, reason in data.new_unreadable_images().items():
+            if main:
+                log.warning(
+                    "unreadable image %s (%s); replaced by another image of its class", path, reason
+                )
+
     with progress:
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
@@ -252,6 +338,33 @@ def train(
                 with autocast:
                     logits = ddp_model(x)
                     loss = criterion(logits, y)
+                if not torch.isfinite(loss.detach()):
+                    lr = optimizer.param_groups[0]["lr"]
+                    message = (
+                        f"training diverged: the loss of {strategy.label} became "
+                        f"{loss.item()} at epoch {epoch + 1}, step {step + 1} (learning rate {lr:g}). "
+                        f"Lower the learning rate (e.g. --lr {lr / 10:g}) or use a gentler loss; "
+                        + (
+                            f"the checkpoint of epoch {epoch} is kept"
+                            if epoch
+                            else "no epoch finished"
+                        )
+                    )
+                    if main:
+                        write_json(
+                            out / "metrics.json",
+                            {
+                                "identity": identity,
+                                "config": asdict(config),
+                                "history": history,
+                                "diverged": {
+                                    "epoch": epoch + 1,
+                                    "step": step + 1,
+                                    "message": message,
+                                },
+                            },
+                        )
+                    raise TrainingDiverged(message, epoch + 1, step + 1)
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()
@@ -273,8 +386,10 @@ def train(
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             val = evaluate_model(model, data.val, dist, device, num_workers=config.num_workers)
+            announce_bad_images()
             if isinstance(sampler, CurriculumSampler):
-                sampler.update(val.recall)
+                # a class without validation images has no recall: nan, so it keeps its weight
+                sampler.update(np.where(val.support > 0, val.recall, np.nan))
             vs = val.summary()
             row = {
                 "epoch": epoch + 1,
@@ -298,6 +413,7 @@ def train(
                     board.flush()
                 save_atomic(
                     {
+                        "identity": identity,
                         "config": asdict(config),
                         "epoch": epoch,
                         "model": model.state_dict(),
@@ -314,6 +430,7 @@ def train(
                 on_epoch_end(epoch, row)
 
     result: dict[str, Any] = {
+        "identity": identity,
         "config": asdict(config),
         "history": history,
         "epochs_run": config.epochs - start_epoch,
@@ -321,8 +438,11 @@ def train(
     if data.test is not None:
         test = evaluate_model(model, data.test, dist, device, num_workers=config.num_workers)
         result["test"] = test.to_dict()
+    announce_bad_images()
+    result["unreadable_images"] = len(data.unreadable_images())
+    result = jsonable(result)
     if main:
-        (out / "metrics.json").write_text(json.dumps(result, indent=2, default=_json_default))
+        write_json(out / "metrics.json", result)
     return result
 
 
@@ -335,18 +455,9 @@ def _tensorboard(out: Path) -> Any:
     return SummaryWriter(str(out / "tensorboard"))
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(obj)}")
-
-
 def _write_log(path: Path, rows: list[dict[str, float]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=LOG_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
