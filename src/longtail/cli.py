@@ -86,8 +86,8 @@ def _check_data_options(args: argparse.Namespace) -> None:
                 f"{', '.join(given)} only apply to folder data (--data DIR); the embedded "
                 "Fashion-MNIST-LT has fixed 28 x 28 images and splits"
             )
-    elif args.image_size is not None and args.image_size < 8:
-        raise ValueError(f"--image-size must be at least 8 pixels, got {args.image_size}")
+    elif args.image_size is not None and args.image_size < 1:
+        raise ValueError(f"--image-size must be a positive number of pixels, got {args.image_size}")
 
 
 def _analyze(args: argparse.Namespace) -> int:

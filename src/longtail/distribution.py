@@ -6,7 +6,6 @@ levels and the head / medium / tail split; everything downstream takes it (or a 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from longtail._checks import as_counts, as_labels, check_names
+from longtail._io import to_json
 
 GROUPS = ("head", "medium", "tail")
 GroupRule = Literal["quantile", "shots"]
@@ -25,7 +25,9 @@ class GroupRuleSpec:
     """How classes are split into head / medium / tail.
 
     ``rule="quantile"``: classes sorted by count (largest first); the first ``head`` fraction of
-    classes is head, the last ``tail`` fraction tail, the rest medium (default thirds).
+    classes is head, the last ``tail`` fraction tail, the rest medium (default thirds). Classes of
+    equal count always share a group (that of the middle of their tie), so a balanced set is all
+    medium, never part "tail".
     ``rule="shots"``: ImageNet-LT convention (Liu et al., CVPR 2019): head = more than ``many``
     images, tail = fewer than ``few`` images, medium otherwise.
     """
@@ -174,9 +176,16 @@ class ClassDistribution:
         k = self.num_classes
         n_head = int(round(g.head * k))
         n_tail = min(int(round(g.tail * k)), k - n_head)
-        out[order[:n_head]] = "head"
+        by_rank = np.full(k, "medium", dtype=object)
+        by_rank[:n_head] = "head"
         if n_tail:
-            out[order[k - n_tail :]] = "tail"
+            by_rank[k - n_tail :] = "tail"
+        # Classes of equal count share a group: the group of the middle rank of their tie.
+        sorted_counts = self.counts[order]
+        _, first, size = np.unique(-sorted_counts, return_index=True, return_counts=True)
+        middle = first + (size - 1) // 2
+        tie_group = np.repeat(by_rank[middle], size)
+        out[order] = tie_group
         return out
 
     def group_indices(self) -> dict[str, np.ndarray]:
@@ -192,17 +201,35 @@ class ClassDistribution:
             return 1
         return max(len(p) for p in self.hierarchy) + 1
 
-    def level_names(self, level: int) -> list[str]:
-        """Name of each class's ancestor at ``level`` (1 = top, ``num_levels`` = the classes)."""
+    def level_keys(self, level: int) -> list[tuple[str, ...]]:
+        """Each class's ancestor at ``level`` as its path from the top (1 = top folders,
+        ``num_levels`` = the classes); a class with fewer ancestors stands for itself below them.
+        Folders that share a name under different parents have different keys."""
         if not 1 <= level <= self.num_levels:
             raise ValueError(f"level must be in 1..{self.num_levels}, got {level}")
-        if level == self.num_levels:
-            return list(self.class_names)
-        assert self.hierarchy is not None
+        if level == self.num_levels or not self.hierarchy:
+            return [
+                (*p, n)
+                for p, n in zip(
+                    self.hierarchy or [()] * self.num_classes, self.class_names, strict=True
+                )
+            ]
         return [
-            path[level - 1] if level <= len(path) else name
+            (*path, name)[:level] if level <= len(path) else (*path, name)
             for path, name in zip(self.hierarchy, self.class_names, strict=True)
         ]
+
+    def level_names(self, level: int) -> list[str]:
+        """Name of each class's ancestor at ``level`` (1 = top, ``num_levels`` = the classes):
+        the folder name, or its path from the top where that name occurs under several parents."""
+        if level == self.num_levels:
+            self.level_keys(level)  # range check
+            return list(self.class_names)
+        keys = self.level_keys(level)
+        last: dict[str, set[tuple[str, ...]]] = {}
+        for key in keys:
+            last.setdefault(key[-1], set()).add(key)
+        return [key[-1] if len(last[key[-1]]) == 1 else "/".join(key) for key in keys]
 
     def at_level(self, level: int) -> ClassDistribution:
         """Counts rolled up to ``level``; classes named by first appearance."""
@@ -222,18 +249,14 @@ class ClassDistribution:
         if not 1 <= level < self.num_levels:
             raise ValueError(f"level must be in 1..{self.num_levels - 1}, got {level}")
         parents = self.level_names(level)
-        children = self.at_level(level + 1)
-        child_of = dict(zip(self.level_names(level + 1), parents, strict=True))
+        children = self.level_names(level + 1)
+        child_counts: dict[str, dict[str, int]] = {}
+        for parent, child, n in zip(parents, children, self.counts.tolist(), strict=True):
+            kids = child_counts.setdefault(parent, {})
+            kids[child] = kids.get(child, 0) + n
         out: dict[str, float] = {}
-        for parent in dict.fromkeys(parents):
-            c = np.array(
-                [
-                    n
-                    for name, n in zip(children.class_names, children.counts, strict=True)
-                    if child_of[name] == parent
-                ]
-            )
-            c = c[c > 0]
+        for parent, kids in child_counts.items():
+            c = np.array([n for n in kids.values() if n > 0])
             out[parent] = float(c.max() / c.min()) if c.size else float("nan")
         return out
 
@@ -281,7 +304,8 @@ class ClassDistribution:
         return d
 
     def to_json(self, indent: int = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
+        """Strict JSON (an undefined statistic, e.g. the imbalance among no children, is null)."""
+        return to_json(self.to_dict(), indent=indent)
 
     def to_markdown(self) -> str:
         """A Markdown report: headline statistics, the groups, every class, and hierarchy levels."""

@@ -12,7 +12,8 @@ uint8 images. Decoding takes the cheapest route:
   pixels are then those of torchvision's own pipeline, to within one level;
 - everything else (PNG, TIFF, WebP, ..., and JPEGs with an EXIF rotation) by Pillow.
 
-Grayscale, palette, CMYK and alpha images come out RGB; EXIF orientation is respected. An
+Grayscale (8 and 16 bits), palette, CMYK and alpha images come out RGB; EXIF orientation is
+respected. An
 unreadable file raises ``OSError`` (Pillow's ``UnidentifiedImageError`` is one).
 """
 
@@ -100,12 +101,31 @@ def _decode_with_pillow(im: Image.Image, resize_size: int, orientation: int) -> 
         im.draft("RGB", (resize_size, resize_size))
     if orientation != 1:
         im = ImageOps.exif_transpose(im)
+    if im.mode in WIDE_MODES:
+        return _wide_to_rgb(im)
     if im.mode != "RGB":
         # through RGBA so that transparent palette/alpha pixels take their colour, not black
         im = (
             im.convert("RGBA").convert("RGB") if im.mode in ("P", "LA", "PA") else im.convert("RGB")
         )
     return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+
+
+WIDE_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+"""Single-channel modes wider than 8 bits: Pillow's ``convert("RGB")`` clips them to 255 (a 16-bit
+PNG comes out nearly white), so they are scaled to 8 bits here instead."""
+
+
+def _wide_to_rgb(im: Image.Image) -> Tensor:
+    """16-bit (and 32-bit integer) gray scaled by 255 / 65535, i.e. to the high byte; float images
+    holding [0, 1] by 255, others by their own maximum."""
+    x = np.asarray(im).astype(np.float64)
+    if im.mode == "F":
+        top = 1.0 if x.size and np.nanmax(x) <= 1.0 else max(float(np.nanmax(x)), 1.0)
+    else:
+        top = 65535.0 if not x.size or x.max() <= 65535 else float(x.max())
+    gray = np.clip(np.rint(np.nan_to_num(x) * (255.0 / top)), 0, 255).astype(np.uint8)
+    return torch.from_numpy(np.ascontiguousarray(gray)).expand(3, *gray.shape).clone()
 
 
 def center_crop_resize(pixels: Tensor, size: int, resize_size: int) -> Tensor:

@@ -10,8 +10,10 @@ Two sources:
 
 Scanning uses ``os.scandir`` and reads directory entries only (no per-file ``stat``: entry types
 come with the listing), which is what makes a first index of a million files faster than
-torchvision's ``ImageFolder``. The index is cached (``.npz``) and reused while the mtimes of the
-folders it saw are unchanged; ``rescan=True`` forces a new scan.
+torchvision's ``ImageFolder``. Folder symlinks are followed, except into a folder already on the
+current path (a symlink loop). The index is cached (``.npz``; paths stored as length-prefixed bytes, so
+any legal file name, newlines and non-UTF-8 bytes included, round-trips) and reused while the mtimes
+of the folders it saw are unchanged; ``rescan=True`` forces a new scan.
 """
 
 from __future__ import annotations
@@ -26,13 +28,38 @@ from pathlib import Path
 
 import numpy as np
 
+from longtail._io import atomic_write
 from longtail.distribution import ClassDistribution
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 )
 _EXTENSIONS = tuple(IMAGE_EXTENSIONS)
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+PATH_COLUMNS = ("path", "file", "filename", "filepath", "file_path", "image", "image_path")
+LABEL_COLUMNS = ("label", "class", "class_name", "category", "target")
+
+
+def available_cpus() -> int:
+    """CPU cores this process may use (its affinity where the OS reports one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _pack(strings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Strings as one byte blob and their end offsets (file-system encoding, so undecodable bytes
+    kept by ``os.fsdecode`` survive)."""
+    encoded = [os.fsencode(x) for x in strings]
+    ends = np.cumsum([len(b) for b in encoded], dtype=np.int64)
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), ends
+
+
+def _unpack(blob: np.ndarray, ends: np.ndarray) -> list[str]:
+    data = blob.tobytes()
+    starts = np.concatenate([[0], ends[:-1]]).tolist()
+    return [os.fsdecode(data[a:b]) for a, b in zip(starts, ends.tolist(), strict=True)]
+
 
 Progress = Callable[[int, int, int], None]
 
@@ -113,20 +140,20 @@ class ImageIndex:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fp = fingerprint or {}
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        with open(tmp, "wb") as fh:
-            np.savez(
-                fh,
-                version=np.int64(CACHE_VERSION),
-                root=np.array(str(self.root)),
-                paths=np.frombuffer("\n".join(self.paths).encode(), dtype=np.uint8),
-                labels=self.labels.astype(np.int32),
-                class_dirs=np.array(self.class_dirs, dtype=str),
-                sizes=self.sizes,
-                fp_dirs=np.array(list(fp), dtype=str),
-                fp_mtimes=np.array(list(fp.values()), dtype=np.int64),
-            )
-        os.replace(tmp, path)
+        columns: dict[str, np.ndarray] = {
+            "version": np.int64(CACHE_VERSION),
+            "labels": self.labels.astype(np.int32),
+            "sizes": self.sizes,
+            "fp_mtimes": np.array(list(fp.values()), dtype=np.int64),
+        }
+        for name, strings in (
+            ("root", [str(self.root)]),
+            ("paths", self.paths),
+            ("class_dirs", self.class_dirs),
+            ("fp_dirs", list(fp)),
+        ):
+            columns[name], columns[name + "_ends"] = _pack(strings)
+        atomic_write(path, lambda fh: np.savez(fh, **columns))
 
     @staticmethod
     def load(path: str | Path) -> tuple[ImageIndex, dict[str, int]]:
@@ -134,15 +161,20 @@ class ImageIndex:
         with np.load(path) as z:
             if int(z["version"]) != CACHE_VERSION:
                 raise ValueError(f"{path} is an index cache of another version; rescan")
-            blob = z["paths"].tobytes().decode()
+
+            def strings(name: str) -> list[str]:
+                return _unpack(z[name], z[name + "_ends"])
+
             index = ImageIndex(
-                root=Path(str(z["root"])),
-                paths=blob.split("\n") if blob else [],
+                root=Path(strings("root")[0]),
+                paths=strings("paths"),
                 labels=z["labels"].astype(np.int64),
-                class_dirs=[str(d) for d in z["class_dirs"]],
+                class_dirs=strings("class_dirs"),
                 sizes=z["sizes"],
             )
-            fp = dict(zip((str(d) for d in z["fp_dirs"]), z["fp_mtimes"].tolist(), strict=True))
+            if len(index.paths) != index.labels.size:
+                raise ValueError(f"{path} is a damaged index cache; rescan")
+            fp = dict(zip(strings("fp_dirs"), z["fp_mtimes"].tolist(), strict=True))
         return index, fp
 
 
@@ -152,22 +184,39 @@ def _scan_subtree(root: str, rel: str) -> tuple[list[tuple[str, list[str]]], dic
     Reads directory entries only (their type comes with the listing): no per-file stat."""
     classes: list[tuple[str, list[str]]] = []
     mtimes: dict[str, int] = {}
-    stack = [rel]
+    top = os.path.join(root, rel) if rel else root
+    # each folder with the real paths of the folders above it (symlinks resolved)
+    stack: list[tuple[str, tuple[str, ...]]] = [
+        (rel, (os.path.realpath(root), os.path.realpath(top)))
+    ]
     while stack:
-        cur = stack.pop()
+        cur, chain = stack.pop()
         full = os.path.join(root, cur) if cur else root
         names: list[str] = []
-        subdirs: list[str] = []
-        with os.scandir(full) as it:
-            for entry in it:
-                name = entry.name
-                if name[0] == ".":
-                    continue
-                if entry.is_dir():
-                    subdirs.append(f"{cur}/{name}" if cur else name)
-                elif name.lower().endswith(_EXTENSIONS):
-                    names.append(name)
-        mtimes[cur] = os.stat(full).st_mtime_ns
+        subdirs: list[tuple[str, tuple[str, ...]]] = []
+        try:
+            with os.scandir(full) as it:
+                for entry in it:
+                    name = entry.name
+                    if name[0] == ".":
+                        continue
+                    if entry.is_dir():
+                        real = (
+                            os.path.realpath(entry.path)
+                            if entry.is_symlink()
+                            else os.path.join(chain[-1], name)
+                        )
+                        if real in chain:
+                            continue  # a symlink back into its own ancestry: a loop
+                        subdirs.append((f"{cur}/{name}" if cur else name, (*chain, real)))
+                    elif name.lower().endswith(_EXTENSIONS):
+                        names.append(name)
+            mtimes[cur] = os.stat(full).st_mtime_ns
+        except OSError as err:
+            raise OSError(
+                err.errno,
+                f"cannot read folder {full}: {err.strerror}; fix its permissions or remove it",
+            ) from None
         if names and cur:
             names.sort()
             classes.append((cur, names))
@@ -198,7 +247,7 @@ def scan_folder(
         )
     classes: list[tuple[str, list[str]]] = []
     mtimes = {"": os.stat(root).st_mtime_ns}
-    workers = workers or min(8, len(os.sched_getaffinity(0)))
+    workers = workers or min(8, available_cpus())
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(tops)))) as pool:
         futures = [pool.submit(_scan_subtree, str(root), top) for top in tops]
         for done, future in enumerate(as_completed(futures), 1):
@@ -220,27 +269,66 @@ def scan_folder(
     return ImageIndex(root, paths, labels, [d for d, _ in classes], sizes), mtimes
 
 
+def _manifest_columns(first: list[str], csv_path: Path) -> tuple[int, int, bool]:
+    """(path column, label column, whether the first row is a header)."""
+    cells = [c.strip().lower() for c in first]
+    path_col = next((i for i, c in enumerate(cells) if c in PATH_COLUMNS), None)
+    label_col = next((i for i, c in enumerate(cells) if c in LABEL_COLUMNS), None)
+    if path_col is not None and label_col is not None:
+        return path_col, label_col, True
+    if len(first) >= 2 and first[0].strip().lower().endswith(_EXTENSIONS):
+        return 0, 1, False  # no header: rows are path,label
+    raise ValueError(
+        f"manifest {csv_path}: the first row {first!r} is neither a header naming a path and a label "
+        f"column (path,label; also {'/'.join(PATH_COLUMNS[1:4])} and {'/'.join(LABEL_COLUMNS[1:4])}) "
+        "nor a data row whose first cell is an image file; add the header 'path,label'"
+    )
+
+
 def read_manifest(csv_path: str | Path) -> ImageIndex:
-    """Index from a CSV manifest with rows ``path,label`` (header row optional)."""
+    """Index from a CSV manifest with rows ``path,label``.
+
+    The header row is optional and may name the columns in any order (``path``/``file``/``image``
+    and ``label``/``class``/``category``); a UTF-8 byte-order mark is ignored. A file listed twice
+    is refused (with two labels it has no label; with one, it would be counted twice and could land
+    in both train and test)."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"manifest {csv_path} does not exist")
-    with open(csv_path, newline="") as fh:
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
-    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
-        rows = rows[1:]
     if not rows:
         raise ValueError(f"manifest {csv_path} has no rows; expected lines of 'path,label'")
-    bad = [i + 1 for i, r in enumerate(rows) if len(r) < 2 or not r[0].strip() or not r[1].strip()]
+    path_col, label_col, header = _manifest_columns(rows[0], csv_path)
+    first_line = 2 if header else 1
+    rows = rows[1:] if header else rows
+    if not rows:
+        raise ValueError(f"manifest {csv_path} has a header but no rows")
+    width = max(path_col, label_col) + 1
+    bad = [
+        i + first_line
+        for i, r in enumerate(rows)
+        if len(r) < width or not r[path_col].strip() or not r[label_col].strip()
+    ]
     if bad:
         raise ValueError(
             f"manifest {csv_path}: rows {bad[:5]} lack a path or a label; expected 'path,label'"
         )
-    labels_str = [r[1].strip().strip("/") for r in rows]
+    paths = [os.path.normpath(r[path_col].strip()) for r in rows]
+    labels_str = [r[label_col].strip().strip("/") for r in rows]
+    seen: dict[str, tuple[int, str]] = {}
+    for i, (p, lab) in enumerate(zip(paths, labels_str, strict=True)):
+        if p in seen:
+            row, other = seen[p]
+            how = f"with labels {other!r} and {lab!r}" if other != lab else "twice"
+            raise ValueError(
+                f"manifest {csv_path}: {p} is listed {how} (rows {row} and {i + first_line}); "
+                "list every file once, with one label"
+            )
+        seen[p] = (i + first_line, lab)
     class_dirs = sorted(set(labels_str))
     lookup = {c: i for i, c in enumerate(class_dirs)}
     labels = np.array([lookup[s] for s in labels_str], dtype=np.int64)
-    paths = [r[0].strip() for r in rows]
     return ImageIndex(
         csv_path.parent, paths, labels, class_dirs, np.full(len(paths), -1, dtype=np.int64)
     )

@@ -3,7 +3,6 @@ the training device."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from longtail.data.datasets import ArrayDataset, BatchDataset, FolderDataset, batch_collate
+from longtail.data.index import available_cpus
 
 
 def loader_kwargs(
@@ -22,7 +22,7 @@ def loader_kwargs(
     longtail's own datasets."""
     base = _unwrap(dataset)
     if num_workers is None:
-        num_workers = 0 if isinstance(base, ArrayDataset) else min(8, len(os.sched_getaffinity(0)))
+        num_workers = 0 if isinstance(base, ArrayDataset) else min(8, available_cpus())
     kw: dict[str, Any] = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
     if num_workers > 0:
         kw.update(persistent_workers=True, prefetch_factor=4)

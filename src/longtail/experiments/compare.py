@@ -20,7 +20,7 @@ from longtail.metrics import HEADLINE, compare_runs
 from longtail.report.plots import plot_class_counts, plot_confusion, plot_per_class_recall
 from longtail.report.tables import markdown_table, print_table, rich_table, write_tables
 from longtail.training.identity import run_identity
-from longtail.training.loop import TrainConfig, TrainingDiverged, train
+from longtail.training.loop import TrainConfig, TrainingDiverged, build_strategy, train
 
 
 def _finished(run_dir: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
@@ -75,6 +75,11 @@ def _run_compare(
         raise ValueError(f"strategies must be distinct, got {list(strategies)}")
     if not seeds:
         raise ValueError("at least one seed is needed")
+    for strategy in parsed:  # a bad parameter fails now, not after hours of other runs
+        try:
+            build_strategy(strategy, replace(base, strategy=strategy.label), data)
+        except ValueError as err:
+            raise ValueError(f"strategy {strategy.label}: {err}") from None
     dist = data.distribution
     plot_class_counts(
         dist,

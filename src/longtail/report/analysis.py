@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from longtail._io import write_text
 from longtail.distribution import ClassDistribution
 from longtail.report.plots import plot_class_counts, plot_lorenz
 
@@ -25,17 +27,18 @@ def distribution_tables(dist: ClassDistribution) -> list[Table]:
     stats.add_row("Gini coefficient", f"{s['gini']:.3f}")
     stats.add_row("normalised entropy", f"{s['normalized_entropy']:.3f}")
     if s["empty_classes"]:
-        stats.add_row("[red]empty classes[/red]", ", ".join(s["empty_classes"]))
+        stats.add_row("[red]empty classes[/red]", escape(", ".join(s["empty_classes"])))
     groups = Table(title=f"Groups ({dist.grouping.rule} rule)")
     for col in ("group", "classes", "images", "members"):
         groups.add_column(col)
     for name, idx in dist.group_indices().items():
         members = ", ".join(dist.class_names[i] for i in idx)
+        members = members if len(members) < 120 else members[:117] + "..."
         groups.add_row(
             name,
             str(len(idx)),
             f"{int(dist.counts[idx].sum()):,}",
-            members if len(members) < 120 else members[:117] + "...",
+            escape(members),
         )
     tables = [stats, groups]
     for level in range(1, dist.num_levels):
@@ -47,7 +50,7 @@ def distribution_tables(dist: ClassDistribution) -> list[Table]:
         for col in ("class", "images", "imbalance among children"):
             t.add_column(col)
         for name, n in zip(sub.class_names, sub.counts, strict=True):
-            t.add_row(name, f"{int(n):,}", f"{within[name]:.1f}")
+            t.add_row(escape(name), f"{int(n):,}", f"{within[name]:.1f}")
         tables.append(t)
     return tables
 
@@ -61,7 +64,7 @@ def write_analysis(
     console = console or Console()
     for table in distribution_tables(dist):
         console.print(table)
-    (out / "distribution.json").write_text(dist.to_json())
+    write_text(out / "distribution.json", dist.to_json() + "\n")
     plot_class_counts(dist, out / "class_counts.png")
     plot_lorenz(dist, out / "lorenz.png")
     report = [
@@ -73,8 +76,8 @@ def write_analysis(
         "![Lorenz curve](lorenz.png)",
         "",
     ]
-    (out / "report.md").write_text("\n".join(report))
+    write_text(out / "report.md", "\n".join(report))
     console.print(
-        f"Report written to [bold]{out}[/bold] (report.md, distribution.json, class_counts.png, lorenz.png)"
+        f"Report written to [bold]{escape(str(out))}[/bold] (report.md, distribution.json, class_counts.png, lorenz.png)"
     )
     return out

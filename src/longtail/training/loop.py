@@ -22,14 +22,14 @@ from rich import get_console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from longtail._io import jsonable, write_json, write_text
 from longtail._lock import folder_lock
 from longtail.data.bundle import DataBundle
 from longtail.data.loading import feed_device, loader_kwargs
 from longtail.distribution import ClassDistribution
-from longtail.experiments.strategies import parse_strategy
+from longtail.experiments.strategies import Strategy, parse_strategy
 from longtail.losses import make_loss
 from longtail.metrics import ClassificationReport, MetricAccumulator
 from longtail.sampling import BalancedBatchSampler, CurriculumSampler, make_sampler
@@ -181,6 +181,34 @@ LOG_FIELDS = [
 ]
 
 
+def build_strategy(
+    strategy: Strategy, config: TrainConfig, data: DataBundle
+) -> tuple[Sampler, nn.Module]:
+    """The sampler and loss of ``strategy`` for ``data``'s training split; a parameter that the
+    sampler or loss does not take, or a bad value, raises ``ValueError`` here."""
+    dist = data.distribution
+    counts = dist.counts
+    sampler_params = {
+        "seed": config.seed,
+        "total_epochs": config.epochs,
+        "num_classes": dist.num_classes,
+        **strategy.sampler_params,
+    }
+    if strategy.sampler == "balanced_batch":
+        per_class = sampler_params.pop("samples_per_class", 4)
+        sampler_params.setdefault(
+            "classes_per_batch",
+            max(1, min(np.count_nonzero(counts), config.batch_size // per_class)),
+        )
+        sampler = make_sampler(
+            "balanced_batch", data.train.targets, samples_per_class=per_class, **sampler_params
+        )
+    else:
+        sampler = make_sampler(strategy.sampler, data.train.targets, **sampler_params)
+    criterion = make_loss(strategy.loss, counts, total_epochs=config.epochs, **strategy.loss_params)
+    return sampler, criterion
+
+
 def train(
     config: TrainConfig,
     data: DataBundle,
@@ -229,34 +257,14 @@ def _train(
         previous = saved_identity(out)
         if previous is not None or ckpt_path.exists():
             check_identity(previous, identity, out)
-        write_json(out / "config.json", {"identity": identity, "config": asdict(config)})
     dist = data.distribution
-    counts = dist.counts
 
     seed_everything(config.seed)
     model = build_model(
         config.model, dist.num_classes, data.in_channels, data.image_size, config.pretrained
     ).to(device)
-    sampler_params = {
-        "seed": config.seed,
-        "total_epochs": config.epochs,
-        "num_classes": dist.num_classes,
-        **strategy.sampler_params,
-    }
-    if strategy.sampler == "balanced_batch":
-        per_class = sampler_params.pop("samples_per_class", 4)
-        sampler_params.setdefault(
-            "classes_per_batch",
-            max(1, min(np.count_nonzero(counts), config.batch_size // per_class)),
-        )
-        sampler = make_sampler(
-            "balanced_batch", data.train.targets, samples_per_class=per_class, **sampler_params
-        )
-    else:
-        sampler = make_sampler(strategy.sampler, data.train.targets, **sampler_params)
-    criterion = make_loss(
-        strategy.loss, counts, total_epochs=config.epochs, **strategy.loss_params
-    ).to(device)
+    sampler, criterion = build_strategy(strategy, config, data)
+    criterion = criterion.to(device)
     if config.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
             model.parameters(),
@@ -276,6 +284,8 @@ def _train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
+    if main:  # everything is built and checked: the folder now holds this run
+        write_json(out / "config.json", {"identity": identity, "config": asdict(config)})
     start_epoch, history = 0, []
     if resume and ckpt_path.exists():
         state = load(ckpt_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -72,6 +73,21 @@ def build_model(
     layer is re-initialised when its shape differs), or a torchvision weights name such as
     ``IMAGENET1K_V1`` (downloaded to the torch cache when online).
     """
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+    if (
+        pretrained
+        and not os.path.isfile(pretrained)
+        and (
+            name in BUILTIN
+            or os.sep in pretrained
+            or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+        )
+    ):
+        raise ValueError(
+            f"--pretrained {pretrained}: no such file"
+            + ("; mlp and small_cnn take only a local weights file" if name in BUILTIN else "")
+        )
     if name == "mlp":
         model: nn.Module = MLP(in_channels * image_size * image_size, num_classes)
     elif name == "small_cnn":
@@ -94,6 +110,12 @@ def build_model(
                 f"unknown model {name!r}; use 'mlp', 'small_cnn', 'timm:NAME' or a torchvision classifier such as {', '.join(available[:8])}, ..."
             )
         if pretrained and not os.path.exists(pretrained):
+            known = [w.name for w in torchvision.models.get_model_weights(name)]
+            if pretrained not in known and pretrained != "DEFAULT":
+                raise ValueError(
+                    f"--pretrained {pretrained} is neither a file nor a weights name of {name} "
+                    f"({', '.join(['DEFAULT', *known])})"
+                )
             model = torchvision.models.get_model(name, weights=pretrained)
             _replace_head(model, num_classes)
         else:
@@ -104,7 +126,26 @@ def build_model(
             )
     if pretrained and os.path.exists(pretrained):
         load_pretrained(model, pretrained)
+    check_input_size(model, name, in_channels, image_size)
     return model
+
+
+def check_input_size(model: nn.Module, name: str, in_channels: int, image_size: int) -> None:
+    """Run one tiny batch through ``model`` (eval mode, no gradients) so that an image size it
+    cannot take is reported now, by name, rather than as a shape error mid-epoch."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_channels, image_size, image_size))
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise ValueError(
+            f"model {name} cannot take {image_size} x {image_size} images ({first}); "
+            "use a larger --image-size (e.g. 32 or more for small_cnn, 64 or more for torchvision models)"
+        ) from None
+    finally:
+        model.train(was_training)
 
 
 def _replace_head(model: nn.Module, num_classes: int) -> None:
@@ -120,8 +161,13 @@ def _replace_head(model: nn.Module, num_classes: int) -> None:
 
 
 def load_pretrained(model: nn.Module, path: str | Path) -> None:
-    """Load a local state dict, skipping tensors whose shape does not match (e.g. another head)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """Load a local state dict (weights only: nothing in the file can run), skipping tensors whose
+    shape does not match (e.g. another head)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path} is not a weights file that loads safely ({first})") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     own = model.state_dict()
