@@ -322,9 +322,10 @@ def compare_runs(
             values = np.array([r[m] for r in runs[s] if m in r], dtype=np.float64)
             if values.size == 0:
                 continue
+            finite = values[np.isfinite(values)]  # a group with no classes gives nan
             row[s] = {
-                "mean": float(np.nanmean(values)),
-                "std": float(np.nanstd(values)),
+                "mean": float(finite.mean()) if finite.size else float("nan"),
+                "std": float(finite.std()) if finite.size else float("nan"),
                 "n": int(values.size),
             }
         if baseline in row:

@@ -113,7 +113,7 @@ def print_table(console: Console, table: Table) -> None:
     width = None
     if not console.is_terminal:
         width = max(console.width, console.measure(table).maximum)
-    console.print(table, width=width)
+    console.print(table, width=width, crop=False)
 
 
 def markdown_table(comparison: dict[str, Any]) -> str:

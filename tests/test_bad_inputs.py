@@ -1,0 +1,225 @@
+"""The CLI on a battery of bad inputs and misuses, as a new user would make them: each ends with
+exit code 2 (130 for Ctrl-C), a one-line message that names the problem and the fix, no
+traceback, nothing written that claims a result, and no empty --out folder left behind."""
+
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+from helpers import write_tree
+from longtail import cli
+from longtail.cli import main
+
+QUIET = ["--workers", "0", "--no-progress"]
+RESULTS = ("metrics.json", "results.json", "report.md", "checkpoint.pt", "log.csv")
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    base = tmp_path_factory.mktemp("bad")
+    good = write_tree(base / "good", {"a": 12, "b": 8, "c": 6}, size=8)
+    junk = write_tree(base / "junk", {"a": 12, "b": 0}, size=8)
+    (junk / "b").mkdir(exist_ok=True)
+    for i in range(8):
+        (junk / "b" / f"x{i}.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    csv = base / "junk.csv"
+    csv.write_text(
+        "path,label\n"
+        + "".join(f"junk/a/img_{i:04d}.jpg,a\n" for i in range(12))
+        + "".join(f"junk/b/x{i}.jpg,b\n" for i in range(8))
+    )
+    return {"good": good, "junk": junk, "junk_csv": csv, "base": base}
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def assert_refused(code, err, message, out_dir=None):
+    assert code == 2, err
+    assert message in " ".join(err.split()), err
+    assert len([line for line in err.splitlines() if line.strip()]) <= 3  # a message, not a dump
+    if out_dir is not None and Path(out_dir).exists():
+        assert not any((Path(out_dir) / name).exists() for name in RESULTS)
+        assert any(p.name != ".lock" for p in Path(out_dir).iterdir()), "empty --out left behind"
+
+
+def test_class_whose_every_image_is_unreadable(folders, tmp_path, capsys):
+    for data in (folders["junk"], folders["junk_csv"]):
+        out = tmp_path / f"o-{data.name}"
+        argv = ["train", "--data", data, "--image-size", "8", "--model", "small_cnn"]
+        code, _, err = run(
+            [*argv, "--epochs", "1", "--workers", "1", "--no-progress", "--out", out], capsys
+        )
+        assert_refused(code, err, "every image of class 'b' is unreadable")
+        assert "fix or remove" in err
+
+
+def test_symlink_loop_is_not_followed(folders, tmp_path, capsys):
+    root = write_tree(tmp_path / "loop", {"a": 3, "b/c": 2}, size=8)
+    os.symlink("..", root / "b" / "back")  # b/back -> root: a cycle
+    os.symlink(root / "a", root / "b" / "again")  # an ordinary folder link is followed
+    code, out, _ = run(["analyze", root, "--out", tmp_path / "o"], capsys)
+    assert code == 0
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "| again | 3 |" in report and "| samples | 8 |" in report  # a: 3, b/c: 2, b/again: 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compare", "--strategies", ","], "names no strategy"),
+        (["compare", "--seeds", "0"], "--seeds must be at least 1"),
+        (["train", "--strategy", "instance+nope"], "unknown loss 'nope'"),
+        (["train", "--level", "2"], "only apply to folder data"),
+        (["train", "--image-size", "16"], "only apply to folder data"),
+        (["train", "--device", "cuda:97"], "cuda:97"),
+        (["train", "--device", "gpu0"], "unknown device 'gpu0'"),
+        (["train", "--pretrained", "missing.pt"], "missing.pt: no such file"),
+        (
+            ["train", "--model", "resnet18", "--pretrained", "NOPE"],
+            "neither a file nor a weights name",
+        ),
+        (["train", "--model", "resnet999"], "unknown model 'resnet999'"),
+        (["train", "--lr", "0"], "lr must be a finite number > 0"),
+        (["train", "--lr", "nan"], "lr must be a finite number > 0"),
+        (["train", "--batch-size", "0"], "batch_size must be an integer >= 1"),
+        (["train", "--data", "/no/such/folder"], "does not exist"),
+    ],
+)
+def test_bad_options(tmp_path, capsys, argv, message):
+    out = tmp_path / "o"
+    code, _, err = run([*argv, "--epochs", "1", *QUIET, "--out", out], capsys)
+    assert_refused(code, err, message, out)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--image-size", "0"], "--image-size must be a positive number"),
+        (["--image-size", "4", "--model", "small_cnn"], "cannot take 4 x 4 images"),
+    ],
+)
+def test_image_sizes_a_model_cannot_take(folders, tmp_path, capsys, extra, message):
+    out = tmp_path / "o"
+    code, _, err = run(
+        ["train", "--data", folders["good"], *extra, "--epochs", "1", *QUIET, "--out", out], capsys
+    )
+    assert_refused(code, err, message, out)
+
+
+def test_out_that_cannot_be_written_is_refused_before_loading(
+    folders, tmp_path, capsys, monkeypatch
+):
+    def never(*args, **kwargs):
+        raise AssertionError("data was loaded before --out was checked")
+
+    monkeypatch.setattr(cli, "_bundle", never)
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    for out, message in (
+        (a_file, "is a file, not a folder"),
+        (a_file / "sub", "cannot write into --out"),
+    ):
+        for command in (["train"], ["compare", "--seeds", "1"], ["analyze"]):
+            code, _, err = run([*command, "--out", out], capsys)
+            assert_refused(code, err, message)
+    assert a_file.read_text() == "x"
+
+
+def test_ctrl_c_says_where_the_checkpoint_is(tmp_path, capsys, monkeypatch):
+    from longtail.training import loop
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "train", interrupted)
+    code, _, err = run(["train", "--out", tmp_path / "t", *QUIET], capsys)
+    assert code == 130 and "checkpoint.pt" in err and "--resume" in err
+    monkeypatch.setattr("longtail.experiments.compare.train", interrupted)
+    code, _, err = run(
+        ["compare", "--seeds", "1", "--strategies", "instance+ce", "--out", tmp_path / "c", *QUIET],
+        capsys,
+    )
+    assert code == 130 and "same command again" in " ".join(err.split())
+
+
+def test_square_brackets_in_user_text_are_printed_as_given(tmp_path, capsys):
+    out = tmp_path / "exp[v2]" / "x[/b]"
+    strategy = "weighted[scheme=sqrt_inverse]+ce"
+    code, printed, _ = run(
+        ["train", "--strategy", strategy, "--epochs", "1", *QUIET, "--out", out], capsys
+    )
+    assert code == 0
+    flat = "".join(printed.split())
+    assert strategy in flat and "exp[v2]/x[/b]" in flat
+
+
+def test_manifest_with_an_unknown_header(tmp_path, capsys):
+    csv = tmp_path / "m.csv"
+    csv.write_text("name,kind\na/1.jpg,a\n")
+    code, _, err = run(["analyze", csv, "--out", tmp_path / "o"], capsys)
+    assert_refused(code, err, "path,label")
+
+
+def test_analyze_counts_only_the_training_split(tmp_path, capsys):
+    root = tmp_path / "split"
+    write_tree(root / "train", {"a": 6, "b": 3}, size=8)
+    write_tree(root / "test", {"a": 2, "b": 2}, size=8)
+    code, out, _ = run(["analyze", root, "--out", tmp_path / "o"], capsys)
+    assert code == 0 and "training split" in out
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "| classes | 2 |" in report and "| samples | 9 |" in report
+
+
+def test_no_numpy_warnings_with_two_classes(tmp_path, capsys):
+    root = write_tree(tmp_path / "two", {"a": 12, "b": 6}, size=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        argv = ["compare", "--data", root, "--strategies", "instance+ce", "--seeds", "2"]
+        code, _, _ = run(
+            [
+                *argv,
+                "--model",
+                "small_cnn",
+                "--image-size",
+                "8",
+                "--epochs",
+                "1",
+                *QUIET,
+                "--out",
+                tmp_path / "o",
+            ],
+            capsys,
+        )
+    assert code == 0
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [
+        str(w.message) for w in caught
+    ]
+
+
+def test_folder_runs_without_sched_getaffinity(folders, tmp_path, capsys, monkeypatch):
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    argv = ["train", "--data", folders["good"], "--image-size", "8", "--model", "small_cnn"]
+    code, _, _ = run(
+        [*argv, "--epochs", "1", "--no-progress", "--rescan", "--out", tmp_path / "o"], capsys
+    )
+    assert code == 0
+
+
+def test_compare_table_keeps_every_column_when_not_a_terminal(tmp_path, capsys):
+    argv = ["compare", "--strategies", "instance+ce,weighted[scheme=smooth_inverse,alpha=500]+ce"]
+    code, printed, _ = run(
+        [*argv, "--seeds", "1", "--epochs", "1", *QUIET, "--out", tmp_path / "o"], capsys
+    )
+    assert code == 0
+    top = next(line for line in printed.splitlines() if line.startswith("┏"))
+    assert top.count("┳") == 9 and top.endswith("┓")  # strategy + 9 metric columns, none cut
+    last_row = next(line for line in printed.splitlines() if line.startswith("│ weighted"))
+    assert last_row.rstrip().endswith("│")
