@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format clean mutate
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,14 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+# Mutation testing of the core modules (not part of `make test`): MODULES="weights.py" to pick.
+MODULES ?= sampling/plans.py weights.py metrics.py losses.py distribution.py
+mutate: $(STAMP)
+	$(BIN)/python scripts/mutate.py $(MODULES)
+
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks scripts
 	$(BIN)/ruff format src tests benchmarks scripts
 
 clean:
-	rm -rf $(VENV) runs build src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs build src/*.egg-info .pytest_cache .ruff_cache .mutants

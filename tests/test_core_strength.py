@@ -1,0 +1,297 @@
+"""Behaviour the core modules must keep, each checked against an independent computation (a
+formula, a hand-made case, scikit-learn), at the scales long-tailed data sets have: 1,000 classes
+(ImageNet-LT) and 8,142 (iNaturalist 2018), epochs longer than one internal chunk, classes with a
+single image, test classes with a single sample."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import balanced_accuracy_score, f1_score
+
+from longtail.distribution import ClassDistribution
+from longtail.losses import ClassBalancedLoss, FocalLoss, LDAMLoss, LogitAdjustedLoss, make_loss
+from longtail.metrics import MetricAccumulator, confusion_matrix, evaluate
+from longtail.sampling import (
+    BalancedBatchSampler,
+    ClassBalancedSampler,
+    CurriculumSampler,
+    HybridSampler,
+    InstanceSampler,
+    PowerSampler,
+    ProgressiveSampler,
+    RepeatFactorSampler,
+    WeightedSampler,
+    plans,
+)
+
+
+def long_tail_labels(k: int, n_max: int, n_min: int, seed: int = 0) -> np.ndarray:
+    """Exponential profile n_i = n_max (n_min / n_max)^(i / (k-1)), labels shuffled."""
+    counts = np.floor(n_max * (n_min / n_max) ** (np.arange(k) / (k - 1))).astype(int)
+    labels = np.repeat(np.arange(k), counts)
+    return np.random.default_rng(seed).permutation(labels)
+
+
+# ------------------------------------------------------------------ many classes
+@pytest.mark.parametrize("k", [1000, 8142])
+def test_class_groups_hold_only_their_class_beyond_256_classes(k):
+    y = long_tail_labels(k, 60, 1)
+    g = plans.ClassGroups.from_labels(y)
+    assert g.num_classes == k and g.counts.tolist() == np.bincount(y, minlength=k).tolist()
+    owner = np.repeat(np.arange(k), g.counts)
+    assert np.array_equal(y[g.order], owner)  # class j's slice holds class j's samples, all of them
+    assert sorted(g.order.tolist()) == list(range(y.size))
+
+
+@pytest.mark.parametrize("k", [1000, 8142])
+def test_every_sampler_balances_many_classes(k):
+    y = long_tail_labels(k, 40, 1)
+    counts = np.bincount(y, minlength=k)
+    draws = 400 * k
+    cases = {
+        "class_balanced": (ClassBalancedSampler(y, draws, seed=0), np.full(k, 1 / k)),
+        "weighted_inverse": (
+            WeightedSampler(labels=y, num_samples=draws, seed=0),
+            np.full(k, 1 / k),
+        ),
+        "power": (PowerSampler(y, draws, q=0.5, seed=0), np.sqrt(counts) / np.sqrt(counts).sum()),
+        "progressive_end": (
+            ProgressiveSampler(y, draws, total_epochs=1, seed=0),
+            np.full(k, 1 / k),
+        ),
+        "curriculum": (CurriculumSampler(y, draws, seed=0), np.full(k, 1 / k)),
+    }
+    for name, (sampler, expected) in cases.items():
+        sampler.set_epoch(1)
+        share = np.bincount(y[sampler.local_plan()], minlength=k) / draws
+        # each class gets 400 draws on average: 6 standard errors of a share is 6 sqrt(p/n)
+        tol = 6 * np.sqrt(expected / draws)
+        assert np.all(np.abs(share - expected) <= tol), name
+    inst = InstanceSampler(y, seed=0).local_plan()
+    assert np.array_equal(np.sort(inst), np.arange(y.size))
+
+
+def test_distribution_and_metrics_at_8142_classes():
+    k = 8142
+    y = long_tail_labels(k, 30, 1)
+    dist = ClassDistribution.from_labels(y)
+    assert dist.num_classes == k and dist.imbalance_ratio == 30
+    groups = dist.groups
+    order = np.argsort(-dist.counts, kind="stable")
+    head, tail = dist.counts[groups == "head"], dist.counts[groups == "tail"]
+    assert head.min() >= dist.counts[groups == "medium"].max() >= tail.max()
+    assert abs((groups == "head").sum() - k / 3) < 400  # thirds, moved only to keep ties together
+    assert groups[order[0]] == "head" and groups[order[-1]] == "tail"
+    rng = np.random.default_rng(1)
+    pred = np.where(rng.random(y.size) < 0.7, y, rng.integers(0, k, y.size))
+    rep = evaluate(pred, y, k, dist)
+    assert rep.balanced_accuracy == pytest.approx(balanced_accuracy_score(y, pred))
+    assert rep.macro_f1 == pytest.approx(f1_score(y, pred, average="macro"))
+
+
+# ------------------------------------------------------------------ samplers: order and exact sizes
+def test_cycling_class_balanced_draws_are_mixed_and_shuffled_within_classes():
+    y = np.repeat(np.arange(4), 1000)
+    plan = ClassBalancedSampler(y, 2000, cycle=True, seed=0).plan(0)
+    cls = y[plan]
+    assert len(set(cls[:64].tolist())) == 4  # not grouped by class
+    same_as_next = np.mean(cls[1:] == cls[:-1])
+    assert abs(same_as_next - 0.25) < 0.05  # i.i.d.-like order: P(same class) = sum p_j^2
+    for j in range(4):
+        members = plan[cls == j] - 1000 * j  # about 500 of the class's 1,000 images
+        assert np.unique(members).size == members.size  # no repeat before all are used
+        # a uniform random subset: mean position 499.5 (sd ~13), not the first ~500 (mean ~250)
+        assert abs(members.mean() - 499.5) < 60
+
+
+def test_weighted_without_replacement_honours_num_samples():
+    w = np.linspace(1, 3, 2880)
+    s = WeightedSampler(w, num_samples=1000, replacement=False, seed=0)
+    plan = list(s)
+    assert len(plan) == len(s) == 1000 and len(set(plan)) == 1000
+    s = WeightedSampler(w, num_samples=2879, replacement=False, seed=0)  # N - 1
+    assert len(set(s)) == 2879
+
+
+def test_hybrid_over_sampling_spreads_over_the_tail_class():
+    y = np.repeat(np.arange(4), [400, 200, 100, 20])
+    s = HybridSampler(y, seed=0, over_max=3.0)
+    hits = np.zeros(20)
+    tail = np.flatnonzero(y == 3)
+    for epoch in range(200):
+        s.set_epoch(epoch)
+        plan = np.asarray(list(s))
+        drawn = plan[y[plan] == 3]
+        assert drawn.size == 60
+        hits += np.bincount(np.searchsorted(tail, drawn), minlength=20)
+    # 200 epochs x 40 extra draws over 20 images: 400 each plus the 200 kept; sd of 400 draws ~ 19.5
+    assert np.all(np.abs(hits - 600) < 100), hits
+
+
+def test_repeat_factor_beyond_one_chunk():
+    n = plans.CHUNK + 600_000  # more than one internal chunk
+    y = np.zeros(n, dtype=np.int64)
+    y[-1000:] = 1  # a rare class: f = 1000 / n, r = sqrt(0.1 / f) ~ 21.7
+    s = RepeatFactorSampler(y, threshold=0.1, seed=0)
+    plan = s.plan(0)
+    counts = np.bincount(plan, minlength=n)
+    r = np.sqrt(0.1 / (1000 / n))
+    assert np.all(counts[: n - 1000] == 1)  # every head image exactly once, none dropped
+    assert np.all((counts[-1000:] == np.floor(r)) | (counts[-1000:] == np.ceil(r)))
+    assert abs(counts[-1000:].mean() - r) < 0.1
+    assert len(s) == plan.size
+
+
+def test_inverse_cdf_draws_every_index_including_the_last():
+    w = np.arange(1, 5001, dtype=float)  # 5,000 distinct values: the inverse-CDF path
+    plan = WeightedSampler(w, 2_000_000, seed=0).plan(0)
+    counts = np.bincount(plan, minlength=w.size)
+    expected = 2_000_000 * w / w.sum()
+    assert counts[-1] > 0 and abs(counts[-1] - expected[-1]) < 6 * np.sqrt(expected[-1])
+    assert counts[0] >= 0 and plan.max() == w.size - 1 and plan.min() >= 0
+    top = slice(4000, 5000)
+    assert abs(counts[top].sum() / expected[top].sum() - 1) < 0.01
+
+
+def test_balanced_batches_reach_single_image_classes_and_boundary_sizes():
+    y = np.repeat(np.arange(5), [50, 30, 10, 3, 1])
+    for p in (5, 4):  # P = K and K - 1
+        s = BalancedBatchSampler(y, p, 2, num_batches=400, seed=0)
+        batches = np.asarray(list(s))
+        picked = np.array([np.isin(np.arange(5), y[b]) for b in batches]).mean(0)
+        np.testing.assert_allclose(picked, p / 5, atol=0.08)  # each class in P/K of the batches
+        lone = batches[np.isin(batches, [93]).any(1)]  # the one image of class 4
+        assert lone.size and all((b == 93).sum() == 2 for b in lone)  # M images: the one, twice
+
+
+def test_single_image_classes_are_sampled():
+    y = np.concatenate([np.zeros(1000, int), np.arange(1, 11)])  # ten classes with one image each
+    plan = ClassBalancedSampler(y, 110_000, seed=0).plan(0)
+    np.testing.assert_allclose(np.bincount(y[plan]) / plan.size, 1 / 11, atol=0.005)
+
+
+# ------------------------------------------------------------------ metrics: hand-made cases
+def test_single_sample_classes_count_in_balanced_accuracy_and_macro_f1():
+    y = np.array([0, 0, 0, 1, 2])
+    p = np.array([0, 0, 1, 1, 2])
+    rep = evaluate(p, y, 3)
+    # recalls 2/3, 1, 1 -> 0.8889; F1: 0.8, 2/3, 1 -> 0.8222
+    assert rep.balanced_accuracy == pytest.approx((2 / 3 + 1 + 1) / 3)
+    assert rep.macro_f1 == pytest.approx((0.8 + 2 / 3 + 1) / 3)
+    rep = evaluate(np.array([0, 0, 1, 1, 2]), np.array([0, 0, 0, 1, 2]), 4)  # class 3 absent
+    assert rep.macro_f1 == pytest.approx((0.8 + 2 / 3 + 1) / 3)  # absent everywhere: left out
+    assert rep.balanced_accuracy == pytest.approx((2 / 3 + 1 + 1) / 3)
+
+
+def test_confusion_matrix_values_and_bad_predictions():
+    cm = confusion_matrix([0, 2, 2, 1, 0], [0, 1, 2, 1, 1], 3)
+    assert cm.tolist() == [[1, 0, 0], [1, 1, 1], [0, 0, 1]]
+    acc = MetricAccumulator(3)
+    with pytest.raises(ValueError):
+        acc.update(torch.tensor([0, -1]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError):
+        acc.update(torch.tensor([0, 3]), torch.tensor([0, 1]))
+
+
+def test_all_reduce_of_predictions_only_reports_no_top_k_or_ece():
+    a, b = MetricAccumulator(4), MetricAccumulator(4)
+    a.update(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]))
+    b.update(torch.tensor([2, 0]), torch.tensor([2, 3]))
+    merged = MetricAccumulator(4)
+    merged.load_state(a.state() + b.state())  # what all_reduce(SUM) hands back
+    rep = merged.compute()
+    assert rep.topk == {} and rep.ece is None
+    assert rep.confusion.tolist() == [[1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 1, 0], [1, 0, 0, 0]]
+
+
+def test_all_reduce_with_logits_equals_one_accumulator():
+    rng = torch.Generator().manual_seed(0)
+    logits = torch.randn(40, 5, generator=rng)
+    logits[:, 4] = -10  # class 4 is never predicted
+    y = torch.randint(0, 5, (40,), generator=rng)
+    whole = MetricAccumulator(5, topk=(1, 3))
+    whole.update(logits, y)
+    parts = [MetricAccumulator(5, topk=(1, 3)) for _ in range(2)]
+    parts[0].update(logits[:25], y[:25])
+    parts[1].update(logits[25:], y[25:])
+    merged = MetricAccumulator(5, topk=(1, 3))
+    merged.load_state(parts[0].state() + parts[1].state())
+    a, b = merged.compute(), whole.compute()
+    assert a.confusion.tolist() == b.confusion.tolist() and a.confusion[:, 4].sum() == 0
+    assert a.topk == pytest.approx(b.topk) and a.ece == pytest.approx(b.ece)
+    top1 = (logits.argmax(1) == y).float().mean().item()
+    top3 = (logits.topk(3, 1).indices == y[:, None]).any(1).float().mean().item()
+    assert a.topk[1] == pytest.approx(top1) and a.topk[3] == pytest.approx(top3)
+    conf = logits.softmax(1).max(1).values.numpy()
+    correct = (logits.argmax(1) == y).numpy()
+    bins = np.clip(np.ceil(conf * 15).astype(int) - 1, 0, 14)
+    ece = (
+        sum(
+            abs(correct[bins == i].sum() - conf[bins == i].sum())
+            for i in range(15)
+            if (bins == i).any()
+        )
+        / 40
+    )
+    assert a.ece == pytest.approx(ece)
+
+
+# ------------------------------------------------------------------ losses: defaults and schedules
+def test_ldam_drw_from_the_registry_uses_raw_logit_scale_and_defers_reweighting():
+    counts = [500, 100, 20, 5]
+    loss = make_loss("ldam_drw", counts, total_epochs=10)
+    assert loss.s == 1.0 and loss.drw_epoch == 8
+    logits = torch.tensor([[1.0, 0.5, -0.2, 0.1], [0.3, 0.2, 0.9, -1.0]])
+    y = torch.tensor([3, 2])
+    m = 1 / np.power(np.array(counts, float), 0.25)
+    m = torch.tensor(m * 0.5 / m.max(), dtype=torch.float32)
+    z = logits - F.one_hot(y, 4) * m[y][:, None]
+    for epoch, weighted in ((7, False), (8, True)):
+        loss.set_epoch(epoch)
+        beta = 0.9999
+        w = (1 - beta) / (1 - beta ** np.array(counts, float))
+        w = torch.tensor(w * 4 / w.sum(), dtype=torch.float32)
+        expected = F.cross_entropy(z, y, weight=w if weighted else None)
+        torch.testing.assert_close(loss(logits, y), expected)
+
+
+def test_constructor_defaults_match_their_papers():
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.3, -0.4]])
+    y = torch.tensor([0, 2])
+    counts = np.array([1000.0, 100.0, 10.0])
+    p = logits.softmax(1)[torch.arange(2), y]
+    torch.testing.assert_close(
+        FocalLoss()(logits, y), (-((1 - p) ** 2) * p.log()).mean()
+    )  # gamma 2
+    beta = 0.9999
+    w = (1 - beta) / (1 - beta**counts)
+    w = torch.tensor(w * 3 / w.sum(), dtype=torch.float32)
+    torch.testing.assert_close(
+        ClassBalancedLoss(counts)(logits, y),
+        (-(w[y]) * (1 - p) ** 2 * p.log()).sum() / w[y].sum(),  # beta 0.9999, focal, gamma 2
+    )
+    prior = torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32)
+    torch.testing.assert_close(
+        LogitAdjustedLoss(counts)(logits, y), F.cross_entropy(logits + prior, y)
+    )  # tau 1
+    ldam = LDAMLoss(counts)  # s 30, max margin 0.5, no DRW
+    m = 1 / counts**0.25
+    m = torch.tensor(m * 0.5 / m.max(), dtype=torch.float32)
+    torch.testing.assert_close(
+        ldam(logits, y), F.cross_entropy(30 * (logits - F.one_hot(y, 3) * m[y][:, None]), y)
+    )
+    y_ignored = torch.tensor([0, -100])  # ignore_index -100 by default
+    for loss in (FocalLoss(), ClassBalancedLoss(counts), LogitAdjustedLoss(counts), ldam):
+        torch.testing.assert_close(loss(logits, y_ignored), loss(logits[:1], y_ignored[:1]))
+
+
+# ------------------------------------------------------------------ distribution
+def test_from_labels_counts_exactly_the_classes_seen():
+    d = ClassDistribution.from_labels([0, 0, 1])
+    assert d.num_classes == 2 and d.counts.tolist() == [2, 1]
+    # Gini = sum_ij |n_i - n_j| / (2 K^2 mean) = 2 / (2 * 4 * 1.5)
+    assert d.gini == pytest.approx(2 / 12)
+    assert ClassDistribution.from_labels([0, 0, 1], num_classes=3).gini == pytest.approx(
+        (1 + 2 + 1) * 2 / (2 * 9 * 1)
+    )
