@@ -60,6 +60,14 @@ def test_class_whose_every_image_is_unreadable(folders, tmp_path, capsys):
         assert "fix or remove" in err
 
 
+def test_a_single_class_is_no_classification_task(tmp_path, capsys):
+    root = write_tree(tmp_path / "one", {"a": 6}, size=8)
+    out = tmp_path / "o"
+    argv = ["train", "--data", root, "--image-size", "8", "--epochs", "1", *QUIET, "--out", out]
+    code, _, err = run(argv, capsys)
+    assert_refused(code, err, "at least two classes", out)
+
+
 def test_symlink_loop_is_not_followed(folders, tmp_path, capsys):
     root = write_tree(tmp_path / "loop", {"a": 3, "b/c": 2}, size=8)
     os.symlink("..", root / "b" / "back")  # b/back -> root: a cycle

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from longtail.weights import class_weights, sample_weights
+import warnings
+
+from longtail.weights import check_scheme_params, class_weights, sample_weights
 
 COUNTS = np.array([100, 10, 1])
 
@@ -70,3 +72,46 @@ def test_empty_classes():
 def test_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_defaults_of_the_scheme_parameters():
+    n = COUNTS.astype(float)
+    np.testing.assert_allclose(class_weights(COUNTS, "smooth_inverse"), 1 / (n + 1))  # alpha 1
+    np.testing.assert_allclose(class_weights(COUNTS, "power"), n**-0.5)  # q 0.5
+    np.testing.assert_allclose(
+        class_weights(COUNTS, "effective_number"), (1 - 0.999) / (1 - 0.999**n)
+    )  # beta 0.999
+
+
+def test_parameter_boundaries():
+    n = COUNTS.astype(float)
+    np.testing.assert_allclose(class_weights(COUNTS, "smooth_inverse", alpha=0), 1 / n)
+    np.testing.assert_allclose(class_weights(COUNTS, "smooth_inverse", alpha=0.5), 1 / (n + 0.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # beta = 0 is uniform, without a log(0) on the way
+        np.testing.assert_allclose(class_weights(COUNTS, "effective_number", beta=0), 1)
+
+
+def test_sample_weights_with_classes_absent_from_the_labels():
+    w = sample_weights([0, 0, 2], "inverse", num_classes=4)
+    np.testing.assert_allclose(w, [0.5, 0.5, 1.0])
+
+
+def test_check_scheme_params():
+    assert check_scheme_params("smooth_inverse", {"alpha": 3}) == {"alpha": 3.0}
+    assert check_scheme_params("inverse", {}) == {}
+    assert check_scheme_params("effective_number", {"beta": 0.9}) == {"beta": 0.9}
+    for scheme, params, message in [
+        ("nope", {}, "unknown weight scheme"),
+        ("inverse", {"alpha": 3}, "takes no parameters, so alpha=3 would be ignored"),
+        (
+            "power",
+            {"beta": 0.9},
+            "takes q, so beta=0.9 would be ignored; it is read by scheme effective_number",
+        ),
+        ("power", {"zeta": 1}, "zeta=1 would be ignored$"),
+        ("power", {"q": "x"}, "q must be a number"),
+        ("power", {"q": True}, "q must be a number"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            check_scheme_params(scheme, params)

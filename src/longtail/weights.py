@@ -28,8 +28,6 @@ import numpy as np
 
 from longtail._checks import as_counts, as_labels
 
-Normalize = Literal["classes", "samples"] | None
-
 
 def _uniform(n: np.ndarray, **_: float) -> np.ndarray:
     return np.ones_like(n, dtype=np.float64)
@@ -39,19 +37,17 @@ def _inverse(n: np.ndarray, **_: float) -> np.ndarray:
     return 1.0 / n
 
 
-def _smooth_inverse(n: np.ndarray, alpha: float = 1.0, **_: float) -> np.ndarray:
+def _smooth_inverse(n: np.ndarray, alpha: float, **_: float) -> np.ndarray:
     if not alpha >= 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     return 1.0 / (n + alpha)
 
 
-def _class_balanced(
-    n: np.ndarray, total: float = 1.0, num_classes: int = 1, **_: float
-) -> np.ndarray:
+def _class_balanced(n: np.ndarray, total: float, num_classes: int, **_: float) -> np.ndarray:
     return total / (num_classes * n)
 
 
-def _power(n: np.ndarray, q: float = 0.5, **_: float) -> np.ndarray:
+def _power(n: np.ndarray, q: float, **_: float) -> np.ndarray:
     if not np.isfinite(q):
         raise ValueError(f"q must be finite, got {q}")
     return n ** (-float(q))
@@ -61,7 +57,7 @@ def _sqrt_inverse(n: np.ndarray, **_: float) -> np.ndarray:
     return n**-0.5
 
 
-def _effective_number(n: np.ndarray, beta: float = 0.999, **_: float) -> np.ndarray:
+def _effective_number(n: np.ndarray, beta: float, **_: float) -> np.ndarray:
     if not 0 <= beta < 1:
         raise ValueError(f"beta must lie in [0, 1), got {beta}")
     # (1 - beta) / (1 - beta^n), computed with expm1 so beta close to 1 keeps its precision.
@@ -115,7 +111,7 @@ def class_weights(
     alpha: float = 1.0,
     q: float = 0.5,
     beta: float = 0.999,
-    normalize: Normalize = None,
+    normalize: Literal["classes", "samples"] | None = None,
     allow_empty: bool = False,
 ) -> np.ndarray:
     """Per-class weights (float64, length K) from per-class counts by ``scheme`` (see module doc).
@@ -165,8 +161,9 @@ def sample_weights(
     :func:`class_weights`.
     """
     y = as_labels(labels, num_classes)
-    k = num_classes if num_classes is not None else int(y.max()) + 1
-    cw = class_weights(np.bincount(y, minlength=k), scheme, allow_empty=True, **kwargs)
+    cw = class_weights(
+        np.bincount(y, minlength=num_classes or 0), scheme, allow_empty=True, **kwargs
+    )
     w = cw[y]
     if normalize == "samples":
         w *= y.size / w.sum()

@@ -188,6 +188,11 @@ def build_strategy(
     sampler or loss does not take, or a bad value, raises ``ValueError`` here."""
     dist = data.distribution
     counts = dist.counts
+    if np.count_nonzero(counts) < 2:
+        raise ValueError(
+            f"a classifier needs at least two classes with training images; this data has "
+            f"{np.count_nonzero(counts)} ({', '.join(n for n, c in zip(dist.class_names, counts, strict=True) if c)})"
+        )
     sampler_params = {
         "seed": config.seed,
         "total_epochs": config.epochs,
