@@ -1,7 +1,7 @@
+import warnings
+
 import numpy as np
 import pytest
-
-import warnings
 
 from longtail.weights import check_scheme_params, class_weights, sample_weights
 
