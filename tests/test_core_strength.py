@@ -11,7 +11,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from longtail.distribution import ClassDistribution
 from longtail.losses import ClassBalancedLoss, FocalLoss, LDAMLoss, LogitAdjustedLoss, make_loss
-from longtail.metrics import MetricAccumulator, confusion_matrix, evaluate
+from longtail.metrics import MetricAccumulator, compare_runs, confusion_matrix, evaluate
 from longtail.sampling import (
     BalancedBatchSampler,
     ClassBalancedSampler,
@@ -401,3 +401,104 @@ def test_balanced_batches_skip_empty_classes():
         assert sorted(set(y[batch].tolist())) == [0, 1, 3]
     with pytest.raises(ValueError, match="exceeds the 3 non-empty classes"):
         BalancedBatchSampler(y, 4, 2, num_classes=4)
+
+
+# ------------------------------------------------------------------ metrics: reports and states
+def test_report_rows_and_summary_by_hand():
+    dist = ClassDistribution.from_counts([30, 20, 10], class_names=["a", "b", "c"])
+    y = torch.tensor([0, 0, 1, 1, 2])
+    logits = torch.tensor(
+        [[3.0, 1, 0], [1, 3.0, 0], [0, 3.0, 1], [0, 1, 3.0], [1, 0, 3.0]]
+    )  # predictions 0, 1, 1, 2, 2; the true class always in the top two
+    acc = MetricAccumulator(3, topk=(1, 2))
+    acc.update(logits, y)
+    rep = acc.compute(dist)
+    rows = rep.per_class()
+    assert [r["class"] for r in rows] == ["a", "b", "c"]
+    assert [r["group"] for r in rows] == ["head", "medium", "tail"]
+    assert [r["support"] for r in rows] == [2, 2, 1]
+    assert [r["precision"] for r in rows] == pytest.approx([1.0, 0.5, 0.5])
+    assert [r["recall"] for r in rows] == pytest.approx([0.5, 0.5, 1.0])
+    assert [r["f1"] for r in rows] == pytest.approx([2 / 3, 0.5, 2 / 3])
+    d = rep.to_dict()
+    assert d["per_class"] == rows and d["confusion"] == [[1, 1, 0], [0, 1, 1], [0, 0, 1]]
+    s = d["summary"]
+    assert s["top1_accuracy"] == pytest.approx(0.6) and s["top2_accuracy"] == pytest.approx(1.0)
+    p = torch.softmax(logits, 1).max(1).values  # all equal: one bin
+    assert s["ece"] == pytest.approx(abs(0.6 - p.mean().item()))
+    assert s["head_recall"] == 0.5 and s["medium_f1"] == 0.5 and s["tail_recall"] == 1.0
+
+
+def test_group_means_skip_classes_without_test_samples():
+    dist = ClassDistribution.from_counts([40, 30, 20, 10, 5, 1])  # head: 0, 1; medium: 2, 3
+    rep = evaluate(np.array([0, 1, 2, 4, 5]), np.array([0, 1, 2, 4, 5]), 6, dist)
+    assert rep.support[3] == 0
+    assert rep.summary()["medium_recall"] == 1.0  # class 3 has no test sample: not a 0 in the mean
+
+
+def test_macro_f1_keeps_a_single_sample_class_never_predicted():
+    y, p = np.array([0, 0, 1]), np.array([0, 0, 0])
+    rep = evaluate(p, y, 2)
+    assert rep.macro_f1 == pytest.approx(f1_score(y, p, average="macro", zero_division=0))
+    assert rep.macro_f1 == pytest.approx(0.4)
+
+
+def test_empty_evaluation_reports_zero_not_a_crash():
+    acc = MetricAccumulator(3)
+    acc.update(torch.empty(0, 3), torch.empty(0, dtype=torch.long))
+    rep = acc.compute()
+    assert (rep.accuracy, rep.balanced_accuracy, rep.macro_f1) == (0.0, 0.0, 0.0)
+
+
+def test_accumulator_size_limits_and_top_k_up_to_k():
+    acc = MetricAccumulator(1)
+    acc.update(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long))
+    assert acc.compute().accuracy == 1.0
+    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+        MetricAccumulator(0)
+    assert MetricAccumulator(5).topk == (1, 5) and MetricAccumulator(4).topk == (1,)
+
+
+def test_ece_uses_fifteen_equal_width_bins_by_default():
+    def logits_with_confidence(conf, k=2):
+        d = np.log(conf * (k - 1) / (1 - conf))  # softmax max = conf, class 0 on top
+        row = torch.zeros(k)
+        row[0] = float(d)
+        return row
+
+    # 0.935 and 0.99 share bin 14 of 15 but not of 16; 0.9 is one bin lower
+    rows = torch.stack([logits_with_confidence(c) for c in (0.935, 0.99, 0.9)])
+    y = torch.tensor([0, 1, 0])  # correct, wrong, correct
+    acc = MetricAccumulator(2)
+    acc.update(rows, y)
+    expected = (abs(1 - (0.935 + 0.99)) + abs(1 - 0.9)) / 3
+    assert acc.compute().ece == pytest.approx(expected, abs=1e-6)
+    # the lowest bin: a uniform 20-class row (confidence 0.05) apart from one of confidence 0.1
+    low = torch.stack([torch.zeros(20), logits_with_confidence(0.1, 20)])
+    acc = MetricAccumulator(20)
+    acc.update(low, torch.tensor([0, 1]))
+    assert acc.compute().ece == pytest.approx((abs(1 - 0.05) + abs(0 - 0.1)) / 2, abs=1e-6)
+
+
+def test_state_layout_is_the_same_with_or_without_batches():
+    seen = MetricAccumulator(3, topk=(1, 2))
+    seen.update(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
+    idle = MetricAccumulator(3, topk=(1, 2))  # a DDP rank whose shard was empty
+    assert idle.state().shape == seen.state().shape
+    merged = MetricAccumulator(3, topk=(1, 2))
+    merged.load_state(seen.state() + idle.state())
+    assert merged.compute().topk == pytest.approx(seen.compute().topk)
+    preds_only = MetricAccumulator(3)
+    preds_only.update(torch.tensor([1, 1]), torch.tensor([0, 1]))  # confusion[0, 1] = 1
+    merged = MetricAccumulator(3)
+    merged.load_state(preds_only.state())
+    assert merged.compute().ece is None
+
+
+def test_compare_runs_with_one_seed_each():
+    table = compare_runs(
+        {"a": [{"accuracy": 0.5}], "b": [{"accuracy": 0.75}]}, metrics=["accuracy"]
+    )
+    row = table["metrics"]["accuracy"]
+    assert row["a"] == {"mean": 0.5, "std": 0.0, "n": 1, "delta_points": 0.0}
+    assert row["b"]["delta_points"] == pytest.approx(25.0)
