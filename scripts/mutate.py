@@ -150,7 +150,9 @@ def _kinds(node: ast.AST) -> Iterator[tuple[str, str]]:
         yield "unary", f"drop {type(node.op).__name__}"
     elif isinstance(node, ast.Constant) and type(node.value) in (int, float, bool):
         yield "constant", f"{node.value!r} -> {_nudge(node.value)!r}"
-    elif isinstance(node, ast.Return) and node.value is not None:
+    elif isinstance(node, ast.Return) and not (
+        node.value is None or (isinstance(node.value, ast.Constant) and node.value.value is None)
+    ):
         yield "return", "return None"
     elif isinstance(node, (ast.Assign, ast.AugAssign, ast.Expr)) and not isinstance(
         getattr(node, "value", None), ast.Constant

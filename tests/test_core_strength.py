@@ -502,3 +502,62 @@ def test_compare_runs_with_one_seed_each():
     row = table["metrics"]["accuracy"]
     assert row["a"] == {"mean": 0.5, "std": 0.0, "n": 1, "delta_points": 0.0}
     assert row["b"]["delta_points"] == pytest.approx(25.0)
+
+
+# ------------------------------------------------------------------ losses: formulas and edges
+def test_sigmoid_class_balanced_focal_by_hand():
+    counts = np.array([100.0, 10.0, 1.0])
+    logits = torch.tensor([[1.5, -0.5, 0.2], [0.3, 2.0, -1.0]])
+    y = torch.tensor([0, 2])
+    beta = 0.99
+    w = (1 - beta) / (1 - beta**counts)
+    w = torch.tensor(w * 3 / w.sum(), dtype=torch.float32)
+    onehot = F.one_hot(y, 3).float()
+    p = torch.sigmoid(logits)
+    p_t = torch.where(onehot == 1, p, 1 - p)
+    for gamma in (0.5, 1.0, 2.0):
+        per_sample = (-((1 - p_t) ** gamma) * p_t.log()).sum(1) * w[y]
+        loss = ClassBalancedLoss(counts, beta=beta, base="sigmoid", gamma=gamma, reduction="none")
+        torch.testing.assert_close(loss(logits, y), per_sample)
+        loss.reduction = "sum"
+        torch.testing.assert_close(loss(logits, y), per_sample.sum())
+        loss.reduction = "mean"
+        torch.testing.assert_close(loss(logits, y), per_sample.sum() / w[y].sum())
+
+
+def test_default_ignore_index_of_every_loss():
+    counts = [50, 20, 5]
+    logits = torch.tensor([[1.0, 0.2, -0.3], [0.5, 1.5, 0.0]])
+    y = torch.tensor([1, -100])
+    losses = [
+        make_loss(name, counts, total_epochs=4)
+        for name in (
+            "ce",
+            "weighted_ce",
+            "focal",
+            "cb_focal",
+            "cb_ce",
+            "ldam_drw",
+            "balanced_softmax",
+            "logit_adjusted",
+        )
+    ]
+    for loss in losses:
+        torch.testing.assert_close(loss(logits, y), loss(logits[:1], y[:1]))
+
+
+def test_loss_argument_edges():
+    FocalLoss(alpha=[0.0, 1.0])  # a zero class weight is allowed
+    with pytest.raises(ValueError, match="non-negative"):
+        FocalLoss(alpha=[-0.1, 1.0])
+    for kwargs in ({"s": 0}, {"max_margin": 0}, {"s": -1.0}):
+        with pytest.raises(ValueError, match="must be > 0"):
+            LDAMLoss([10, 5], **kwargs)
+
+
+def test_ldam_drw_schedule_follows_total_epochs():
+    counts = [100, 10]
+    assert make_loss("ldam_drw", counts, total_epochs=20).drw_epoch == 16  # 80% of the epochs
+    assert make_loss("ldam_drw", counts, total_epochs=1).drw_epoch == 1  # never before epoch 1
+    assert make_loss("ldam_drw", counts, total_epochs=20, drw_epoch=3).drw_epoch == 3
+    assert isinstance(make_loss("focal", counts, total_epochs=20), FocalLoss)
