@@ -561,3 +561,22 @@ def test_ldam_drw_schedule_follows_total_epochs():
     assert make_loss("ldam_drw", counts, total_epochs=1).drw_epoch == 1  # never before epoch 1
     assert make_loss("ldam_drw", counts, total_epochs=20, drw_epoch=3).drw_epoch == 3
     assert isinstance(make_loss("focal", counts, total_epochs=20), FocalLoss)
+
+
+@pytest.mark.parametrize("k", [1000, 8142])
+def test_resizing_and_batch_samplers_at_many_classes(k):
+    y = long_tail_labels(k, 40, 1)
+    counts = np.bincount(y, minlength=k)
+    hybrid = HybridSampler(y, seed=0)
+    got = np.bincount(y[hybrid.plan(0)], minlength=k)
+    assert np.array_equal(got, plans.hybrid_targets(counts, 0.8, 3.0))
+    med, p25 = np.median(counts), np.percentile(counts, 25)
+    assert np.all(got[counts > med] == np.maximum(1, np.round(0.8 * counts[counts > med])))
+    assert np.all(got[counts < p25] == np.round(3 * counts[counts < p25]))
+    rf = RepeatFactorSampler(y, threshold=0.001, seed=0)
+    r = np.maximum(1, np.sqrt(0.001 / (counts / counts.sum())))
+    per_image = np.bincount(rf.plan(0), minlength=y.size)
+    assert np.all((per_image >= np.floor(r[y])) & (per_image <= np.ceil(r[y])))
+    bb = BalancedBatchSampler(y, 32, 2, num_batches=200, seed=0)
+    for batch in bb.plan(0):
+        assert np.unique(y[batch]).size == 32

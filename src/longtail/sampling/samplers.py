@@ -21,6 +21,7 @@ Every sampler:
 
 from __future__ import annotations
 
+import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -190,11 +191,15 @@ class PlanSampler(EpochSeeded, Sampler[int], ABC):
         return self._cache[1]
 
     def __iter__(self) -> Iterator[int]:
-        self._begin_iteration()
         # Python ints chunk by chunk: 10^8 indices never become one 3.6 GB list of int objects.
+        # The plan is made at the first next(), as torch's samplers draw their seed.
+        return itertools.chain.from_iterable(self._chunks())
+
+    def _chunks(self) -> Iterator[list[int]]:
+        self._begin_iteration()
         plan = self.local_plan()
         for s in range(0, plan.shape[0], ITER_CHUNK):
-            yield from plan[s : s + ITER_CHUNK].tolist()
+            yield plan[s : s + ITER_CHUNK].tolist()
 
     def __len__(self) -> int:
         n = self.global_length()
