@@ -575,3 +575,77 @@ def test_resizing_and_batch_samplers_at_many_classes(k):
     bb = BalancedBatchSampler(y, 32, 2, num_batches=200, seed=0)
     for batch in bb.plan(0):
         assert np.unique(y[batch]).size == 32
+
+
+# ------------------------------------------------------------------ distribution: exports and edges
+def test_group_rule_edges():
+    from longtail.distribution import GroupRuleSpec
+
+    GroupRuleSpec(rule="shots", many=20, few=20)  # few == many is allowed
+    GroupRuleSpec(head=1.0, tail=0.0)
+    GroupRuleSpec(head=0.5, tail=0.5)
+    for kwargs in (
+        {"head": 1.2, "tail": 0.0},
+        {"head": 0.3, "tail": -0.1},
+        {"head": 0.6, "tail": 0.5},
+    ):
+        with pytest.raises(ValueError, match="fractions"):
+            GroupRuleSpec(**kwargs)
+
+
+def test_quantile_groups_with_overlapping_fractions_and_ties():
+    d = ClassDistribution.from_counts([30, 20, 10])
+    assert d.with_grouping(head=0.5, tail=0.5).groups.tolist() == ["head", "head", "tail"]
+    # a tie takes the group of its middle rank
+    assert ClassDistribution.from_counts([9, 9, 1]).groups.tolist() == ["head", "head", "tail"]
+    assert ClassDistribution.from_counts([10, 5, 5, 5, 1, 0]).groups.tolist() == [
+        "head",
+        "medium",
+        "medium",
+        "medium",
+        "tail",
+        "tail",
+    ]
+
+
+def test_statistics_at_their_edges():
+    d = ClassDistribution.from_counts([50, 30, 20])
+    assert d.pareto_share(0.01) == 0.5  # at least the largest class
+    assert ClassDistribution.from_counts([7]).normalized_entropy == 1.0
+    with pytest.raises(ValueError, match="level must be in"):
+        d.level_keys(0)
+    assert d.level_keys(1) == [("0",), ("1",), ("2",)]
+    assert d.at_level(1).hierarchy is None
+
+
+def test_to_dict_and_markdown_by_hand():
+    flat = ClassDistribution.from_counts([30, 10, 3], ["a", "b", "c"])
+    data = flat.to_dict()
+    assert "levels" not in data
+    assert data["grouping"] == {
+        "rule": "quantile",
+        "head": 1 / 3,
+        "tail": 1 / 3,
+        "many": 100,
+        "few": 20,
+    }
+    assert data["groups"] == {
+        "head": {"classes": ["a"], "samples": 30},
+        "medium": {"classes": ["b"], "samples": 10},
+        "tail": {"classes": ["c"], "samples": 3},
+    }
+    assert flat.to_json().startswith('{\n  "num_classes": 3')
+    nested = ClassDistribution.from_counts(
+        [3, 30, 10], ["c", "a", "b"], [("x", "p"), ("x", "q"), ("y", "r")]
+    )
+    md = nested.to_markdown()
+    table = md[md.index("| class | count | share | group |") :].splitlines()[2:5]
+    assert table == [
+        "| a | 30 | 69.77% | head |",
+        "| b | 10 | 23.26% | medium |",
+        "| c | 3 | 6.98% | tail |",
+    ]
+    assert "| head | 1 | 30 |" in md and "| tail | 1 | 3 |" in md
+    assert "Level 1 (2 classes, imbalance ratio 3.3):" in md
+    assert "| x | 33 | 10.0 |" in md and "| y | 10 | 1.0 |" in md
+    assert "| q | 30 | 1.0 |" in md
