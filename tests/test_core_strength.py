@@ -649,3 +649,28 @@ def test_to_dict_and_markdown_by_hand():
     assert "Level 1 (2 classes, imbalance ratio 3.3):" in md
     assert "| x | 33 | 10.0 |" in md and "| y | 10 | 1.0 |" in md
     assert "| q | 30 | 1.0 |" in md
+
+
+def test_power_class_probabilities_leave_empty_classes_out():
+    np.testing.assert_allclose(plans.power_class_probs(np.array([5, 0, 2]), 0.0), [0.5, 0, 0.5])
+    np.testing.assert_allclose(plans.power_class_probs(np.array([9, 0, 4]), 0.5), [3 / 5, 0, 2 / 5])
+    y = np.array([0, 0, 2])
+    assert set(y[ClassBalancedSampler(y, 100, num_classes=4, seed=0).plan(0)]) == {0, 2}
+
+
+def test_macro_f1_keeps_a_class_predicted_once_without_test_samples():
+    y, p = np.array([0, 0, 1]), np.array([0, 2, 1])
+    rep = evaluate(p, y, 3)
+    assert rep.macro_f1 == pytest.approx(f1_score(y, p, average="macro", zero_division=0))
+    assert rep.macro_f1 == pytest.approx((2 / 3 + 1 + 0) / 3)
+
+
+def test_sigmoid_loss_ignores_ignored_targets_and_losses_refuse_targets_out_of_range():
+    counts = [50, 20, 5]
+    logits = torch.tensor([[1.0, 0.2, -0.3], [0.5, 1.5, 0.0]])
+    sig = ClassBalancedLoss(counts, base="sigmoid")
+    y = torch.tensor([1, -100])
+    torch.testing.assert_close(sig(logits, y), sig(logits[:1], y[:1]))
+    for loss in (FocalLoss(), LDAMLoss(counts), LogitAdjustedLoss(counts), sig):
+        with pytest.raises(ValueError, match=r"targets must lie in \[0, 2\]"):
+            loss(logits, torch.tensor([0, 3]))

@@ -55,6 +55,18 @@ def log_prior(counts: Any) -> Tensor:
     return torch.as_tensor(np.log(c / c.sum()), dtype=torch.float32)
 
 
+def _checked_targets(target: Tensor, num_classes: int, ignore_index: int) -> tuple[Tensor, Tensor]:
+    """(mask of the targets not ignored, targets with the ignored ones set to 0); a target outside
+    [0, K-1] that is not ``ignore_index`` raises ``ValueError``."""
+    valid = target != ignore_index
+    safe_t = torch.where(valid, target, torch.zeros_like(target))
+    if valid.any() and (safe_t[valid].min() < 0 or safe_t[valid].max() >= num_classes):
+        raise ValueError(
+            f"targets must lie in [0, {num_classes - 1}] (or equal ignore_index={ignore_index})"
+        )
+    return valid, safe_t
+
+
 def _weighted_nll(
     logp: Tensor,
     target: Tensor,
@@ -68,12 +80,7 @@ def _weighted_nll(
         raise ValueError(f"logits must have shape [batch, classes], got {tuple(logp.shape)}")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-    valid = target != ignore_index
-    safe_t = torch.where(valid, target, torch.zeros_like(target))
-    if valid.any() and (safe_t[valid].min() < 0 or safe_t[valid].max() >= logp.shape[1]):
-        raise ValueError(
-            f"targets must lie in [0, {logp.shape[1] - 1}] (or equal ignore_index={ignore_index})"
-        )
+    valid, safe_t = _checked_targets(target, logp.shape[1], ignore_index)
     logp_t = logp.gather(1, safe_t[:, None]).squeeze(1)
     loss = -logp_t
     if modulate is not None:
@@ -89,7 +96,7 @@ def _weighted_nll(
 
 
 class _ClassLoss(nn.Module):
-    def __init__(self, reduction: Reduction = "mean", ignore_index: int = -100) -> None:
+    def __init__(self, reduction: Reduction, ignore_index: int) -> None:
         super().__init__()
         self.reduction = reduction
         self.ignore_index = ignore_index
@@ -167,8 +174,7 @@ class ClassBalancedLoss(_ClassLoss):
         if self.base != "sigmoid":
             return self.inner(logits, target)
         z = logits.float()
-        valid = target != self.ignore_index
-        safe_t = torch.where(valid, target, torch.zeros_like(target))
+        valid, safe_t = _checked_targets(target, z.shape[1], self.ignore_index)
         onehot = F.one_hot(safe_t, z.shape[1]).float()
         bce = F.binary_cross_entropy_with_logits(z, onehot, reduction="none")
         if self.gamma > 0:
@@ -222,8 +228,7 @@ class LDAMLoss(_ClassLoss):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         z = logits.float()
-        valid = target != self.ignore_index
-        safe_t = torch.where(valid, target, torch.zeros_like(target))
+        _, safe_t = _checked_targets(target, z.shape[1], self.ignore_index)
         margin = torch.zeros_like(z).scatter_(
             1, safe_t[:, None], self.margins.to(z.device)[safe_t][:, None]
         )
@@ -277,7 +282,6 @@ def tau_normalize(weight: Tensor, tau: float = 1.0) -> Tensor:
 def _ldam_drw(counts: Any, total_epochs: int | None = None, **kw: Any) -> LDAMLoss:
     epochs = total_epochs or 10
     kw.setdefault("s", 1.0)
-    kw.setdefault("max_margin", 0.5)
     return LDAMLoss(counts, drw_epoch=kw.pop("drw_epoch", max(1, int(0.8 * epochs))), **kw)
 
 
