@@ -83,8 +83,8 @@ class ClassDistribution:
         if num_classes is None and class_names is not None:
             num_classes = len(class_names)
         arr = as_labels(labels, num_classes)
-        k = num_classes if num_classes is not None else int(arr.max()) + 1
-        return cls.from_counts(np.bincount(arr, minlength=k), class_names, hierarchy, grouping)
+        counts = np.bincount(arr, minlength=num_classes or 0)
+        return cls.from_counts(counts, class_names, hierarchy, grouping)
 
     @classmethod
     def from_counts(
@@ -207,16 +207,10 @@ class ClassDistribution:
         Folders that share a name under different parents have different keys."""
         if not 1 <= level <= self.num_levels:
             raise ValueError(f"level must be in 1..{self.num_levels}, got {level}")
-        if level == self.num_levels or not self.hierarchy:
-            return [
-                (*p, n)
-                for p, n in zip(
-                    self.hierarchy or [()] * self.num_classes, self.class_names, strict=True
-                )
-            ]
+        paths = self.hierarchy or ((),) * self.num_classes
         return [
             (*path, name)[:level] if level <= len(path) else (*path, name)
-            for path, name in zip(self.hierarchy, self.class_names, strict=True)
+            for path, name in zip(paths, self.class_names, strict=True)
         ]
 
     def level_names(self, level: int) -> list[str]:
