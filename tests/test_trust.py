@@ -240,7 +240,7 @@ def test_a_crafted_checkpoint_is_refused_before_it_runs(tmp_path, capsys):
     marker = tmp_path / "pwned"
     _Payload.marker = marker
     with open(out / "checkpoint.pt", "wb") as fh:
-        pickle.dump({"model": _Payload()}, fh)
+        pickle.dump({"model": _Payload()}, fh, protocol=2)
     assert main(["train", "--epochs", "1", "--out", str(out), "--resume", *QUIET]) == 2
     assert "loads safely" in capsys.readouterr().err
     assert not marker.exists()
