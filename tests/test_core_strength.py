@@ -674,3 +674,25 @@ def test_sigmoid_loss_ignores_ignored_targets_and_losses_refuse_targets_out_of_r
     for loss in (FocalLoss(), LDAMLoss(counts), LogitAdjustedLoss(counts), sig):
         with pytest.raises(ValueError, match=r"targets must lie in \[0, 2\]"):
             loss(logits, torch.tensor([0, 3]))
+
+
+def test_post_hoc_defaults_are_tau_one():
+    from longtail.losses import logit_adjust, tau_normalize
+
+    logits = torch.tensor([[1.0, 2.0, 0.5]])
+    counts = [60, 30, 10]
+    prior = torch.tensor([0.6, 0.3, 0.1]).log()
+    torch.testing.assert_close(logit_adjust(logits, counts), logits - prior)
+    w = torch.tensor([[3.0, 4.0], [0.0, 2.0]])
+    torch.testing.assert_close(tau_normalize(w), torch.tensor([[0.6, 0.8], [0.0, 1.0]]))
+
+
+def test_weighted_ce_by_scheme_with_an_empty_class():
+    loss = make_loss("weighted_ce", [8, 0, 2])
+    w = np.array([1 / 8, 0, 1 / 2])
+    torch.testing.assert_close(loss.weight, torch.tensor(w * 3 / w.sum(), dtype=torch.float32))
+    smooth = make_loss("weighted_ce", [8, 2], scheme="smooth_inverse", alpha=2)
+    w = np.array([1 / 10, 1 / 4])
+    torch.testing.assert_close(smooth.weight, torch.tensor(w * 2 / w.sum(), dtype=torch.float32))
+    with pytest.raises(ValueError, match="would be ignored"):
+        make_loss("weighted_ce", [8, 2], alpha=2)

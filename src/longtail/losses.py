@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longtail._checks import as_counts
-from longtail.weights import class_weights
+from longtail.weights import check_scheme_params, class_weights
 
 Reduction = Literal["mean", "sum", "none"]
 
@@ -285,12 +285,23 @@ def _ldam_drw(counts: Any, total_epochs: int | None = None, **kw: Any) -> LDAMLo
     return LDAMLoss(counts, drw_epoch=kw.pop("drw_epoch", max(1, int(0.8 * epochs))), **kw)
 
 
+def _weighted_ce(
+    counts: Any,
+    scheme: str = "inverse",
+    reduction: Reduction = "mean",
+    ignore_index: int = -100,
+    **scheme_params: float,
+) -> CrossEntropyLoss:
+    """Cross-entropy with :mod:`longtail.weights` class weights (``scheme`` and its parameters),
+    normalised to sum to K; a class without training samples gets weight 0."""
+    params = check_scheme_params(scheme, scheme_params)
+    weight = class_weights(counts, scheme, normalize="classes", allow_empty=True, **params)
+    return CrossEntropyLoss(weight, reduction, ignore_index)
+
+
 LOSSES: dict[str, Callable[..., nn.Module]] = {
     "ce": lambda counts, **kw: CrossEntropyLoss(**kw),
-    "weighted_ce": lambda counts, **kw: CrossEntropyLoss(
-        class_weights(counts, kw.pop("scheme", "inverse"), normalize="classes", allow_empty=True),
-        **kw,
-    ),
+    "weighted_ce": _weighted_ce,
     "focal": lambda counts, **kw: FocalLoss(**kw),
     "cb_focal": lambda counts, **kw: ClassBalancedLoss(counts, base="focal", **kw),
     "cb_ce": lambda counts, **kw: ClassBalancedLoss(counts, base="ce", **kw),
