@@ -696,3 +696,15 @@ def test_weighted_ce_by_scheme_with_an_empty_class():
     torch.testing.assert_close(smooth.weight, torch.tensor(w * 2 / w.sum(), dtype=torch.float32))
     with pytest.raises(ValueError, match="would be ignored"):
         make_loss("weighted_ce", [8, 2], alpha=2)
+
+
+def test_pareto_share_and_entropy_by_hand():
+    d = ClassDistribution.from_counts([40, 30, 10, 5, 5, 4, 3, 2, 1, 0])
+    assert d.pareto_share() == pytest.approx(70 / 100)  # the top 20% of 10 classes: 2
+    with pytest.raises(ValueError, match="top_fraction"):
+        d.pareto_share(0)
+    with pytest.raises(ValueError, match="top_fraction"):
+        d.pareto_share(1.01)
+    assert d.pareto_share(1) == 1.0
+    e = ClassDistribution.from_counts([5, 5, 0]).normalized_entropy
+    assert e == pytest.approx(np.log(2) / np.log(3))  # 0 log 0 = 0 for the empty class
