@@ -708,3 +708,13 @@ def test_pareto_share_and_entropy_by_hand():
     assert d.pareto_share(1) == 1.0
     e = ClassDistribution.from_counts([5, 5, 0]).normalized_entropy
     assert e == pytest.approx(np.log(2) / np.log(3))  # 0 log 0 = 0 for the empty class
+
+
+def test_within_parent_imbalance_levels():
+    d = ClassDistribution.from_counts(
+        [4, 2, 6], ["a", "b", "c"], [("x", "p"), ("x", "p"), ("y", "q")]
+    )
+    assert d.within_parent_imbalance(2) == {"p": 2.0, "q": 1.0}
+    for level in (0, 3):
+        with pytest.raises(ValueError, match=rf"level must be in 1\.\.2, got {level}"):
+            d.within_parent_imbalance(level)
