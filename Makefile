@@ -23,10 +23,12 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
-# Mutation testing of the core modules (not part of `make test`): MODULES="weights.py" to pick.
+# Mutation testing of the core modules (not part of `make test`): MODULES="weights.py" to pick,
+# SAMPLE=110 mutants per module spread evenly through the file (SAMPLE= for every mutant).
 MODULES ?= sampling/plans.py weights.py metrics.py losses.py distribution.py
+SAMPLE ?= 110
 mutate: $(STAMP)
-	$(BIN)/python scripts/mutate.py $(MODULES)
+	$(BIN)/python scripts/mutate.py $(MODULES) $(if $(SAMPLE),--sample $(SAMPLE),)
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks scripts
