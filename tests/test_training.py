@@ -20,7 +20,7 @@ from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
 from longtail.data.index import build_index
 from longtail.data.loading import feed_device
 from longtail.distribution import ClassDistribution
-from longtail.experiments.strategies import parse_strategy
+from longtail.strategies import parse_strategy
 from longtail.training.loop import TrainConfig, train
 
 HERE = Path(__file__).parent

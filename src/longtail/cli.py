@@ -172,9 +172,9 @@ def _report_bad_images(out: Path) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from longtail.experiments.strategies import parse_strategy
     from longtail.metrics import compare_runs
     from longtail.report.tables import print_table, rich_table
+    from longtail.strategies import parse_strategy
     from longtail.training.loop import train
 
     _check_data_options(args)
@@ -200,7 +200,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from longtail.experiments.compare import run_compare
-    from longtail.experiments.strategies import (
+    from longtail.strategies import (
         DEFAULT_STRATEGIES,
         parse_strategy,
         split_outside_brackets,

@@ -15,12 +15,12 @@ from rich.markup import escape
 from longtail._io import strict_loads, write_text
 from longtail._lock import folder_lock
 from longtail.data.bundle import DataBundle
-from longtail.experiments.strategies import parse_strategy
 from longtail.metrics import HEADLINE, compare_runs
 from longtail.report.plots import plot_class_counts, plot_confusion, plot_per_class_recall
 from longtail.report.tables import markdown_table, print_table, rich_table, write_tables
+from longtail.strategies import build_strategy, parse_strategy
 from longtail.training.identity import run_identity
-from longtail.training.loop import TrainConfig, TrainingDiverged, build_strategy, train
+from longtail.training.loop import TrainConfig, TrainingDiverged, train
 
 
 def _finished(run_dir: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
@@ -77,7 +77,14 @@ def _run_compare(
         raise ValueError("at least one seed is needed")
     for strategy in parsed:  # a bad parameter fails now, not after hours of other runs
         try:
-            build_strategy(strategy, replace(base, strategy=strategy.label), data)
+            build_strategy(
+                strategy,
+                data.train.targets,
+                data.distribution.counts,
+                seed=base.seed,
+                epochs=base.epochs,
+                batch_size=base.batch_size,
+            )
         except ValueError as err:
             raise ValueError(f"strategy {strategy.label}: {err}") from None
     dist = data.distribution

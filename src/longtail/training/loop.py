@@ -22,17 +22,15 @@ from rich import get_console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from longtail._io import jsonable, write_json, write_text
 from longtail._lock import folder_lock
 from longtail.data.bundle import DataBundle
 from longtail.data.loading import feed_device, loader_kwargs
 from longtail.distribution import ClassDistribution
-from longtail.experiments.strategies import Strategy, parse_strategy
-from longtail.losses import make_loss
 from longtail.metrics import ClassificationReport, MetricAccumulator
-from longtail.sampling import BalancedBatchSampler, CurriculumSampler, make_sampler
+from longtail.strategies import build_strategy, parse_strategy
 from longtail.training.checkpoint import load, save_atomic
 from longtail.training.identity import check_identity, run_identity, saved_identity
 from longtail.training.models import build_model
@@ -181,39 +179,6 @@ LOG_FIELDS = [
 ]
 
 
-def build_strategy(
-    strategy: Strategy, config: TrainConfig, data: DataBundle
-) -> tuple[Sampler, nn.Module]:
-    """The sampler and loss of ``strategy`` for ``data``'s training split; a parameter that the
-    sampler or loss does not take, or a bad value, raises ``ValueError`` here."""
-    dist = data.distribution
-    counts = dist.counts
-    if np.count_nonzero(counts) < 2:
-        raise ValueError(
-            f"a classifier needs at least two classes with training images; this data has "
-            f"{np.count_nonzero(counts)} ({', '.join(n for n, c in zip(dist.class_names, counts, strict=True) if c)})"
-        )
-    sampler_params = {
-        "seed": config.seed,
-        "total_epochs": config.epochs,
-        "num_classes": dist.num_classes,
-        **strategy.sampler_params,
-    }
-    if strategy.sampler == "balanced_batch":
-        per_class = sampler_params.pop("samples_per_class", 4)
-        sampler_params.setdefault(
-            "classes_per_batch",
-            max(1, min(np.count_nonzero(counts), config.batch_size // per_class)),
-        )
-        sampler = make_sampler(
-            "balanced_batch", data.train.targets, samples_per_class=per_class, **sampler_params
-        )
-    else:
-        sampler = make_sampler(strategy.sampler, data.train.targets, **sampler_params)
-    criterion = make_loss(strategy.loss, counts, total_epochs=config.epochs, **strategy.loss_params)
-    return sampler, criterion
-
-
 def train(
     config: TrainConfig,
     data: DataBundle,
@@ -268,8 +233,15 @@ def _train(
     model = build_model(
         config.model, dist.num_classes, data.in_channels, data.image_size, config.pretrained
     ).to(device)
-    sampler, criterion = build_strategy(strategy, config, data)
-    criterion = criterion.to(device)
+    built = build_strategy(
+        strategy,
+        data.train.targets,
+        dist.counts,
+        seed=config.seed,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+    )
+    criterion = built.loss.module.to(device)
     if config.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
             model.parameters(),
@@ -298,16 +270,12 @@ def _train(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        if isinstance(sampler, CurriculumSampler) and state.get("sampler"):
-            sampler.load_state_dict(state["sampler"])
+        built.load_state_dict(state["strategy"])
         start_epoch, history = state["epoch"] + 1, state["history"]
 
     finish = feed_device(data.train, device)
     kw = loader_kwargs(data.train, device, config.num_workers)
-    if isinstance(sampler, BalancedBatchSampler):
-        loader = DataLoader(data.train, batch_sampler=sampler, **kw)
-    else:
-        loader = DataLoader(data.train, batch_size=config.batch_size, sampler=sampler, **kw)
+    loader = DataLoader(data.train, **built.sampler.loader_arguments(config.batch_size), **kw)
     autocast, scaler = _autocast(device, config.amp)
 
     console = get_console()
@@ -333,9 +301,7 @@ def _train(
         for epoch in range(start_epoch, config.epochs):
             t0 = time.perf_counter()
             seed_everything(config.seed * 100_003 + epoch)
-            sampler.set_epoch(epoch)
-            if hasattr(criterion, "set_epoch"):
-                criterion.set_epoch(epoch)
+            built.on_epoch_start(epoch)
             ddp_model.train()
             task = progress.add_task(
                 f"{escape(strategy.label)} epoch {epoch + 1}/{config.epochs}",
@@ -402,9 +368,7 @@ def _train(
             scheduler.step()
             val = evaluate_model(model, data.val, dist, device, num_workers=config.num_workers)
             announce_bad_images()
-            if isinstance(sampler, CurriculumSampler):
-                # a class without validation images has no recall: nan, so it keeps its weight
-                sampler.update(np.where(val.support > 0, val.recall, np.nan))
+            built.after_validation(val)
             vs = val.summary()
             row = {
                 "epoch": epoch + 1,
@@ -434,9 +398,7 @@ def _train(
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
-                        "sampler": sampler.state_dict()
-                        if isinstance(sampler, CurriculumSampler)
-                        else None,
+                        "strategy": built.state_dict(),
                         "history": history,
                     },
                     ckpt_path,

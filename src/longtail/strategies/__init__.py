@@ -1,0 +1,24 @@
+"""Strategies by name, and the parts of a strategy that answer the training loop's events.
+
+Between ``training/`` and ``experiments/`` (above) and ``sampling/``, ``losses``, ``metrics``
+(below): the loop builds a strategy from its name with :func:`build_strategy` and calls the events
+of :mod:`longtail.strategies.lifecycle`; it never asks a strategy what type it is.
+"""
+
+from longtail.strategies.lifecycle import BuiltStrategy, Part, build_strategy
+from longtail.strategies.spec import (
+    DEFAULT_STRATEGIES,
+    Strategy,
+    parse_strategy,
+    split_outside_brackets,
+)
+
+__all__ = [
+    "DEFAULT_STRATEGIES",
+    "BuiltStrategy",
+    "Part",
+    "Strategy",
+    "build_strategy",
+    "parse_strategy",
+    "split_outside_brackets",
+]
