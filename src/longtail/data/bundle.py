@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -15,6 +16,8 @@ from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
 from longtail.data.index import ImageIndex, Progress, build_index
 from longtail.data.splits import stratified_split
 from longtail.distribution import ClassDistribution
+
+log = logging.getLogger("longtail")
 
 
 @dataclass
@@ -101,33 +104,41 @@ def folder_bundle(
 ) -> DataBundle:
     """Datasets over a class-folder tree or CSV manifest.
 
-    If ``source`` holds ``train/`` and ``test/`` folders they are used as given (validation is a
-    stratified ``val_fraction`` of train); otherwise the images are split stratified into
-    train / val / test so that every class appears in each. ``level`` picks the hierarchy level used
-    as the label (None: the leaf classes).
+    If ``source`` holds ``train/`` (and ``val/`` and/or ``test/`` beside it), those folders are the
+    splits (they must hold the same classes); a split without its folder is carved out of ``train/``,
+    stratified (``val_fraction`` / ``test_fraction`` of each class). Without ``train/`` every image
+    is split that way, so that every class appears in each part. A validation split carved out
+    with fewer than 5 images of some class is reported: model choices and curriculum weights
+    would follow noise there, and a ``val/`` folder avoids it. ``level`` picks the hierarchy level
+    used as the label (None: the leaf classes).
     """
     source = Path(source)
     folder = partial(FolderDataset, image_size=image_size, level=level, bad_image_log=bad_image_log)
-    given_test = (source / "train").is_dir() and (source / "test").is_dir()
-    if given_test:
-        train_index = build_index(source / "train", rescan=rescan, progress=progress)
-        test_index = build_index(source / "test", rescan=rescan, progress=progress)
-        _check_same_classes(train_index, test_index)
-        val_idx, train_idx = stratified_split(
-            _labels(train_index, level), [val_fraction], seed, train_index.class_names
+    has_train = (source / "train").is_dir()
+    given = {n: source / n for n in ("val", "test") if has_train and (source / n).is_dir()}
+    train_index = build_index(
+        source / "train" if has_train else source, rescan=rescan, progress=progress
+    )
+    parts: dict[str, FolderDataset] = {}
+    for name, path in given.items():
+        index = build_index(path, rescan=rescan, progress=progress)
+        _check_same_classes(train_index, index, name)
+        parts[name] = folder(index, None)
+    carve = [n for n in ("val", "test") if n not in parts]
+    labels = _labels(train_index, level)
+    if carve:
+        fractions = {"val": val_fraction, "test": test_fraction}
+        *carved, train_idx = stratified_split(
+            labels, [fractions[n] for n in carve], seed, train_index.class_names
         )
-        test = folder(test_index, None)
+        for name, idx in zip(carve, carved, strict=True):
+            parts[name] = folder(train_index, idx)
     else:
-        train_index = build_index(source, rescan=rescan, progress=progress)
-        val_idx, test_idx, train_idx = stratified_split(
-            _labels(train_index, level),
-            [val_fraction, test_fraction],
-            seed,
-            train_index.class_names,
-        )
-        test = folder(train_index, test_idx)
+        train_idx = np.arange(len(train_index))
+    if "val" in carve:
+        _warn_small_validation(parts["val"])
     train = folder(train_index, train_idx)
-    val = folder(train_index, val_idx)
+    val, test = parts["val"], parts["test"]
     full = train_index.distribution()
     if level is not None and level < full.num_levels:
         names = train.class_names
@@ -141,7 +152,7 @@ def folder_bundle(
         "split_seed": seed,
         "val_fraction": val_fraction,
         "test_fraction": test_fraction,
-        "given_test_split": given_test,
+        "splits": {n: "folder" if n in given else "stratified" for n in ("val", "test")},
     }
     return DataBundle(
         train,
@@ -161,11 +172,30 @@ def _labels(index: ImageIndex, level: int | None) -> np.ndarray:
     return index.labels if level is None else index.level_labels(level)[0]
 
 
-def _check_same_classes(train: ImageIndex, test: ImageIndex) -> None:
-    if train.class_dirs != test.class_dirs:
-        missing = sorted(set(train.class_dirs) ^ set(test.class_dirs))
+def _check_same_classes(train: ImageIndex, other: ImageIndex, name: str) -> None:
+    if train.class_dirs != other.class_dirs:
+        missing = sorted(set(train.class_dirs) ^ set(other.class_dirs))
         raise ValueError(
-            f"train/ and test/ hold different class folders: {missing[:10]}; both need the same classes"
+            f"train/ and {name}/ hold different class folders: {missing[:10]}; both need the same classes"
+        )
+
+
+MIN_VALIDATION_IMAGES = 5
+
+
+def _warn_small_validation(val: FolderDataset) -> None:
+    counts = np.bincount(val.targets.numpy(), minlength=len(val.class_names))
+    few = [
+        f"{val.class_names[i]} ({counts[i]})"
+        for i in np.flatnonzero(counts < MIN_VALIDATION_IMAGES)
+    ]
+    if few:
+        log.warning(
+            "the validation split has fewer than %d images of %d class(es): %s; validation "
+            "numbers for them are noisy. A val/ folder beside train/ is used as given",
+            MIN_VALIDATION_IMAGES,
+            len(few),
+            ", ".join(few[:10]) + (", ..." if len(few) > 10 else ""),
         )
 
 
