@@ -106,11 +106,11 @@ def _analyze(args: argparse.Namespace) -> int:
 
             path = Path(args.path)
             source = str(path)
-            if (path / "train").is_dir() and (path / "test").is_dir():
+            if (path / "train").is_dir():
                 path = path / "train"
-                source = f"{path} (the training split; test/ is not counted)"
+                source = f"{path} (the training split; val/ and test/ are not counted)"
                 console.print(
-                    f"Analysing the training split {escape(str(path))} (test/ is not counted)"
+                    f"Analysing the training split {escape(str(path))} (val/ and test/ are not counted)"
                 )
             bar, update = _indexing(path)
             with bar:
