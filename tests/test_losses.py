@@ -159,3 +159,25 @@ def test_loss_errors():
         make_loss("dice", COUNTS)
     with pytest.raises(ValueError, match="base"):
         ClassBalancedLoss(COUNTS, base="softmax")
+
+
+def test_label_smoothing_matches_torch():
+    w = torch.tensor([0.5, 1.0, 2.0, 1.0, 3.0])
+    target = TARGET.clone()
+    target[0] = -100
+    for reduction in ("mean", "sum", "none"):
+        for weight in (None, w):
+            got = CrossEntropyLoss(weight, reduction, label_smoothing=0.1)(LOGITS, target)
+            ref = F.cross_entropy(
+                LOGITS, target, weight=weight, reduction=reduction, label_smoothing=0.1
+            )
+            torch.testing.assert_close(got, ref)
+    # by hand: (1 - eps) CE + eps * mean_j(-log p_j)
+    logits, y = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([0])
+    logp = torch.log_softmax(logits, 1)
+    expected = -(0.8 * logp[0, 0] + 0.2 * logp[0].mean())
+    torch.testing.assert_close(
+        make_loss("ce", COUNTS[:3], label_smoothing=0.2)(logits, y), expected
+    )
+    with pytest.raises(ValueError, match="label_smoothing"):
+        CrossEntropyLoss(label_smoothing=1.0)

@@ -152,6 +152,8 @@ def _config(args: argparse.Namespace, strategy: str, seed: int):
         optimizer=args.optimizer,
         lr=args.lr,
         weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs,
+        select_best=not args.last_epoch,
         seed=seed,
         device=args.device,
         num_workers=args.workers,
@@ -264,6 +266,17 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=1,
+        help="linear learning-rate warm-up before the cosine decay (default 1 epoch)",
+    )
+    g.add_argument(
+        "--last-epoch",
+        action="store_true",
+        help="test the last epoch's model instead of the one with the best validation balanced accuracy",
+    )
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     g.add_argument(
         "--workers",

@@ -103,15 +103,38 @@ class _ClassLoss(nn.Module):
 
 
 class CrossEntropyLoss(_ClassLoss):
-    """Cross-entropy -w_y log softmax(z)_y, optionally class-weighted (any :mod:`longtail.weights` scheme)."""
+    """Cross-entropy -w_y log softmax(z)_y, optionally class-weighted (any :mod:`longtail.weights`
+    scheme) and with label smoothing eps (Szegedy et al., CVPR 2016): the target is
+    (1 - eps) e_y + eps / K, as in ``F.cross_entropy(label_smoothing=eps)``."""
 
     def __init__(
-        self, weight: Any = None, reduction: Reduction = "mean", ignore_index: int = -100
+        self,
+        weight: Any = None,
+        reduction: Reduction = "mean",
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(reduction, ignore_index)
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
         self.register_buffer("weight", _as_weight(weight, "weight"))
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        if self.label_smoothing:
+            if logits.ndim != 2:
+                raise ValueError(
+                    f"logits must have shape [batch, classes], got {tuple(logits.shape)}"
+                )
+            _checked_targets(target, logits.shape[1], self.ignore_index)
+            return F.cross_entropy(
+                logits.float(),
+                target,
+                weight=self.weight,
+                ignore_index=self.ignore_index,
+                reduction=self.reduction,
+                label_smoothing=self.label_smoothing,
+            )
         logp = F.log_softmax(logits.float(), dim=1)
         return _weighted_nll(logp, target, None, self.weight, self.reduction, self.ignore_index)
 
@@ -290,13 +313,14 @@ def _weighted_ce(
     scheme: str = "inverse",
     reduction: Reduction = "mean",
     ignore_index: int = -100,
+    label_smoothing: float = 0.0,
     **scheme_params: float,
 ) -> CrossEntropyLoss:
     """Cross-entropy with :mod:`longtail.weights` class weights (``scheme`` and its parameters),
     normalised to sum to K; a class without training samples gets weight 0."""
     params = check_scheme_params(scheme, scheme_params)
     weight = class_weights(counts, scheme, normalize="classes", allow_empty=True, **params)
-    return CrossEntropyLoss(weight, reduction, ignore_index)
+    return CrossEntropyLoss(weight, reduction, ignore_index, label_smoothing)
 
 
 LOSSES: dict[str, Callable[..., nn.Module]] = {

@@ -98,6 +98,7 @@ def _run_compare(
     confusions: dict[str, np.ndarray] = {}
     timings: dict[str, float] = {}
     diverged: dict[str, str] = {}
+    selected: dict[str, list[int | None]] = {}
     started = time.perf_counter()
     total = len(parsed) * len(seeds)
     done = 0
@@ -122,6 +123,7 @@ def _run_compare(
                     f"({escape(result['diverged']['message'])})"
                 )
                 continue
+            selected.setdefault(strategy.label, []).append(result.get("selected_epoch"))
             test = result["test"]
             summaries.setdefault(strategy.label, []).append(test["summary"])
             recalls.setdefault(strategy.label, []).append(
@@ -147,6 +149,7 @@ def _run_compare(
     comparison["strategies"] = [p.label for p in parsed]
     comparison["diverged"] = diverged
     comparison["unreadable_images"] = len(data.unreadable_images())
+    comparison["selected_epochs"] = {n: selected[n] for n in converged}
     comparison["seeds"] = list(seeds)
     comparison["config"] = {
         k: v for k, v in asdict(base).items() if k not in ("strategy", "seed", "progress")
@@ -212,7 +215,18 @@ def _report(
         "",
         "## Results",
         "",
-        "Percent, mean ± std over seeds; in brackets the change against the baseline in points.",
+        "Percent, mean ± std over seeds; in brackets the change against the baseline in points. "
+        + (
+            "Each run's tested model is its epoch with the best validation balanced accuracy "
+            "(epochs chosen, by seed: "
+            + "; ".join(
+                f"{n} {', '.join(str(e) for e in eps)}"
+                for n, eps in comparison["selected_epochs"].items()
+            )
+            + ")."
+            if cfg.get("select_best", True)
+            else "Each run's tested model is its last epoch's."
+        ),
         "",
         markdown_table(comparison),
         "## Reading the table",

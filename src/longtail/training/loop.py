@@ -34,10 +34,12 @@ from longtail.strategies import build_strategy, parse_strategy
 from longtail.training.checkpoint import load, save_atomic
 from longtail.training.identity import check_identity, run_identity, saved_identity
 from longtail.training.models import build_model
+from longtail.training.schedule import best_epoch, lr_factor
 
 log = logging.getLogger("longtail")
 
 CHECKPOINT = "checkpoint.pt"
+BEST = "best.pt"
 
 
 @dataclass
@@ -53,6 +55,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     momentum: float = 0.9
+    warmup_epochs: int = 1
+    select_best: bool = True
     seed: int = 0
     device: str = "auto"
     num_workers: int | None = None
@@ -75,6 +79,7 @@ class TrainConfig:
         integer("epochs", 1)
         integer("batch_size", 1)
         integer("seed", 0)
+        integer("warmup_epochs", 0)
         if self.num_workers is not None:
             integer("num_workers", 0)
         number("lr", True)
@@ -201,6 +206,12 @@ def train(
     generator is re-seeded from (seed, epoch) at the start of every epoch, and the model,
     optimizer, scheduler and curriculum state come from the checkpoint.
 
+    The learning rate warms up linearly over ``warmup_epochs`` and then follows a cosine decay,
+    per optimiser step (:mod:`longtail.training.schedule`). With ``select_best`` (the default) the
+    model tested is that of the epoch with the best validation balanced accuracy (kept in
+    ``best.pt``; ``checkpoint.pt`` holds the last epoch, which ``resume`` continues), and
+    ``metrics.json`` says which epoch that was (``selected_epoch``).
+
     A non-finite loss stops the run with :class:`TrainingDiverged` (the last checkpoint is that of
     the last good epoch, and ``metrics.json`` records the divergence, not a result).
     """
@@ -254,7 +265,6 @@ def _train(
         optimizer = torch.optim.AdamW(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     ddp_model: nn.Module = model
     if world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
@@ -263,6 +273,15 @@ def _train(
 
     if main:  # everything is built and checked: the folder now holds this run
         write_json(out / "config.json", {"identity": identity, "config": asdict(config)})
+    finish = feed_device(data.train, device)
+    kw = loader_kwargs(data.train, device, config.num_workers)
+    loader = DataLoader(data.train, **built.sampler.loader_arguments(config.batch_size), **kw)
+    total_steps = max(2, len(loader) * config.epochs)
+    warmup_steps = min(config.warmup_epochs * len(loader), total_steps - 1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps)
+    )
+    autocast, scaler = _autocast(device, config.amp)
     start_epoch, history = 0, []
     if resume and ckpt_path.exists():
         state = load(ckpt_path)
@@ -272,11 +291,6 @@ def _train(
         scheduler.load_state_dict(state["scheduler"])
         built.load_state_dict(state["strategy"])
         start_epoch, history = state["epoch"] + 1, state["history"]
-
-    finish = feed_device(data.train, device)
-    kw = loader_kwargs(data.train, device, config.num_workers)
-    loader = DataLoader(data.train, **built.sampler.loader_arguments(config.batch_size), **kw)
-    autocast, scaler = _autocast(device, config.amp)
 
     console = get_console()
     progress = Progress(
@@ -354,6 +368,8 @@ def _train(
                 else:
                     loss.backward()
                     optimizer.step()
+                lr = optimizer.param_groups[0]["lr"]
+                scheduler.step()
                 loss_sum += loss.detach() * y.numel()
                 correct += (logits.argmax(1) == y).sum()
                 seen += y.numel()
@@ -364,8 +380,6 @@ def _train(
                         info=f"loss {loss_sum.item() / seen:.3f} acc {correct.item() / seen:.3f}",
                     )
             progress.remove_task(task)
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
             val = evaluate_model(model, data.val, dist, device, num_workers=config.num_workers)
             announce_bad_images()
             built.after_validation(val)
@@ -384,6 +398,8 @@ def _train(
             }
             history.append(row)
             if main:
+                if best_epoch(history) == epoch + 1:  # before the checkpoint that records it
+                    save_atomic({"epoch": epoch, "model": model.state_dict()}, out / BEST)
                 _write_log(out / "log.csv", history)
                 if board is not None:
                     for key, value in row.items():
@@ -406,11 +422,17 @@ def _train(
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
 
+    selected = best_epoch(history) if config.select_best else int(history[-1]["epoch"])
+    if selected != history[-1]["epoch"]:  # test the model of the best validation epoch
+        if world > 1:
+            tdist.barrier()  # rank 0 has written it
+        model.load_state_dict(load(out / BEST)["model"])
     result: dict[str, Any] = {
         "identity": identity,
         "config": asdict(config),
         "history": history,
         "epochs_run": config.epochs - start_epoch,
+        "selected_epoch": selected,
     }
     if data.test is not None:
         test = evaluate_model(model, data.test, dist, device, num_workers=config.num_workers)

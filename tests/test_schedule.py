@@ -1,0 +1,84 @@
+"""Warm-up + cosine learning rates against their formula, and the choice of the tested model."""
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from longtail.data.bundle import embedded_bundle
+from longtail.training.loop import TrainConfig, evaluate_model, train
+from longtail.training.models import build_model
+from longtail.training.schedule import best_epoch, lr_factor
+
+
+def test_warmup_then_cosine_at_chosen_steps():
+    total, warmup = 100, 10
+    assert lr_factor(0, total, warmup) == pytest.approx(0.1)  # (t + 1) / W
+    assert lr_factor(4, total, warmup) == pytest.approx(0.5)
+    assert lr_factor(9, total, warmup) == pytest.approx(1.0)
+    assert lr_factor(10, total, warmup) == pytest.approx(1.0)  # cos(0)
+    assert lr_factor(55, total, warmup) == pytest.approx(0.5)  # halfway through the decay
+    assert lr_factor(40, total, warmup) == pytest.approx(0.5 * (1 + math.cos(math.pi * 30 / 90)))
+    assert lr_factor(99, total, warmup) == pytest.approx(0.5 * (1 + math.cos(math.pi * 89 / 90)))
+    assert lr_factor(0, total, 0) == 1.0  # no warm-up
+    with pytest.raises(ValueError, match="warmup_steps"):
+        lr_factor(0, 10, 10)
+
+
+def test_best_epoch_of_a_hand_made_history():
+    history = [
+        {"epoch": 1, "val_balanced_accuracy": 0.50},
+        {"epoch": 2, "val_balanced_accuracy": 0.71},
+        {"epoch": 3, "val_balanced_accuracy": 0.71},  # a tie: the earlier epoch wins
+        {"epoch": 4, "val_balanced_accuracy": float("nan")},
+        {"epoch": 5, "val_balanced_accuracy": 0.64},  # the last epoch is not the best
+    ]
+    assert best_epoch(history) == 2
+    with pytest.raises(ValueError, match="no epoch"):
+        best_epoch([])
+
+
+def test_a_run_tests_its_best_validation_epoch_and_logs_the_schedule(tmp_path):
+    data = embedded_bundle()
+    config = TrainConfig(
+        strategy="class_balanced+ce",
+        epochs=4,
+        warmup_epochs=0,
+        lr=0.01,
+        batch_size=512,
+        num_workers=0,
+        progress=False,
+    )
+    result = train(config, data, tmp_path / "run")
+    history = result["history"]
+    chosen = best_epoch(history)
+    assert chosen < 4  # with these seeds epoch 3 validates best: the last is not the one tested
+    assert result["selected_epoch"] == chosen
+    best = json.loads((tmp_path / "run" / "metrics.json").read_text())["selected_epoch"]
+    assert best == chosen
+    model = build_model("mlp", 10, 1, 28)
+    model.load_state_dict(torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"])
+    report = evaluate_model(model, data.test, data.distribution, torch.device("cpu"))
+    assert report.summary()["balanced_accuracy"] == pytest.approx(
+        result["test"]["summary"]["balanced_accuracy"]
+    )
+    steps = -(-len(data.train) // 512)  # class-balanced sampling draws N per epoch
+    with open(tmp_path / "run" / "log.csv") as fh:
+        logged = [float(r["lr"]) for r in csv.DictReader(fh)]
+    for epoch, lr in enumerate(logged, 1):  # the rate of each epoch's last step
+        assert lr == pytest.approx(0.01 * lr_factor(epoch * steps - 1, 4 * steps, 0))
+
+
+def test_warmup_steps_follow_the_loader(tmp_path):
+    data = embedded_bundle()
+    config = TrainConfig(
+        epochs=2, warmup_epochs=1, lr=0.01, batch_size=1024, num_workers=0, progress=False
+    )
+    train(config, data, tmp_path / "w")
+    steps = -(-len(data.train) // 1024)
+    with open(tmp_path / "w" / "log.csv") as fh:
+        logged = [float(r["lr"]) for r in csv.DictReader(fh)]
+    assert logged[0] == pytest.approx(0.01)  # the last warm-up step reaches the base rate
+    assert logged[1] == pytest.approx(0.01 * lr_factor(2 * steps - 1, 2 * steps, steps))
