@@ -245,15 +245,15 @@ def test_all_reduce_with_logits_equals_one_accumulator():
 
 
 # ------------------------------------------------------------------ losses: defaults and schedules
-def test_ldam_drw_from_the_registry_uses_raw_logit_scale_and_defers_reweighting():
+def test_ldam_drw_from_the_registry_scales_by_30_and_defers_reweighting():
     counts = [500, 100, 20, 5]
     loss = make_loss("ldam_drw", counts, total_epochs=10)
-    assert loss.s == 1.0 and loss.drw_epoch == 8
+    assert loss.s == 30.0 and loss.drw_epoch == 8  # the paper's s, on a cosine head
     logits = torch.tensor([[1.0, 0.5, -0.2, 0.1], [0.3, 0.2, 0.9, -1.0]])
     y = torch.tensor([3, 2])
     m = 1 / np.power(np.array(counts, float), 0.25)
     m = torch.tensor(m * 0.5 / m.max(), dtype=torch.float32)
-    z = logits - F.one_hot(y, 4) * m[y][:, None]
+    z = 30 * (logits - F.one_hot(y, 4) * m[y][:, None])
     for epoch, weighted in ((7, False), (8, True)):
         loss.set_epoch(epoch)
         beta = 0.9999

@@ -82,3 +82,29 @@ def test_warmup_steps_follow_the_loader(tmp_path):
         logged = [float(r["lr"]) for r in csv.DictReader(fh)]
     assert logged[0] == pytest.approx(0.01)  # the last warm-up step reaches the base rate
     assert logged[1] == pytest.approx(0.01 * lr_factor(2 * steps - 1, 2 * steps, steps))
+
+
+def test_cosine_head_logits_by_hand():
+    from longtail.training.models import CosineClassifier
+
+    head = CosineClassifier(2, 2, scale=30.0)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[2.0, 0.0], [1.0, 1.0]]))
+    x = torch.tensor([[3.0, 4.0]])  # angle to (1, 0): cos = 0.6; to (1, 1): cos = 7 / (5 sqrt 2)
+    torch.testing.assert_close(head(x), torch.tensor([[18.0, 30 * 7 / (5 * math.sqrt(2))]]))
+
+
+def test_heads_chosen_by_strategy_and_option():
+    from longtail.training.loop import classifier_head
+    from longtail.training.models import CosineClassifier
+
+    assert classifier_head(None, ("cosine", 1.0), {}) == ("cosine", 1.0)  # ldam_drw's own head
+    assert classifier_head(None, None, {}) == ("linear", 1.0)
+    assert classifier_head("cosine", None, {}) == ("cosine", 30.0)
+    with pytest.raises(ValueError, match="ldam_drw"):
+        classifier_head("linear", ("cosine", 1.0), {})
+    assert classifier_head("linear", ("cosine", 1.0), {"s": 1}) == ("linear", 1.0)
+    model = build_model("mlp", 10, 1, 28, head="cosine", head_scale=30.0)
+    assert isinstance(model.classifier, CosineClassifier) and model.classifier.scale == 30.0
+    resnet = build_model("resnet18", 5, 3, 32, head="cosine")
+    assert isinstance(resnet.fc, CosineClassifier)

@@ -154,6 +154,7 @@ def _config(args: argparse.Namespace, strategy: str, seed: int):
         weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs,
         select_best=not args.last_epoch,
+        head=args.head,
         seed=seed,
         device=args.device,
         num_workers=args.workers,
@@ -271,6 +272,12 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         help="linear learning-rate warm-up before the cosine decay (default 1 epoch)",
+    )
+    g.add_argument(
+        "--head",
+        choices=("linear", "cosine"),
+        help="classifier head (default: the strategy's, cosine for ldam_drw, else linear); "
+        "a cosine head scales its logits by 30",
     )
     g.add_argument(
         "--last-epoch",

@@ -303,8 +303,9 @@ def tau_normalize(weight: Tensor, tau: float = 1.0) -> Tensor:
 
 
 def _ldam_drw(counts: Any, total_epochs: int | None = None, **kw: Any) -> LDAMLoss:
+    """LDAM with DRW from 80% of the epochs, s = 30 on cosine logits (the training loop gives
+    this loss a cosine head, as Cao et al. do)."""
     epochs = total_epochs or 10
-    kw.setdefault("s", 1.0)
     return LDAMLoss(counts, drw_epoch=kw.pop("drw_epoch", max(1, int(0.8 * epochs))), **kw)
 
 

@@ -101,6 +101,10 @@ SAMPLER_PARTS: dict[str, Callable[[Sampler], EpochSampler]] = {
 LOSS_PARTS: dict[str, Callable[[nn.Module], LossPart]] = {"ldam_drw": ScheduledLoss}
 """The part of each loss that needs more than :class:`LossPart`."""
 
+LOSS_HEADS: dict[str, tuple[str, float]] = {"ldam_drw": ("cosine", 1.0)}
+"""The classifier head a loss is defined on, and its scale: LDAM scales cosine logits by its own
+s = 30 (Cao et al., NeurIPS 2019), so its head outputs cos(x, w_j) unscaled."""
+
 
 @dataclass
 class BuiltStrategy:
@@ -108,6 +112,7 @@ class BuiltStrategy:
 
     sampler: EpochSampler
     loss: LossPart
+    head: tuple[str, float] | None = None
 
     @property
     def parts(self) -> list[Part]:
@@ -162,4 +167,5 @@ def build_strategy(
     return BuiltStrategy(
         SAMPLER_PARTS.get(strategy.sampler, EpochSampler)(sampler),
         LOSS_PARTS.get(strategy.loss, LossPart)(loss),
+        LOSS_HEADS.get(strategy.loss),
     )

@@ -33,7 +33,7 @@ from longtail.metrics import ClassificationReport, MetricAccumulator
 from longtail.strategies import build_strategy, parse_strategy
 from longtail.training.checkpoint import load, save_atomic
 from longtail.training.identity import check_identity, run_identity, saved_identity
-from longtail.training.models import build_model
+from longtail.training.models import HEADS, build_model
 from longtail.training.schedule import best_epoch, lr_factor
 
 log = logging.getLogger("longtail")
@@ -57,6 +57,7 @@ class TrainConfig:
     momentum: float = 0.9
     warmup_epochs: int = 1
     select_best: bool = True
+    head: str | None = None  # None: the strategy's head (cosine for ldam_drw), else linear
     seed: int = 0
     device: str = "auto"
     num_workers: int | None = None
@@ -85,6 +86,8 @@ class TrainConfig:
         number("lr", True)
         number("weight_decay", False)
         number("momentum", False)
+        if self.head not in (None, *HEADS):
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
 
@@ -184,6 +187,26 @@ LOG_FIELDS = [
 ]
 
 
+COSINE_SCALE = 30.0
+
+
+def classifier_head(
+    asked: str | None, strategy_head: tuple[str, float] | None, loss_params: dict[str, Any]
+) -> tuple[str, float]:
+    """(head, scale): the one asked for, else the strategy's, else a linear head. A cosine head
+    asked for by the user has scale 30 unless the strategy scales its logits itself."""
+    if asked is None:
+        return strategy_head or ("linear", 1.0)
+    if asked == "cosine":
+        return "cosine", strategy_head[1] if strategy_head else COSINE_SCALE
+    if strategy_head is not None and "s" not in loss_params:
+        raise ValueError(
+            "this loss scales cosine logits by s = 30; with --head linear give it s yourself, "
+            "e.g. ldam_drw[s=1]"
+        )
+    return "linear", 1.0
+
+
 def train(
     config: TrainConfig,
     data: DataBundle,
@@ -240,10 +263,6 @@ def _train(
             check_identity(previous, identity, out)
     dist = data.distribution
 
-    seed_everything(config.seed)
-    model = build_model(
-        config.model, dist.num_classes, data.in_channels, data.image_size, config.pretrained
-    ).to(device)
     built = build_strategy(
         strategy,
         data.train.targets,
@@ -252,6 +271,17 @@ def _train(
         epochs=config.epochs,
         batch_size=config.batch_size,
     )
+    head, head_scale = classifier_head(config.head, built.head, strategy.loss_params)
+    seed_everything(config.seed)
+    model = build_model(
+        config.model,
+        dist.num_classes,
+        data.in_channels,
+        data.image_size,
+        config.pretrained,
+        head,
+        head_scale,
+    ).to(device)
     criterion = built.loss.module.to(device)
     if config.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -58,14 +59,41 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class CosineClassifier(nn.Module):
+    """Normalised (cosine) classifier: z_j = s cos(x, w_j) = s <x / ||x||, w_j / ||w_j||>, the
+    NormedLinear head of LDAM (Cao et al., NeurIPS 2019; Gidaris and Komodakis, CVPR 2018).
+    Every class row has the same norm, so no class wins by the length of its weight vector."""
+
+    def __init__(self, in_features: int, num_classes: int, scale: float = 1.0) -> None:
+        super().__init__()
+        if scale <= 0:
+            raise ValueError(f"scale must be > 0, got {scale}")
+        self.scale = float(scale)
+        self.weight = nn.Parameter(torch.empty(num_classes, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)  # as nn.Linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.normalize(x.float(), dim=1)
+        w = nn.functional.normalize(self.weight.float(), dim=1)
+        return self.scale * x @ w.T
+
+
+HEADS = ("linear", "cosine")
+
+
 def build_model(
     name: str,
     num_classes: int,
     in_channels: int = 3,
     image_size: int = 224,
     pretrained: str | None = None,
+    head: str = "linear",
+    head_scale: float = 1.0,
 ) -> nn.Module:
     """A classifier with ``num_classes`` outputs.
+
+    ``head``: ``linear`` (the model's own last layer) or ``cosine`` (that layer replaced by a
+    :class:`CosineClassifier` of scale ``head_scale``).
 
     ``name``: ``mlp`` or ``small_cnn`` (built in), any torchvision classification model
     (``resnet18``, ``resnet50``, ``efficientnet_b0``, ``convnext_tiny``, ...), or ``timm:NAME`` when
@@ -124,6 +152,10 @@ def build_model(
             raise ValueError(
                 f"torchvision models expect 3-channel images, got in_channels={in_channels}"
             )
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+    if head == "cosine":
+        _replace_head(model, num_classes, lambda n_in, k: CosineClassifier(n_in, k, head_scale))
     if pretrained and os.path.exists(pretrained):
         load_pretrained(model, pretrained)
     check_input_size(model, name, in_channels, image_size)
@@ -148,8 +180,12 @@ def check_input_size(model: nn.Module, name: str, in_channels: int, image_size: 
         model.train(was_training)
 
 
-def _replace_head(model: nn.Module, num_classes: int) -> None:
-    """Swap the last Linear layer for one with ``num_classes`` outputs."""
+def _replace_head(
+    model: nn.Module,
+    num_classes: int,
+    make: Callable[[int, int], nn.Module] = nn.Linear,
+) -> None:
+    """Swap the last Linear layer for ``make(in_features, num_classes)``."""
     last_name, last = None, None
     for n, m in model.named_modules():
         if isinstance(m, nn.Linear):
@@ -157,7 +193,7 @@ def _replace_head(model: nn.Module, num_classes: int) -> None:
     if last is None:
         raise ValueError("model has no Linear classifier layer to replace")
     parent = model.get_submodule(last_name.rsplit(".", 1)[0]) if "." in last_name else model
-    setattr(parent, last_name.rsplit(".", 1)[-1], nn.Linear(last.in_features, num_classes))
+    setattr(parent, last_name.rsplit(".", 1)[-1], make(last.in_features, num_classes))
 
 
 def load_pretrained(model: nn.Module, path: str | Path) -> None:
