@@ -13,6 +13,7 @@ from longtail.distribution import ClassDistribution
 from longtail.losses import (
     LOSSES,
     ClassBalancedLoss,
+    CrossEntropyLoss,
     FocalLoss,
     LDAMLoss,
     LogitAdjustedLoss,
@@ -718,3 +719,14 @@ def test_within_parent_imbalance_levels():
     for level in (0, 3):
         with pytest.raises(ValueError, match=rf"level must be in 1\.\.2, got {level}"):
             d.within_parent_imbalance(level)
+
+
+def test_smoothed_cross_entropy_checks_targets_and_ldam_takes_small_scales():
+    logits = torch.randn(4, 3)
+    loss = CrossEntropyLoss(label_smoothing=0.1)
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 2\]"):
+        loss(logits, torch.tensor([0, 1, 2, 3]))  # batch of 4, 3 classes
+    with pytest.raises(ValueError, match="shape"):
+        loss(torch.randn(4), torch.tensor([0, 1, 2, 0]))
+    for s in (1.0, 0.5):  # scales below 30 are legitimate (a linear head)
+        LDAMLoss([10, 5], s=s, max_margin=0.2)
