@@ -108,3 +108,14 @@ def test_heads_chosen_by_strategy_and_option():
     assert isinstance(model.classifier, CosineClassifier) and model.classifier.scale == 30.0
     resnet = build_model("resnet18", 5, 3, 32, head="cosine")
     assert isinstance(resnet.fc, CosineClassifier)
+
+
+def test_last_epoch_option_tests_the_last_model(tmp_path):
+    from longtail.cli import main
+
+    out = tmp_path / "last"
+    argv = ["train", "--strategy", "class_balanced+ce", "--epochs", "4", "--warmup-epochs", "0"]
+    argv += ["--lr", "0.01", "--batch-size", "512", "--workers", "0", "--no-progress"]
+    assert main([*argv, "--last-epoch", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["selected_epoch"] == 4 and best_epoch(metrics["history"]) < 4
