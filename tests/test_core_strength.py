@@ -157,7 +157,9 @@ def test_inverse_cdf_draws_every_index_including_the_last():
     counts = np.bincount(plan, minlength=w.size)
     expected = 2_000_000 * w / w.sum()
     assert counts[-1] > 0 and abs(counts[-1] - expected[-1]) < 6 * np.sqrt(expected[-1])
-    assert counts[0] >= 0 and plan.max() == w.size - 1 and plan.min() >= 0
+    assert plan.max() == w.size - 1
+    low = slice(0, 500)  # the lightest weights are drawn in proportion too
+    assert abs(counts[low].sum() - expected[low].sum()) < 6 * np.sqrt(expected[low].sum())
     top = slice(4000, 5000)
     assert abs(counts[top].sum() / expected[top].sum() - 1) < 0.01
 

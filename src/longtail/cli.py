@@ -11,9 +11,13 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from longtail.data.bundle import DataBundle
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -163,10 +167,8 @@ def _config(args: argparse.Namespace, strategy: str, seed: int):
     )
 
 
-def _report_bad_images(out: Path) -> None:
-    from longtail.data.datasets import bad_images
-
-    bad = bad_images(out / "bad_images.log")
+def _report_bad_images(data: DataBundle, out: Path) -> None:
+    bad = data.unreadable_images()
     if bad:
         err_console.print(
             f"[yellow]{len(bad)} unreadable image(s) were replaced by others of the same class; "
@@ -194,7 +196,7 @@ def _train(args: argparse.Namespace) -> int:
                 title=f"{args.strategy} on {data.name} (test)",
             ),
         )
-    _report_bad_images(out)
+    _report_bad_images(data, out)
     console.print(
         f"Run written to [bold]{escape(str(out))}[/bold] (log.csv, checkpoint.pt, metrics.json)"
     )
@@ -227,7 +229,7 @@ def _compare(args: argparse.Namespace) -> int:
     with _output_folder(args.out) as out:
         data = _bundle(args, out)
         run_compare(data, strategies, list(range(args.seeds)), base, out, console)
-    _report_bad_images(out)
+    _report_bad_images(data, out)
     return 0
 
 

@@ -11,7 +11,7 @@ Two sources:
 Scanning uses ``os.scandir`` and reads directory entries only (no per-file ``stat``: entry types
 come with the listing), which is what makes a first index of a million files faster than
 torchvision's ``ImageFolder``. Folder symlinks are followed, except into a folder already on the
-current path (a symlink loop). The index is cached (``.npz``; paths stored as length-prefixed bytes, so
+current path (a symlink loop). The index is cached (``.npz``; paths stored as NUL-terminated bytes, so
 any legal file name, newlines and non-UTF-8 bytes included, round-trips) and reused while the mtimes
 of the folders it saw are unchanged; ``rescan=True`` forces a new scan.
 """
@@ -35,7 +35,7 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 )
 _EXTENSIONS = tuple(IMAGE_EXTENSIONS)
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 PATH_COLUMNS = ("path", "file", "filename", "filepath", "file_path", "image", "image_path")
 LABEL_COLUMNS = ("label", "class", "class_name", "category", "target")
 
@@ -47,18 +47,15 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def _pack(strings: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Strings as one byte blob and their end offsets (file-system encoding, so undecodable bytes
-    kept by ``os.fsdecode`` survive)."""
-    encoded = [os.fsencode(x) for x in strings]
-    ends = np.cumsum([len(b) for b in encoded], dtype=np.int64)
-    return np.frombuffer(b"".join(encoded), dtype=np.uint8), ends
+def _pack(strings: list[str]) -> np.ndarray:
+    """Strings as one byte blob, each ended by a NUL (which no file name can hold), in the
+    file-system encoding so that undecodable bytes kept by ``os.fsdecode`` survive."""
+    text = "\0".join(strings) + "\0" if strings else ""
+    return np.frombuffer(os.fsencode(text), dtype=np.uint8)
 
 
-def _unpack(blob: np.ndarray, ends: np.ndarray) -> list[str]:
-    data = blob.tobytes()
-    starts = np.concatenate([[0], ends[:-1]]).tolist()
-    return [os.fsdecode(data[a:b]) for a, b in zip(starts, ends.tolist(), strict=True)]
+def _unpack(blob: np.ndarray) -> list[str]:
+    return os.fsdecode(blob.tobytes()).split("\0")[:-1]
 
 
 Progress = Callable[[int, int, int], None]
@@ -152,7 +149,7 @@ class ImageIndex:
             ("class_dirs", self.class_dirs),
             ("fp_dirs", list(fp)),
         ):
-            columns[name], columns[name + "_ends"] = _pack(strings)
+            columns[name] = _pack(strings)
         atomic_write(path, lambda fh: np.savez(fh, **columns))
 
     @staticmethod
@@ -163,7 +160,7 @@ class ImageIndex:
                 raise ValueError(f"{path} is an index cache of another version; rescan")
 
             def strings(name: str) -> list[str]:
-                return _unpack(z[name], z[name + "_ends"])
+                return _unpack(z[name])
 
             index = ImageIndex(
                 root=Path(strings("root")[0]),

@@ -97,6 +97,7 @@ def _run_compare(
     recalls: dict[str, list[np.ndarray]] = {}
     confusions: dict[str, np.ndarray] = {}
     timings: dict[str, float] = {}
+    fingerprint = data.fingerprint()
     diverged: dict[str, str] = {}
     selected: dict[str, list[int | None]] = {}
     started = time.perf_counter()
@@ -108,7 +109,7 @@ def _run_compare(
             config = replace(base, strategy=strategy.label, seed=seed)
             run_dir = out / "runs" / strategy.slug / f"seed{seed}"
             t0 = time.perf_counter()
-            result = _finished(run_dir, run_identity(config, data.fingerprint()))
+            result = _finished(run_dir, run_identity(config, fingerprint))
             reused = result is not None
             if result is None:
                 try:

@@ -174,7 +174,7 @@ class PlanSampler(EpochSeeded, Sampler[int], ABC):
 
     def global_length(self) -> int | None:
         """Length of every epoch's global plan, or None when it varies from epoch to epoch."""
-        return getattr(self, "num_samples", None)
+        return None
 
     def _cache_key(self) -> Any:
         return (self._base_seed(), self.epoch)
@@ -222,6 +222,9 @@ class _ClassSampler(PlanSampler):
         super().__init__(**kwargs)
         self.groups = plans.ClassGroups.from_labels(labels, num_classes)
         self.num_samples = _check_num_samples(num_samples, self.groups.num_samples)
+
+    def global_length(self) -> int | None:
+        return self.num_samples
 
 
 class InstanceSampler(_ClassSampler):
@@ -302,7 +305,7 @@ class WeightedSampler(PlanSampler):
             params = check_scheme_params(scheme, scheme_kwargs or {})
             self._values = class_weights(self.groups.counts, scheme, allow_empty=True, **params)
             self.num_samples = _check_num_samples(num_samples, self.groups.num_samples)
-            self._check_positive(int(np.count_nonzero(self._values[self.groups.labels])))
+            self._check_positive(int(self.groups.counts[self._values > 0].sum()))
         else:
             self.weights = weights
 
@@ -366,8 +369,7 @@ class WeightedSampler(PlanSampler):
         self._prepare()
         rng = self.epoch_rng(epoch)
         if not self.replacement:
-            w = self.weights
-            w = w.numpy() if isinstance(w, torch.Tensor) else w
+            w = self._weights.numpy() if self._weights is not None else self.weights
             return plans.weighted_without_replacement(w, self.num_samples, rng)
         if self.groups is not None:
             return plans.class_then_instance(
