@@ -159,6 +159,7 @@ def _config(args: argparse.Namespace, strategy: str, seed: int):
         warmup_epochs=args.warmup_epochs,
         select_best=not args.last_epoch,
         head=args.head,
+        augment=args.augment,
         seed=seed,
         device=args.device,
         num_workers=args.workers,
@@ -280,6 +281,13 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         choices=("linear", "cosine"),
         help="classifier head (default: the strategy's, cosine for ldam_drw, else linear); "
         "a cosine head scales its logits by 30",
+    )
+    g.add_argument(
+        "--augment",
+        choices=("standard", "aerial", "none"),
+        help="training augmentation (default standard): standard = random-resized crop + "
+        "horizontal flip (embedded set: padded random crop + flip); aerial = the crop in any of "
+        "the 8 flips/90-degree rotations, for overhead imagery; none. Evaluation is never augmented",
     )
     g.add_argument(
         "--last-epoch",

@@ -22,7 +22,15 @@ from PIL.Image import DecompressionBombError
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
-from longtail.data.decode import read_image
+from longtail.data.augment import (
+    apply_symmetry,
+    batch_uniforms,
+    check_preset,
+    pad_crop_flip,
+    resized_crop_boxes,
+    symmetries,
+)
+from longtail.data.decode import read_image, read_resized_crop
 from longtail.data.index import ImageIndex
 
 log = logging.getLogger("longtail.data")
@@ -42,7 +50,12 @@ class BatchDataset(Dataset, ABC):
 
 class ArrayDataset(BatchDataset):
     """Images held in memory as uint8 [N, H, W] or [N, H, W, C], scaled to float and normalised
-    per channel with ``mean``/``std`` (default: statistics of these images)."""
+    per channel with ``mean``/``std`` (default: statistics of these images).
+
+    ``augment`` (see :mod:`longtail.data.augment`): ``standard`` takes a random crop of the image
+    padded by 2 black pixels and flips it left-right with probability 1/2, ``aerial`` takes the
+    crop in one of the 8 symmetries of the square, ``none`` (the default) leaves images as they
+    are. Batches of a :class:`~longtail.data.augment.KeyedBatchSampler` draw from their keys."""
 
     def __init__(
         self,
@@ -50,6 +63,7 @@ class ArrayDataset(BatchDataset):
         labels: np.ndarray,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        augment: str = "none",
     ) -> None:
         if images.ndim == 3:
             images = images[:, None]
@@ -64,17 +78,26 @@ class ArrayDataset(BatchDataset):
         self.std = torch.as_tensor(std if std is not None else x.std(dim=(0, 2, 3)).tolist())
         self.x = (x - self.mean[:, None, None]) / self.std[:, None, None]
         self.targets = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.augment = check_preset(augment)
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        if self.augment != "none":
+            x, y = self.batch([i])
+            return x[0], y[0]
         return self.x[i], self.targets[i]
 
     def batch(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
-        """Images [B, C, H, W] and labels [B] of ``indices``, gathered at once."""
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return self.x[idx], self.targets[idx]
+        """Images [B, C, H, W] and labels [B] of ``indices``, gathered (and augmented) at once."""
+        if self.augment == "none":
+            idx = torch.as_tensor(list(indices), dtype=torch.long)
+            return self.x[idx], self.targets[idx]
+        order, u = batch_uniforms(indices)
+        idx = torch.as_tensor(order, dtype=torch.long)
+        black = -self.mean / self.std
+        return pad_crop_flip(self.x[idx], u, self.augment, black), self.targets[idx]
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -93,6 +116,15 @@ class FolderDataset(BatchDataset):
     uint8 (a quarter of the bytes to pass between processes and to copy to a GPU) and
     :meth:`normalize_batch` finishes them on the training device. ``transform`` is applied to
     what an item would otherwise be.
+
+    ``augment`` (see :mod:`longtail.data.augment`): ``none`` (the default) resizes the shorter
+    side to ``resize_size`` and takes the centre ``image_size`` square, as for evaluation;
+    ``standard`` takes a random-resized crop (chosen on the file's geometry before decoding, so
+    large JPEGs are still reduced on decode) and flips it left-right with probability 1/2;
+    ``aerial`` takes the crop in one of the 8 symmetries of the square. Augmentation works on
+    uint8 pixels, before normalisation. Batches of a
+    :class:`~longtail.data.augment.KeyedBatchSampler` draw from their keys, so an epoch's
+    augmentations depend on (seed, epoch) only.
     """
 
     def __init__(
@@ -107,9 +139,11 @@ class FolderDataset(BatchDataset):
         bad_image_log: str | Path | None = None,
         resize_size: int | None = None,
         normalize: bool = True,
+        augment: str = "none",
     ) -> None:
         self.index = index
         self.normalize = normalize
+        self.augment = check_preset(augment)
         self.resize_size = resize_size
         self.indices = (
             np.arange(len(index)) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -157,13 +191,16 @@ class FolderDataset(BatchDataset):
                 "unreadable image %s (%s); using another image of the same class", path, reason
             )
 
-    def _decode(self, i: int) -> Tensor:
-        """uint8 [3, size, size] of item i, or of a same-class replacement if it is unreadable."""
+    def _decode(self, i: int, u: np.ndarray | None = None) -> Tensor:
+        """uint8 [3, size, size] of item i, or of a same-class replacement if it is unreadable;
+        augmented with the uniforms ``u`` [DRAWS] unless ``augment`` is ``none``."""
         j = i
         for _ in range(len(self)):
             try:
                 path = self.index.filepath(int(self.indices[j]))
-                return read_image(path, self.image_size, self.resize_size)
+                if self.augment == "none" or u is None:
+                    return read_image(path, self.image_size, self.resize_size)
+                return self._read_augmented(path, u)
             except (OSError, ValueError, SyntaxError, DecompressionBombError) as err:
                 self._report(j, err)
                 j = int(self._next_in_class[j])
@@ -174,6 +211,15 @@ class FolderDataset(BatchDataset):
                         "fix or remove that class's images"
                     ) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read_augmented(self, path: str, u: np.ndarray) -> Tensor:
+        def box(width: int, height: int) -> tuple[int, int, int, int]:
+            left, top, w, h = resized_crop_boxes(np.array([width]), np.array([height]), u[None])
+            return int(left[0]), int(top[0]), int(w[0]), int(h[0])
+
+        crop = read_resized_crop(path, self.image_size, box)
+        flip, turns = symmetries(self.augment, u[None])
+        return apply_symmetry(crop, bool(flip[0]), int(turns[0]))
 
     def normalize_batch(self, x: Tensor) -> Tensor:
         """uint8 [..., 3, H, W] on any device -> float ``(x / 255 - mean) / std``."""
@@ -191,21 +237,29 @@ class FolderDataset(BatchDataset):
         return self.transform(x) if self.transform is not None else x
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        if self.augment != "none":
+            x, y = self.batch([i])
+            return x[0], y[0]
         return self._finish(self._decode(i)), self.targets[i]
 
     def batch(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
         """Images [B, 3, S, S] and labels [B] of ``indices``, decoded into one tensor (normalised
         in one pass). In a DataLoader worker that tensor is allocated in shared memory, so
         handing it to the main process copies nothing (as torch's default collate does)."""
-        idx = [int(i) for i in indices]
+        if self.augment == "none":
+            idx, u = [int(i) for i in indices], None
+        else:
+            idx, u = batch_uniforms(indices)
+        rows = [None if u is None else u[k] for k in range(len(idx))]
         if self.transform is not None:
-            return torch.stack([self._finish(self._decode(i)) for i in idx]), self.targets[idx]
+            images = [self._finish(self._decode(i, r)) for i, r in zip(idx, rows, strict=True)]
+            return torch.stack(images), self.targets[idx]
         dtype = torch.float32 if self.normalize else torch.uint8
         batch = torch.empty((len(idx), 3, self.image_size, self.image_size), dtype=dtype)
         if get_worker_info() is not None:
             batch.share_memory_()
-        for k, i in enumerate(idx):
-            batch[k] = self._decode(i)
+        for k, (i, r) in enumerate(zip(idx, rows, strict=True)):
+            batch[k] = self._decode(i, r)
         return self._finish(batch), self.targets[idx]
 
 

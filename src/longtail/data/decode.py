@@ -12,15 +12,19 @@ uint8 images. Decoding takes the cheapest route:
   pixels are then those of torchvision's own pipeline, to within one level;
 - everything else (PNG, TIFF, WebP, ..., and JPEGs with an EXIF rotation) by Pillow.
 
+For training, :func:`read_resized_crop` takes any box of the image (a random-resized crop) to
+``size`` x ``size`` the same way, choosing the box on the header's geometry so that the JPEG can be
+reduced on decode whenever the box keeps enough pixels.
+
 Grayscale (8 and 16 bits), palette, CMYK and alpha images come out RGB; EXIF orientation is
-respected. An
-unreadable file raises ``OSError`` (Pillow's ``UnidentifiedImageError`` is one).
+respected. An unreadable file raises ``OSError`` (Pillow's ``UnidentifiedImageError`` is one).
 """
 
 from __future__ import annotations
 
 import importlib
 import io
+import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -71,7 +75,8 @@ def installed_jpeg_decoders() -> dict[str, Callable[[bytes], Tensor]]:
     return found
 
 
-decode_jpeg_rgb = next(iter(installed_jpeg_decoders().values()))
+JPEG_DECODERS = installed_jpeg_decoders()
+decode_jpeg_rgb = next(iter(JPEG_DECODERS.values()))
 
 
 def read_image(path: str | Path, size: int, resize_size: int | None = None) -> Tensor:
@@ -91,14 +96,80 @@ def read_image(path: str | Path, size: int, resize_size: int | None = None) -> T
             except (RuntimeError, ValueError):  # let Pillow decode it, or name the problem
                 pixels = _decode_with_pillow(im, resize_size, orientation)
         else:
-            pixels = _decode_with_pillow(im, resize_size, orientation)
+            pixels = _decode_with_pillow(im, (resize_size, resize_size), orientation)
     return center_crop_resize(pixels, size, resize_size)
 
 
-def _decode_with_pillow(im: Image.Image, resize_size: int, orientation: int) -> Tensor:
-    """uint8 [3, H, W] RGB, JPEGs reduced on decode to the smallest 1/2^k scale >= resize_size."""
+TRANSPOSING = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
+
+Box = tuple[int, int, int, int]
+
+
+def read_resized_crop(path: str | Path, size: int, choose_box: Callable[[int, int], Box]) -> Tensor:
+    """uint8 [3, size, size]: the box ``(left, top, width, height) = choose_box(W, H)`` of the
+    image at ``path`` (W x H as displayed, EXIF orientation applied) resized to ``size`` x
+    ``size`` (torch's antialiased uint8 kernel), as torchvision's ``resized_crop`` would.
+
+    The box is chosen on the header's geometry before any pixel is decoded, so a JPEG is decoded
+    at the smallest scale that keeps the box at least ``size`` pixels both ways (libjpeg's DCT
+    scaling by 1/2, 1/4 or 1/8, through simplejpeg when installed, else Pillow); the box's edges
+    then fall on the reduced image's pixel grid (moved by at most half a reduced pixel)."""
+    data = Path(path).read_bytes()
+    try:
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise UnidentifiedImageError(f"{path} is not an image file Pillow can read") from None
+    with im:
+        orientation = im.getexif().get(ORIENTATION, 1)
+        width, height = im.size[::-1] if orientation in TRANSPOSING else im.size
+        left, top, box_w, box_h = choose_box(width, height)
+        need = (math.ceil(size * width / box_w), math.ceil(size * height / box_h))
+        if im.format == "JPEG" and orientation == 1:
+            pixels = _decode_jpeg_at_least(data, im, need)
+        else:
+            stored = need[::-1] if orientation in TRANSPOSING else need
+            pixels = _decode_with_pillow(im, stored, orientation)
+    sy, sx = pixels.shape[1] / height, pixels.shape[2] / width
+    top, left = (
+        min(round(top * sy), pixels.shape[1] - 1),
+        min(round(left * sx), pixels.shape[2] - 1),
+    )
+    box_h = max(1, min(round(box_h * sy), pixels.shape[1] - top))
+    box_w = max(1, min(round(box_w * sx), pixels.shape[2] - left))
+    crop = pixels[:, top : top + box_h, left : left + box_w]
+    crop = crop.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # channels-last: the fast kernel
+    return TF.resize(crop, [size, size], antialias=True)
+
+
+def _decode_jpeg_at_least(data: bytes, im: Image.Image, need: tuple[int, int]) -> Tensor:
+    """uint8 [3, H, W] of a JPEG decoded at the smallest 1/2^k scale (k <= 3) with W >= need[0]
+    and H >= need[1] (libjpeg's M/8 scales between 1/2 and 1 decode slower than full size)."""
+    width, height = im.size
+    factor = max(1, min(width // need[0], height // need[1]))
+    reduction = next(r for r in (8, 4, 2, 1) if factor >= r)
+    try:
+        if reduction == 1:
+            return decode_jpeg_rgb(data)
+        if "simplejpeg" in JPEG_DECODERS:
+            import simplejpeg
+
+            array = simplejpeg.decode_jpeg(
+                data,
+                colorspace="RGB",
+                min_width=-(-width // reduction),
+                min_height=-(-height // reduction),
+            )
+            return torch.from_numpy(array).permute(2, 0, 1)
+    except (RuntimeError, ValueError):  # let Pillow decode it, or name the problem
+        pass
+    return _decode_with_pillow(im, need, 1)
+
+
+def _decode_with_pillow(im: Image.Image, draft: tuple[int, int], orientation: int) -> Tensor:
+    """uint8 [3, H, W] RGB; a JPEG reduced on decode to the smallest 1/2^k scale whose stored
+    width and height are at least ``draft``."""
     if im.format == "JPEG":
-        im.draft("RGB", (resize_size, resize_size))
+        im.draft("RGB", draft)
     if orientation != 1:
         im = ImageOps.exif_transpose(im)
     if im.mode in WIDE_MODES:

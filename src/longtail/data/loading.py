@@ -10,8 +10,55 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
+from longtail.data.augment import KeyedBatchSampler, check_preset
 from longtail.data.datasets import ArrayDataset, BatchDataset, FolderDataset, batch_collate
 from longtail.data.index import available_cpus
+
+OWN_TRANSFORMS = "dataset"
+"""The augmentation of a dataset that is not longtail's: whatever transforms it applies itself."""
+
+
+def resolve_augmentation(dataset: Dataset, asked: str | None) -> str:
+    """The augmentation preset a training run on ``dataset`` uses: ``asked`` (default
+    ``standard``) for longtail's own datasets, :data:`OWN_TRANSFORMS` for others, which apply
+    their own transforms (asking those for a preset is an error)."""
+    if isinstance(dataset, (ArrayDataset, FolderDataset)):
+        return check_preset(asked or "standard")
+    if asked not in (None, OWN_TRANSFORMS):
+        raise ValueError(
+            f"augment={asked!r} applies to longtail's datasets, but this {type(dataset).__name__} "
+            "applies its own transforms: leave augment unset, or give the dataset the transform"
+        )
+    return OWN_TRANSFORMS
+
+
+def install_augmentation(dataset: Dataset, preset: str) -> None:
+    """Make ``dataset`` (one of longtail's) augment its items with ``preset``."""
+    if preset != OWN_TRANSFORMS:
+        dataset.augment = check_preset(preset)  # type: ignore[attr-defined]
+
+
+def keyed_batches(
+    loader_arguments: dict[str, Any], seed: int, rank: int = 0, num_replicas: int = 1
+) -> tuple[dict[str, Any], KeyedBatchSampler]:
+    """DataLoader arguments (``sampler`` + ``batch_size``, or ``batch_sampler``) rewritten so
+    that batches carry their random stream (:class:`~longtail.data.augment.KeyedBatchSampler`,
+    whose ``set_epoch`` the caller calls every epoch), and that sampler."""
+    args = dict(loader_arguments)
+    if "batch_sampler" in args:
+        keyed = KeyedBatchSampler(
+            args.pop("batch_sampler"), None, seed, rank=rank, num_replicas=num_replicas
+        )
+    else:
+        keyed = KeyedBatchSampler(
+            args.pop("sampler"),
+            args.pop("batch_size"),
+            seed,
+            drop_last=args.pop("drop_last", False),
+            rank=rank,
+            num_replicas=num_replicas,
+        )
+    return {**args, "batch_sampler": keyed}, keyed
 
 
 def loader_kwargs(

@@ -20,7 +20,7 @@ from longtail.report.plots import plot_class_counts, plot_confusion, plot_per_cl
 from longtail.report.tables import markdown_table, print_table, rich_table, write_tables
 from longtail.strategies import build_strategy, parse_strategy
 from longtail.training.identity import run_identity
-from longtail.training.loop import TrainConfig, TrainingDiverged, train
+from longtail.training.loop import TrainConfig, TrainingDiverged, resolved_config, train
 
 
 def _finished(run_dir: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
@@ -106,7 +106,7 @@ def _run_compare(
     for strategy in parsed:
         for seed in seeds:
             done += 1
-            config = replace(base, strategy=strategy.label, seed=seed)
+            config = resolved_config(replace(base, strategy=strategy.label, seed=seed), data)
             run_dir = out / "runs" / strategy.slug / f"seed{seed}"
             t0 = time.perf_counter()
             result = _finished(run_dir, run_identity(config, fingerprint))

@@ -11,7 +11,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,8 +26,16 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from longtail._io import jsonable, write_json, write_text
 from longtail._lock import folder_lock
+from longtail.data.augment import PRESETS
 from longtail.data.bundle import DataBundle
-from longtail.data.loading import feed_device, loader_kwargs
+from longtail.data.loading import (
+    OWN_TRANSFORMS,
+    feed_device,
+    install_augmentation,
+    keyed_batches,
+    loader_kwargs,
+    resolve_augmentation,
+)
 from longtail.distribution import ClassDistribution
 from longtail.metrics import ClassificationReport, MetricAccumulator
 from longtail.strategies import build_strategy, parse_strategy
@@ -58,6 +66,7 @@ class TrainConfig:
     warmup_epochs: int = 1
     select_best: bool = True
     head: str | None = None  # None: the strategy's head (cosine for ldam_drw), else linear
+    augment: str | None = None  # None: "standard" for longtail's datasets, else their own
     seed: int = 0
     device: str = "auto"
     num_workers: int | None = None
@@ -88,6 +97,9 @@ class TrainConfig:
         number("momentum", False)
         if self.head not in (None, *HEADS):
             raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.augment not in (None, OWN_TRANSFORMS, *PRESETS):
+            choices = ", ".join(PRESETS)
+            raise ValueError(f"augment must be one of {choices}, got {self.augment!r}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
 
@@ -207,6 +219,12 @@ def classifier_head(
     return "linear", 1.0
 
 
+def resolved_config(config: TrainConfig, data: DataBundle) -> TrainConfig:
+    """``config`` with what it leaves to the data filled in (the augmentation preset), as the
+    run records it in its identity."""
+    return replace(config, augment=resolve_augmentation(data.train, config.augment))
+
+
 def train(
     config: TrainConfig,
     data: DataBundle,
@@ -228,6 +246,11 @@ def train(
     result as an uninterrupted one: the sampler's plan depends only on (seed, epoch), the torch
     generator is re-seeded from (seed, epoch) at the start of every epoch, and the model,
     optimizer, scheduler and curriculum state come from the checkpoint.
+
+    Training images are augmented by ``augment`` (:mod:`longtail.data.augment`; ``standard`` by
+    default on longtail's datasets, which apply it, and left to any other dataset's own
+    transforms); each sample's augmentation is a function of (seed, epoch, its position in the
+    epoch), so a resumed run sees the same images as an uninterrupted one.
 
     The learning rate warms up linearly over ``warmup_epochs`` and then follows a cosine decay,
     per optimiser step (:mod:`longtail.training.schedule`). With ``select_best`` (the default) the
@@ -254,6 +277,7 @@ def _train(
     rank, world = _world()
     device = resolve_device(config.device)
     main = rank == 0
+    config = resolved_config(config, data)
     strategy = parse_strategy(config.strategy)
     identity = run_identity(config, data.fingerprint())
     ckpt_path = out / CHECKPOINT
@@ -303,9 +327,13 @@ def _train(
 
     if main:  # everything is built and checked: the folder now holds this run
         write_json(out / "config.json", {"identity": identity, "config": asdict(config)})
+    install_augmentation(data.train, config.augment)
     finish = feed_device(data.train, device)
     kw = loader_kwargs(data.train, device, config.num_workers)
-    loader = DataLoader(data.train, **built.sampler.loader_arguments(config.batch_size), **kw)
+    batches, keyed = keyed_batches(
+        built.sampler.loader_arguments(config.batch_size), config.seed, rank, world
+    )
+    loader = DataLoader(data.train, **batches, **kw)
     total_steps = max(2, len(loader) * config.epochs)
     warmup_steps = min(config.warmup_epochs * len(loader), total_steps - 1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -346,6 +374,7 @@ def _train(
             t0 = time.perf_counter()
             seed_everything(config.seed * 100_003 + epoch)
             built.on_epoch_start(epoch)
+            keyed.set_epoch(epoch)  # augmentation draws from (seed, epoch, position)
             ddp_model.train()
             task = progress.add_task(
                 f"{escape(strategy.label)} epoch {epoch + 1}/{config.epochs}",
