@@ -1,7 +1,13 @@
-"""Input-pipeline throughput to 224x224 tensors: longtail's FolderDataset vs torchvision's ImageFolder
-with Resize(256) + CenterCrop(224) + ToTensor, same run, same DataLoader settings.
+"""Input-pipeline throughput to 224x224 tensors: longtail's FolderDataset vs torchvision's ImageFolder,
+same run, same DataLoader settings, for evaluation and for training.
 
 Usage: python benchmarks/pipeline.py [--per-size 300] [--workers 2] [--sizes 160 320 640 1280 2560]
+                                     [--only eval|train]
+
+Evaluation rows: ImageFolder with Resize(256) + CenterCrop(224) + ToTensor against longtail's
+evaluation geometry (the same). Training rows: ImageFolder with RandomResizedCrop(224) +
+RandomHorizontalFlip + ToTensor against longtail's ``standard`` augmentation (the same crop
+distribution and flip), fed by the keyed batch sampler ``longtail train`` uses.
 
 Writes a tree of real photographs (scikit-learn's two sample images, ``china.jpg`` and
 ``flower.jpg``, resized with random crops and flips, JPEG quality 90) for each longer-side size, in
@@ -25,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, SequentialSampler
 
 
 def write_photos(root: Path, sizes: list[int], per_size: int, seed: int = 0) -> None:
@@ -51,16 +57,23 @@ def write_photos(root: Path, sizes: list[int], per_size: int, seed: int = 0) -> 
 
 def pass_timer(dataset, workers: int, batch_size: int = 32):
     """A function that runs one pass over ``dataset`` and returns its images per second."""
+    from longtail.data.augment import KeyedBatchSampler
     from longtail.data.datasets import FolderDataset, batch_collate
 
     kwargs = {"num_workers": workers, "persistent_workers": workers > 0}
     if isinstance(dataset, FolderDataset):
         kwargs["collate_fn"] = batch_collate  # it returns whole batches from __getitems__
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **kwargs)
+        keyed = KeyedBatchSampler(SequentialSampler(dataset), batch_size, seed=0)
+        loader = DataLoader(dataset, batch_sampler=keyed, **kwargs)
+    else:
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, **kwargs)
+    epochs = iter(range(1 << 30))
 
     staging: dict[torch.dtype, torch.Tensor] = {}  # stands for the GPU's input buffer
 
     def one_pass() -> float:
+        if isinstance(dataset, FolderDataset):
+            keyed.set_epoch(next(epochs))  # new augmentations each pass, as in training
         t0 = time.perf_counter()
         n = 0
         for x, _ in loader:
@@ -83,23 +96,51 @@ def main() -> None:
     parser.add_argument("--per-size", type=int, default=300)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", choices=("eval", "train"), help="run one of the two tables")
     args = parser.parse_args()
 
     from torchvision import transforms
+
+    shutil.rmtree(args.root, ignore_errors=True)
+    write_photos(args.root, args.sizes, args.per_size)
+    torch.set_num_threads(1)
+    print(
+        f"{args.per_size} photos per size, {args.workers} DataLoader workers, batch 32, images/s and speed-up: medians of {args.repeats} interleaved rounds"
+    )
+    tables = {
+        "eval": (
+            "Evaluation: ImageFolder + Resize(256) + CenterCrop(224) + ToTensor",
+            transforms.Compose(
+                [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()]
+            ),
+            "none",
+        ),
+        "train": (
+            "Training: ImageFolder + RandomResizedCrop(224) + RandomHorizontalFlip + ToTensor"
+            " vs --augment standard",
+            transforms.Compose(
+                [
+                    transforms.RandomResizedCrop(224),
+                    transforms.RandomHorizontalFlip(),
+                    transforms.ToTensor(),
+                ]
+            ),
+            "standard",
+        ),
+    }
+    for name, (title, tv_transform, preset) in tables.items():
+        if args.only in (None, name):
+            print(f"\n{title}")
+            run_table(args, tv_transform, preset)
+    shutil.rmtree(args.root, ignore_errors=True)
+
+
+def run_table(args: argparse.Namespace, tv_transform, preset: str) -> None:
     from torchvision.datasets import ImageFolder
 
     from longtail.data.datasets import FolderDataset
     from longtail.data.index import build_index
 
-    shutil.rmtree(args.root, ignore_errors=True)
-    write_photos(args.root, args.sizes, args.per_size)
-    torch.set_num_threads(1)
-    tv_transform = transforms.Compose(
-        [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()]
-    )
-    print(
-        f"{args.per_size} photos per size, {args.workers} DataLoader workers, batch 32, images/s and speed-up: medians of {args.repeats} interleaved rounds"
-    )
     print(
         f"{'longer side px':>15} {'ImageFolder':>12} {'longtail':>10} {'speed-up':>9}"
         f" {'uint8 for a GPU':>16} {'speed-up':>9}"
@@ -111,7 +152,9 @@ def main() -> None:
             pass_timer(ImageFolder(str(folder), transform=tv_transform), args.workers),
             *(
                 pass_timer(
-                    FolderDataset(index, image_size=224, resize_size=256, normalize=normalize),
+                    FolderDataset(
+                        index, image_size=224, resize_size=256, normalize=normalize, augment=preset
+                    ),
                     args.workers,
                 )
                 for normalize in (True, False)
@@ -127,7 +170,6 @@ def main() -> None:
             f" {rates[2]:16.0f} {ratios[1]:8.2f}x",
             flush=True,
         )
-    shutil.rmtree(args.root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,9 +22,10 @@ from longtail.data.augment import (
     apply_symmetry,
     key_uniforms,
     resized_crop_boxes,
+    symmetries,
 )
 from longtail.data.bundle import folder_bundle
-from longtail.data.datasets import ArrayDataset, FolderDataset, batch_collate
+from longtail.data.datasets import ArrayDataset, FolderDataset, bad_images, batch_collate
 from longtail.data.decode import read_resized_crop
 from longtail.data.index import build_index
 from longtail.training.loop import TrainConfig, train
@@ -315,3 +316,42 @@ def test_augment_presets_are_checked_and_foreign_datasets_keep_their_transforms(
     data = bundle_from_datasets(Foreign(), Foreign(), image_size=8, in_channels=1)
     with pytest.raises(ValueError, match="Foreign applies its own transforms"):
         train(TrainConfig(augment="aerial", epochs=1, progress=False), data, tmp_path / "run")
+
+
+def test_an_unreadable_image_in_an_augmented_batch_is_reported_and_replaced(tmp_path):
+    root = write_tree(tmp_path / "tree", {"a": 3, "b": 2}, size=40)
+    broken = root / "a" / "img_0001.jpg"
+    broken.write_bytes(broken.read_bytes()[:300])  # the header survives, the pixels do not
+    (root / "b" / "img_0000.jpg").write_bytes(b"not an image")
+    index = build_index(root, use_cache=False)
+    log = tmp_path / "bad.log"
+    data = FolderDataset(index, image_size=16, augment="aerial", bad_image_log=log)
+    x, y = data.batch(KeyedBatch(list(range(5)), 0, 0, 0, 1))
+    assert x.shape == (5, 3, 16, 16) and y.tolist() == [0, 0, 0, 1, 1]
+    assert sorted(bad_images(log)) == sorted([str(broken), str(root / "b" / "img_0000.jpg")])
+    paths = [index.filepath(int(i)) for i in data.indices]
+    k = paths.index(str(broken))
+    # the broken image's place holds its replacement, the next image of its class, with the
+    # broken image's own random stream
+    u = key_uniforms(0, 0, np.arange(5))
+    flip, turns = symmetries("aerial", u)
+    crop = data._read_augmented(paths[k + 1], u[k])
+    expected = apply_symmetry(crop, bool(flip[k]), int(turns[k]))
+    assert torch.equal(data._finish(expected.unsqueeze(0))[0], x[k])
+
+
+def test_jpeg_headers_read_without_pillow_match_pillow(tmp_path, monkeypatch):
+    from longtail.data import decode
+
+    root = write_tree(tmp_path / "tree", {"a": 2}, size=20)
+    plain = root / "a" / "img_0000.jpg"
+    im = Image.open(plain)
+    exif = im.getexif()
+    exif[0x0112] = 8
+    rotated = root / "a" / "rotated.jpg"
+    Image.new("RGB", (30, 20)).save(rotated, exif=exif)
+    fast = [decode.read_encoded(p) for p in (plain, rotated)]
+    monkeypatch.setattr(decode, "JPEG_DECODERS", {"torchvision": decode._torchvision})
+    slow = [decode.read_encoded(p) for p in (plain, rotated)]
+    assert fast == slow
+    assert (slow[1].width, slow[1].height, slow[1].orientation) == (20, 30, 8)

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,13 @@ from longtail.data.augment import (
     resized_crop_boxes,
     symmetries,
 )
-from longtail.data.decode import read_image, read_resized_crop
+from longtail.data.decode import (
+    EncodedImage,
+    decode_resized_crop,
+    read_encoded,
+    read_image,
+    read_resized_crop,
+)
 from longtail.data.index import ImageIndex
 
 log = logging.getLogger("longtail.data")
@@ -201,7 +207,7 @@ class FolderDataset(BatchDataset):
                 if self.augment == "none" or u is None:
                     return read_image(path, self.image_size, self.resize_size)
                 return self._read_augmented(path, u)
-            except (OSError, ValueError, SyntaxError, DecompressionBombError) as err:
+            except READ_ERRORS as err:
                 self._report(j, err)
                 j = int(self._next_in_class[j])
                 if j == i:
@@ -213,13 +219,41 @@ class FolderDataset(BatchDataset):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _read_augmented(self, path: str, u: np.ndarray) -> Tensor:
+        """The random-resized crop of one image (no symmetry yet)."""
+
         def box(width: int, height: int) -> tuple[int, int, int, int]:
             left, top, w, h = resized_crop_boxes(np.array([width]), np.array([height]), u[None])
             return int(left[0]), int(top[0]), int(w[0]), int(h[0])
 
-        crop = read_resized_crop(path, self.image_size, box)
-        flip, turns = symmetries(self.augment, u[None])
-        return apply_symmetry(crop, bool(flip[0]), int(turns[0]))
+        return read_resized_crop(path, self.image_size, box)
+
+    def _images(self, idx: list[int], u: np.ndarray | None) -> Iterator[Tensor]:
+        """uint8 [3, S, S] of each item in turn: resized and centre-cropped, or augmented with
+        its row of ``u``, the crop boxes of the whole batch drawn at once from the headers."""
+        if u is None:
+            yield from (self._decode(i) for i in idx)
+            return
+        headers = [self._header(i) for i in idx]
+        widths = np.array([1 if h is None else h.width for h in headers])
+        heights = np.array([1 if h is None else h.height for h in headers])
+        boxes = np.stack(resized_crop_boxes(widths, heights, u), axis=1).tolist()
+        flips, turns = symmetries(self.augment, u)
+        for k, (i, header) in enumerate(zip(idx, headers, strict=True)):
+            crop = None
+            if header is not None:
+                try:
+                    crop = decode_resized_crop(header, self.image_size, tuple(boxes[k]))
+                except READ_ERRORS:
+                    pass
+            if crop is None:  # reported, and replaced by an image of the same class
+                crop = self._decode(i, u[k])
+            yield apply_symmetry(crop, bool(flips[k]), int(turns[k]))
+
+    def _header(self, i: int) -> EncodedImage | None:
+        try:
+            return read_encoded(self.index.filepath(int(self.indices[i])))
+        except READ_ERRORS:
+            return None
 
     def normalize_batch(self, x: Tensor) -> Tensor:
         """uint8 [..., 3, H, W] on any device -> float ``(x / 255 - mean) / std``."""
@@ -250,17 +284,20 @@ class FolderDataset(BatchDataset):
             idx, u = [int(i) for i in indices], None
         else:
             idx, u = batch_uniforms(indices)
-        rows = [None if u is None else u[k] for k in range(len(idx))]
+        images = self._images(idx, u)
         if self.transform is not None:
-            images = [self._finish(self._decode(i, r)) for i, r in zip(idx, rows, strict=True)]
-            return torch.stack(images), self.targets[idx]
+            return torch.stack([self._finish(x) for x in images]), self.targets[idx]
         dtype = torch.float32 if self.normalize else torch.uint8
         batch = torch.empty((len(idx), 3, self.image_size, self.image_size), dtype=dtype)
         if get_worker_info() is not None:
             batch.share_memory_()
-        for k, (i, r) in enumerate(zip(idx, rows, strict=True)):
-            batch[k] = self._decode(i, r)
+        for k, image in enumerate(images):
+            batch[k] = image
         return self._finish(batch), self.targets[idx]
+
+
+READ_ERRORS = (OSError, ValueError, SyntaxError, DecompressionBombError)
+"""What reading a broken image file raises."""
 
 
 class UnreadableClassError(ValueError):

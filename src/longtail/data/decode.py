@@ -25,8 +25,10 @@ from __future__ import annotations
 import importlib
 import io
 import math
+import threading
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -84,11 +86,7 @@ def read_image(path: str | Path, size: int, resize_size: int | None = None) -> T
     ``resize_size`` (default ``size``) and centre-cropped to ``size`` x ``size``."""
     resize_size = resize_size or size
     data = Path(path).read_bytes()
-    try:
-        im = Image.open(io.BytesIO(data))  # reads the header only
-    except UnidentifiedImageError:
-        raise UnidentifiedImageError(f"{path} is not an image file Pillow can read") from None
-    with im:
+    with _open(path, data) as im:
         orientation = im.getexif().get(ORIENTATION, 1)
         if im.format == "JPEG" and orientation == 1 and min(im.size) < 2 * resize_size:
             try:
@@ -105,64 +103,120 @@ TRANSPOSING = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and h
 Box = tuple[int, int, int, int]
 
 
-def read_resized_crop(path: str | Path, size: int, choose_box: Callable[[int, int], Box]) -> Tensor:
-    """uint8 [3, size, size]: the box ``(left, top, width, height) = choose_box(W, H)`` of the
-    image at ``path`` (W x H as displayed, EXIF orientation applied) resized to ``size`` x
-    ``size`` (torch's antialiased uint8 kernel), as torchvision's ``resized_crop`` would.
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image file's bytes and what its header says: the size as displayed (EXIF orientation
+    applied), the orientation, and whether it is a JPEG."""
 
-    The box is chosen on the header's geometry before any pixel is decoded, so a JPEG is decoded
-    at the smallest scale that keeps the box at least ``size`` pixels both ways (libjpeg's DCT
-    scaling by 1/2, 1/4 or 1/8, through simplejpeg when installed, else Pillow); the box's edges
-    then fall on the reduced image's pixel grid (moved by at most half a reduced pixel)."""
+    path: str
+    data: bytes
+    width: int
+    height: int
+    orientation: int
+    is_jpeg: bool
+
+
+def read_encoded(path: str | Path) -> EncodedImage:
+    """The file at ``path`` and its header, without decoding a pixel. A JPEG without an EXIF
+    block (so upright) is read by simplejpeg's header parser when installed, others by Pillow."""
     data = Path(path).read_bytes()
-    try:
-        im = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise UnidentifiedImageError(f"{path} is not an image file Pillow can read") from None
-    with im:
+    if data[:3] == b"\xff\xd8\xff" and "simplejpeg" in JPEG_DECODERS:
+        if data.find(b"Exif\0\0", 0, 1 << 16) < 0:
+            import simplejpeg
+
+            try:
+                height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+                return EncodedImage(str(path), data, width, height, 1, True)
+            except ValueError:  # Pillow reads it, or names the problem
+                pass
+    with _open(path, data) as im:
         orientation = im.getexif().get(ORIENTATION, 1)
         width, height = im.size[::-1] if orientation in TRANSPOSING else im.size
-        left, top, box_w, box_h = choose_box(width, height)
-        need = (math.ceil(size * width / box_w), math.ceil(size * height / box_h))
-        if im.format == "JPEG" and orientation == 1:
-            pixels = _decode_jpeg_at_least(data, im, need)
-        else:
-            stored = need[::-1] if orientation in TRANSPOSING else need
-            pixels = _decode_with_pillow(im, stored, orientation)
+        return EncodedImage(str(path), data, width, height, orientation, im.format == "JPEG")
+
+
+def _open(path: str | Path, data: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data))  # reads the header only
+    except UnidentifiedImageError:
+        raise UnidentifiedImageError(f"{path} is not an image file Pillow can read") from None
+
+
+def read_resized_crop(path: str | Path, size: int, choose_box: Callable[[int, int], Box]) -> Tensor:
+    """uint8 [3, size, size]: the box ``choose_box(W, H)`` of the image at ``path`` (W x H as
+    displayed) resized to ``size`` x ``size``; see :func:`decode_resized_crop`."""
+    image = read_encoded(path)
+    return decode_resized_crop(image, size, choose_box(image.width, image.height))
+
+
+def decode_resized_crop(image: EncodedImage, size: int, box: Box) -> Tensor:
+    """uint8 [3, size, size]: the ``box`` (left, top, width, height; on the image as displayed,
+    EXIF orientation applied) resized to ``size`` x ``size`` with torch's antialiased uint8
+    kernel, as torchvision's ``resized_crop`` would.
+
+    As the box is known before any pixel is decoded, a JPEG is decoded at the smallest scale that
+    keeps the box at least ``size`` pixels both ways (libjpeg's DCT scaling by 1/2, 1/4 or 1/8,
+    through simplejpeg when installed, else Pillow); the box's edges then fall on the reduced
+    image's pixel grid (moved by at most half a reduced pixel)."""
+    left, top, box_w, box_h = box
+    width, height = image.width, image.height
+    need = (math.ceil(size * width / box_w), math.ceil(size * height / box_h))
+    if image.is_jpeg and image.orientation == 1:
+        pixels = _decode_jpeg_at_least(image, need)
+    else:
+        stored = need[::-1] if image.orientation in TRANSPOSING else need
+        with _open(image.path, image.data) as im:
+            pixels = _decode_with_pillow(im, stored, image.orientation)
     sy, sx = pixels.shape[1] / height, pixels.shape[2] / width
-    top, left = (
-        min(round(top * sy), pixels.shape[1] - 1),
-        min(round(left * sx), pixels.shape[2] - 1),
-    )
+    top = min(round(top * sy), pixels.shape[1] - 1)
+    left = min(round(left * sx), pixels.shape[2] - 1)
     box_h = max(1, min(round(box_h * sy), pixels.shape[1] - top))
     box_w = max(1, min(round(box_w * sx), pixels.shape[2] - left))
-    crop = pixels[:, top : top + box_h, left : left + box_w]
-    crop = crop.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # channels-last: the fast kernel
+    crop = pixels[:, top : top + box_h, left : left + box_w].permute(1, 2, 0)
+    # a copy (the decode buffer is reused), channels-last for the fast uint8 resize kernel
+    crop = crop.clone(memory_format=torch.contiguous_format).permute(2, 0, 1)
     return TF.resize(crop, [size, size], antialias=True)
 
 
-def _decode_jpeg_at_least(data: bytes, im: Image.Image, need: tuple[int, int]) -> Tensor:
-    """uint8 [3, H, W] of a JPEG decoded at the smallest 1/2^k scale (k <= 3) with W >= need[0]
-    and H >= need[1] (libjpeg's M/8 scales between 1/2 and 1 decode slower than full size)."""
-    width, height = im.size
+def _decode_jpeg_at_least(image: EncodedImage, need: tuple[int, int]) -> Tensor:
+    """uint8 [3, H, W] of an upright JPEG decoded at the smallest 1/2^k scale (k <= 3) with
+    W >= need[0] and H >= need[1] (libjpeg's M/8 scales between 1/2 and 1 decode slower than
+    full size). Through simplejpeg the pixels land in a scratch buffer reused by the next call of
+    this thread: the caller copies what it keeps."""
+    width, height = image.width, image.height
     factor = max(1, min(width // need[0], height // need[1]))
     reduction = next(r for r in (8, 4, 2, 1) if factor >= r)
+    out_w, out_h = -(-width // reduction), -(-height // reduction)
     try:
-        if reduction == 1:
-            return decode_jpeg_rgb(data)
         if "simplejpeg" in JPEG_DECODERS:
             import simplejpeg
 
             array = simplejpeg.decode_jpeg(
-                data,
+                image.data,
                 colorspace="RGB",
-                min_width=-(-width // reduction),
-                min_height=-(-height // reduction),
+                min_width=out_w,
+                min_height=out_h,
+                buffer=_scratch(out_w * out_h * 3),
             )
             return torch.from_numpy(array).permute(2, 0, 1)
+        if reduction == 1:
+            return decode_jpeg_rgb(image.data)
     except (RuntimeError, ValueError):  # let Pillow decode it, or name the problem
         pass
-    return _decode_with_pillow(im, need, 1)
+    with _open(image.path, image.data) as im:
+        return _decode_with_pillow(im, need, 1)
+
+
+_local = threading.local()
+
+
+def _scratch(nbytes: int) -> np.ndarray:
+    """This thread's decode buffer, at least ``nbytes`` long: decoding into fresh memory costs
+    a page fault per 4 KiB, as much as a reduced-scale decode itself for large photos."""
+    buf = getattr(_local, "buffer", None)
+    if buf is None or buf.size < nbytes:
+        buf = _local.buffer = np.empty(max(nbytes, 1 << 20), dtype=np.uint8)
+    return buf
 
 
 def _decode_with_pillow(im: Image.Image, draft: tuple[int, int], orientation: int) -> Tensor:
