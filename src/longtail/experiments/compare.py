@@ -153,7 +153,9 @@ def _run_compare(
     comparison["selected_epochs"] = {n: selected[n] for n in converged}
     comparison["seeds"] = list(seeds)
     comparison["config"] = {
-        k: v for k, v in asdict(base).items() if k not in ("strategy", "seed", "progress")
+        k: v
+        for k, v in asdict(resolved_config(base, data)).items()
+        if k not in ("strategy", "seed", "progress")
     }
     comparison["data"] = data.name
     comparison["seconds"] = time.perf_counter() - started
@@ -212,6 +214,7 @@ def _report(
         f"Training set: {dist.total:,} images in {dist.num_classes} classes, imbalance ratio {dist.imbalance_ratio:.1f} "
         f"(head / medium / tail = {', '.join(str(len(v)) for v in dist.group_indices().values())} classes by count thirds). "
         f"Model `{cfg['model']}`, {cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']}, "
+        f"training augmentation `{cfg['augment']}`, "
         f"seeds {comparison['seeds']}; every number below was measured in this run on the test split.",
         "",
         "## Results",
