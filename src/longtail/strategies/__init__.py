@@ -5,7 +5,8 @@ Between ``training/`` and ``experiments/`` (above) and ``sampling/``, ``losses``
 of :mod:`longtail.strategies.lifecycle`; it never asks a strategy what type it is.
 """
 
-from longtail.strategies.lifecycle import BuiltStrategy, Part, build_strategy
+from longtail.strategies.build import BuiltStrategy, build_strategy
+from longtail.strategies.lifecycle import Part
 from longtail.strategies.spec import (
     DEFAULT_STRATEGIES,
     Strategy,

@@ -1,7 +1,8 @@
 """The training loop's events, and the parts of a strategy that answer them.
 
 The loop is a fixed skeleton. Before every epoch it calls ``on_epoch_start(epoch)`` on each part
-of the strategy, after every validation pass ``after_validation(report)``, and it saves
+of the strategy's current stage, after every validation pass ``after_validation(report)``, at the
+end of a stage the next stage's ``begin`` (:mod:`longtail.strategies.stages`), and it saves
 ``state_dict()`` in each checkpoint (``load_state_dict`` on resume). A sampler that follows
 validation recall and a loss with a deferred re-weighting schedule are the same kind of thing to
 the loop: a :class:`Part`. Which part a sampler or loss needs is declared by name in the tables
@@ -11,17 +12,13 @@ below, so adding a strategy is adding one class and one entry.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from torch import nn
 from torch.utils.data import Sampler
 
-from longtail.losses import make_loss
 from longtail.metrics import ClassificationReport
-from longtail.sampling import make_sampler
-from longtail.strategies.spec import Strategy
 
 
 class Part:
@@ -104,68 +101,3 @@ LOSS_PARTS: dict[str, Callable[[nn.Module], LossPart]] = {"ldam_drw": ScheduledL
 LOSS_HEADS: dict[str, tuple[str, float]] = {"ldam_drw": ("cosine", 1.0)}
 """The classifier head a loss is defined on, and its scale: LDAM scales cosine logits by its own
 s = 30 (Cao et al., NeurIPS 2019), so its head outputs cos(x, w_j) unscaled."""
-
-
-@dataclass
-class BuiltStrategy:
-    """A strategy ready for one run: its sampler part and its loss part."""
-
-    sampler: EpochSampler
-    loss: LossPart
-    head: tuple[str, float] | None = None
-
-    @property
-    def parts(self) -> list[Part]:
-        return [self.sampler, self.loss]
-
-    def on_epoch_start(self, epoch: int) -> None:
-        for part in self.parts:
-            part.on_epoch_start(epoch)
-
-    def after_validation(self, report: ClassificationReport) -> None:
-        for part in self.parts:
-            part.after_validation(report)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"sampler": self.sampler.state_dict(), "loss": self.loss.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sampler.load_state_dict(state.get("sampler", {}))
-        self.loss.load_state_dict(state.get("loss", {}))
-
-
-def build_strategy(
-    strategy: Strategy,
-    targets: Any,
-    counts: np.ndarray,
-    *,
-    seed: int,
-    epochs: int,
-    batch_size: int,
-) -> BuiltStrategy:
-    """The sampler over ``targets`` and the loss for training class ``counts`` of ``strategy``;
-    a parameter the sampler or loss does not take, or a bad value, raises ``ValueError``."""
-    if np.count_nonzero(counts) < 2:
-        raise ValueError(
-            f"a classifier needs at least two classes with training images; this data has "
-            f"{np.count_nonzero(counts)}"
-        )
-    params = {
-        "seed": seed,
-        "total_epochs": epochs,
-        "num_classes": len(counts),
-        **strategy.sampler_params,
-    }
-    if strategy.sampler == "balanced_batch":
-        per_class = params.pop("samples_per_class", 4)
-        params.setdefault(
-            "classes_per_batch", max(1, min(np.count_nonzero(counts), batch_size // per_class))
-        )
-        params["samples_per_class"] = per_class
-    sampler = make_sampler(strategy.sampler, targets, **params)
-    loss = make_loss(strategy.loss, counts, total_epochs=epochs, **strategy.loss_params)
-    return BuiltStrategy(
-        SAMPLER_PARTS.get(strategy.sampler, EpochSampler)(sampler),
-        LOSS_PARTS.get(strategy.loss, LossPart)(loss),
-        LOSS_HEADS.get(strategy.loss),
-    )

@@ -1,9 +1,14 @@
-"""A strategy is a sampler and a loss, named ``SAMPLER+LOSS`` with optional parameters in brackets:
+"""A strategy is a sampler and a loss, named ``SAMPLER+LOSS`` with optional parameters in brackets,
+optionally followed by ``:STAGE`` (a second stage on the classifier, see
+:mod:`longtail.strategies.stages`):
 
     instance+ce
     class_balanced+focal
     weighted[scheme=smooth_inverse,alpha=500]+ce
     instance+focal[gamma=1]
+    instance+ce:crt
+    class_balanced+focal:tau_norm
+    instance+ce:weight_balancing[weight_decay=0.05]
 
 Either part may be plain (``instance`` sampling, ``ce`` loss); a single name is read as a sampler
 (with ``ce``) if it is one, else as a loss (with ``instance``).
@@ -55,6 +60,8 @@ class Strategy:
     sampler_params: dict[str, Any] = field(default_factory=dict)
     loss_params: dict[str, Any] = field(default_factory=dict)
     label: str = "instance+ce"
+    stage: str | None = None
+    stage_params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def slug(self) -> str:
@@ -63,8 +70,19 @@ class Strategy:
 
 
 def parse_strategy(spec: str) -> Strategy:
-    """Parse ``SAMPLER[params]+LOSS[params]`` (see module docstring)."""
-    parts = split_outside_brackets(spec, "+")
+    """Parse ``SAMPLER[params]+LOSS[params]`` or ``SAMPLER[params]+LOSS[params]:STAGE[params]``
+    (see module docstring)."""
+    from longtail.strategies.stages import STAGES
+
+    first, *rest = split_outside_brackets(spec, ":")
+    if len(rest) > 1:
+        raise ValueError(f"strategy {spec!r} has {len(rest) + 1} stages; at most 2 (FIRST:SECOND)")
+    stage, stage_params = _parse_part(rest[0]) if rest else (None, {})
+    if stage is not None and stage not in STAGES:
+        raise ValueError(
+            f"unknown second stage {stage!r} in {spec!r}; stages: {', '.join(sorted(STAGES))}"
+        )
+    parts = split_outside_brackets(first, "+")
     if not 1 <= len(parts) <= 2:
         raise ValueError(f"strategy {spec!r} must be SAMPLER+LOSS, e.g. class_balanced+focal")
     if len(parts) == 1:
@@ -79,7 +97,7 @@ def parse_strategy(spec: str) -> Strategy:
         raise ValueError(
             f"unknown loss {l_name!r} in {spec!r}; losses: {', '.join(sorted(LOSSES))}"
         )
-    return Strategy(s_name, l_name, s_params, l_params, spec.strip())
+    return Strategy(s_name, l_name, s_params, l_params, spec.strip(), stage, stage_params)
 
 
 def split_outside_brackets(text: str, sep: str) -> list[str]:

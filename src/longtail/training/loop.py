@@ -39,9 +39,10 @@ from longtail.data.loading import (
 from longtail.distribution import ClassDistribution
 from longtail.metrics import ClassificationReport, MetricAccumulator
 from longtail.strategies import build_strategy, parse_strategy
+from longtail.strategies.stages import StageContext
 from longtail.training.checkpoint import load, save_atomic
 from longtail.training.identity import check_identity, run_identity, saved_identity
-from longtail.training.models import HEADS, build_model
+from longtail.training.models import HEADS, build_model, find_classifier
 from longtail.training.schedule import best_epoch, lr_factor
 
 log = logging.getLogger("longtail")
@@ -151,6 +152,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _validation_batches(
+    model: nn.Module,
+    dataset: Dataset,
+    device: torch.device,
+    batch_size: int,
+    num_workers: int | None,
+) -> Any:
+    """(images on ``device``, ready for the model; labels) of this rank's share of ``dataset``,
+    with ``model`` in eval mode."""
+    rank, world = (tdist.get_rank(), tdist.get_world_size()) if tdist.is_initialized() else (0, 1)
+    part: Dataset = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
+    finish = feed_device(dataset, device)
+    kw = loader_kwargs(dataset, device, num_workers)
+    model.eval()
+    for x, y in DataLoader(part, batch_size=batch_size, shuffle=False, **kw):
+        yield finish(x.to(device, non_blocking=True)), y.to(device)
+
+
+def _reduced(accumulators: list[MetricAccumulator], device: torch.device) -> None:
+    """Sum the accumulators' statistics over DDP ranks (in place)."""
+    if tdist.is_initialized() and tdist.get_world_size() > 1:
+        for acc in accumulators:
+            state = acc.state().to(device)
+            tdist.all_reduce(state)
+            acc.load_state(state)
+
+
 @torch.no_grad()
 def evaluate_model(
     model: nn.Module,
@@ -162,19 +190,38 @@ def evaluate_model(
 ) -> ClassificationReport:
     """Metrics of ``model`` on ``dataset``; under DDP each rank evaluates its share and the
     statistics are summed across ranks, so every rank gets the same exact numbers."""
-    rank, world = (tdist.get_rank(), tdist.get_world_size()) if tdist.is_initialized() else (0, 1)
-    part: Dataset = Subset(dataset, range(rank, len(dataset), world)) if world > 1 else dataset
-    finish = feed_device(dataset, device)
-    kw = loader_kwargs(dataset, device, num_workers)
-    model.eval()
     acc = MetricAccumulator(distribution.num_classes)
-    for x, y in DataLoader(part, batch_size=batch_size, shuffle=False, **kw):
-        acc.update(model(finish(x.to(device, non_blocking=True))), y.to(device))
-    if world > 1:
-        state = acc.state().to(device)
-        tdist.all_reduce(state)
-        acc.load_state(state)
+    for x, y in _validation_batches(model, dataset, device, batch_size, num_workers):
+        acc.update(model(x), y)
+    _reduced([acc], device)
     return acc.compute(distribution)
+
+
+@torch.no_grad()
+def score_heads(
+    model: nn.Module,
+    classifier: nn.Module,
+    heads: list[Callable[[torch.Tensor], torch.Tensor]],
+    dataset: Dataset,
+    distribution: ClassDistribution,
+    device: torch.device,
+    num_workers: int | None = None,
+) -> list[float]:
+    """Balanced accuracy on ``dataset`` of each candidate head: a function from ``classifier``'s
+    input (the features ``model`` computes) to logits; one pass, exact under DDP."""
+    features: list[torch.Tensor] = []
+    hook = classifier.register_forward_hook(lambda module, args, out: features.append(args[0]))
+    accs = [MetricAccumulator(distribution.num_classes) for _ in heads]
+    try:
+        for x, y in _validation_batches(model, dataset, device, 512, num_workers):
+            features.clear()
+            model(x)
+            for acc, head in zip(accs, heads, strict=True):
+                acc.update(head(features[0].float()), y)
+    finally:
+        hook.remove()
+    _reduced(accs, device)
+    return [acc.compute(distribution).summary()["balanced_accuracy"] for acc in accs]
 
 
 def _autocast(device: torch.device, enabled: bool) -> tuple[Any, torch.amp.GradScaler | None]:
@@ -187,6 +234,7 @@ def _autocast(device: torch.device, enabled: bool) -> tuple[Any, torch.amp.GradS
 
 LOG_FIELDS = [
     "epoch",
+    "stage",
     "train_loss",
     "train_accuracy",
     "val_accuracy",
@@ -306,49 +354,44 @@ def _train(
         head,
         head_scale,
     ).to(device)
-    criterion = built.loss.module.to(device)
-    if config.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(
-            model.parameters(),
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-            nesterov=True,
-        )
-    else:
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
-    ddp_model: nn.Module = model
-    if world > 1:
-        ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+    classifier_path = find_classifier(model)
 
+    def set_classifier(module: nn.Module) -> None:
+        parent, _, name = classifier_path.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, name, module.to(device))
+
+    ctx = StageContext(
+        model,
+        lambda: model.get_submodule(classifier_path),
+        set_classifier,
+        lambda heads: score_heads(
+            model,
+            model.get_submodule(classifier_path),
+            heads,
+            data.val,
+            dist,
+            device,
+            config.num_workers,
+        ),
+    )
     if main:  # everything is built and checked: the folder now holds this run
         write_json(out / "config.json", {"identity": identity, "config": asdict(config)})
     install_augmentation(data.train, config.augment)
     finish = feed_device(data.train, device)
     kw = loader_kwargs(data.train, device, config.num_workers)
-    batches, keyed = keyed_batches(
-        built.sampler.loader_arguments(config.batch_size), config.seed, rank, world
-    )
-    loader = DataLoader(data.train, **batches, **kw)
-    total_steps = max(2, len(loader) * config.epochs)
-    warmup_steps = min(config.warmup_epochs * len(loader), total_steps - 1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps)
-    )
     autocast, scaler = _autocast(device, config.amp)
-    start_epoch, history = 0, []
+    bounds = built.stage_bounds()
+
+    start_epoch, history, current, saved = 0, [], 0, None
     if resume and ckpt_path.exists():
-        state = load(ckpt_path)
-        check_identity(state.get("identity"), identity, ckpt_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        built.load_state_dict(state["strategy"])
-        start_epoch, history = state["epoch"] + 1, state["history"]
+        saved = load(ckpt_path)
+        check_identity(saved.get("identity"), identity, ckpt_path)
+        current = int(saved.get("stage", 0))
+        for k in range(1, current + 1):  # the structure the saved model has
+            built.stages[k].restore(ctx)
+        model.load_state_dict(saved["model"])
+        built.load_state_dict(saved["strategy"])
+        start_epoch, history = saved["epoch"] + 1, saved["history"]
 
     console = get_console()
     progress = Progress(
@@ -369,120 +412,184 @@ def _train(
                     "unreadable image %s (%s); replaced by another image of its class", path, reason
                 )
 
-    with progress:
-        for epoch in range(start_epoch, config.epochs):
-            t0 = time.perf_counter()
-            seed_everything(config.seed * 100_003 + epoch)
-            built.on_epoch_start(epoch)
-            keyed.set_epoch(epoch)  # augmentation draws from (seed, epoch, position)
-            ddp_model.train()
-            task = progress.add_task(
-                f"{escape(strategy.label)} epoch {epoch + 1}/{config.epochs}",
-                total=len(loader),
-                info="",
-            )
-            loss_sum, correct, seen = (
-                torch.zeros((), device=device),
-                torch.zeros((), device=device),
-                0,
-            )
-            for step, (x, y) in enumerate(loader):
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                x = finish(x)
-                with autocast:
-                    logits = ddp_model(x)
-                    loss = criterion(logits, y)
-                if not torch.isfinite(loss.detach()):
-                    lr = optimizer.param_groups[0]["lr"]
-                    message = (
-                        f"training diverged: the loss of {strategy.label} became "
-                        f"{loss.item()} at epoch {epoch + 1}, step {step + 1} (learning rate {lr:g}). "
-                        f"Lower the learning rate (e.g. --lr {lr / 10:g}) or use a gentler loss; "
-                        + (
-                            f"the checkpoint of epoch {epoch} is kept"
-                            if epoch
-                            else "no epoch finished"
-                        )
-                    )
-                    if main:
-                        write_json(
-                            out / "metrics.json",
-                            {
-                                "identity": identity,
-                                "config": asdict(config),
-                                "history": history,
-                                "diverged": {
-                                    "epoch": epoch + 1,
-                                    "step": step + 1,
-                                    "message": message,
-                                },
-                            },
-                        )
-                    raise TrainingDiverged(message, epoch + 1, step + 1)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                lr = optimizer.param_groups[0]["lr"]
-                scheduler.step()
-                loss_sum += loss.detach() * y.numel()
-                correct += (logits.argmax(1) == y).sum()
-                seen += y.numel()
-                if step % 20 == 0 or step == len(loader) - 1:
-                    progress.update(
-                        task,
-                        completed=step + 1,
-                        info=f"loss {loss_sum.item() / seen:.3f} acc {correct.item() / seen:.3f}",
-                    )
-            progress.remove_task(task)
-            val = evaluate_model(model, data.val, dist, device, num_workers=config.num_workers)
-            announce_bad_images()
-            built.after_validation(val)
-            vs = val.summary()
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": loss_sum.item() / max(seen, 1),
-                "train_accuracy": correct.item() / max(seen, 1),
-                "val_accuracy": vs["accuracy"],
-                "val_balanced_accuracy": vs["balanced_accuracy"],
-                "val_macro_f1": vs["macro_f1"],
-                "val_head_recall": vs["head_recall"],
-                "val_tail_recall": vs["tail_recall"],
-                "lr": lr,
-                "seconds": time.perf_counter() - t0,
-            }
-            history.append(row)
-            if main:
-                if best_epoch(history) == epoch + 1:  # before the checkpoint that records it
-                    save_atomic({"epoch": epoch, "model": model.state_dict()}, out / BEST)
-                _write_log(out / "log.csv", history)
-                if board is not None:
-                    for key, value in row.items():
-                        if key != "epoch":
-                            board.add_scalar(key, value, epoch + 1)
-                    board.flush()
-                save_atomic(
-                    {
-                        "identity": identity,
-                        "config": asdict(config),
-                        "epoch": epoch,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "strategy": built.state_dict(),
-                        "history": history,
-                    },
-                    ckpt_path,
-                )
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
+    def checkpoint(epoch: int, stage: int, optimizer: Any = None, scheduler: Any = None) -> None:
+        state = {
+            "identity": identity,
+            "config": asdict(config),
+            "epoch": epoch,
+            "stage": stage,
+            "model": model.state_dict(),
+            "strategy": built.state_dict(),
+            "history": history,
+        }
+        if optimizer is not None:
+            state["optimizer"] = optimizer.state_dict()
+            state["scheduler"] = scheduler.state_dict()
+        save_atomic(state, ckpt_path)
 
-    selected = best_epoch(history) if config.select_best else int(history[-1]["epoch"])
-    if selected != history[-1]["epoch"]:  # test the model of the best validation epoch
+    def stage_rows(k: int) -> list[dict[str, float]]:
+        return [row for row in history if row.get("stage", 1) == k + 1]
+
+    with progress:
+        for k in range(current, len(built.stages)):
+            stage, (first, end) = built.stages[k], bounds[k]
+            if k > current:  # end of stage k - 1: the next one begins on its chosen model
+                if config.select_best and stage_rows(k - 1):
+                    if world > 1:
+                        tdist.barrier()  # rank 0 has written it
+                    model.load_state_dict(load(out / BEST)["model"])
+                seed_everything(config.seed * 100_003 + first)
+                stage.begin(ctx)
+                current = k
+                if main:
+                    save_atomic({"epoch": first - 1, "model": model.state_dict()}, out / BEST)
+                    checkpoint(first - 1, k)
+            if stage.epochs == 0 or start_epoch >= end:
+                continue
+            trainable = list(stage.parameters(ctx))
+            learning = {id(p) for p in trainable}
+            for p in model.parameters():
+                p.requires_grad_(id(p) in learning)
+            optimizer = _optimizer(
+                config,
+                trainable,
+                config.lr * stage.lr_multiplier if stage.lr is None else stage.lr,
+                config.weight_decay if stage.weight_decay is None else stage.weight_decay,
+            )
+            ddp_model: nn.Module = model
+            if world > 1:
+                ddp_model = nn.parallel.DistributedDataParallel(
+                    model, device_ids=[device.index] if device.type == "cuda" else None
+                )
+            assert stage.sampler is not None and stage.loss is not None
+            criterion = stage.loss.module.to(device)
+            batches, keyed = keyed_batches(
+                stage.sampler.loader_arguments(config.batch_size), config.seed, rank, world
+            )
+            loader = DataLoader(data.train, **batches, **kw)
+            total_steps = max(2, len(loader) * stage.epochs)
+            warmup = config.warmup_epochs * len(loader) if stage.lr_warmup else 0
+            warmup_steps = min(warmup, total_steps - 1)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda step, t=total_steps, w=warmup_steps: lr_factor(step, t, w)
+            )
+            if saved is not None and int(saved.get("stage", 0)) == k and "optimizer" in saved:
+                optimizer.load_state_dict(saved["optimizer"])
+                scheduler.load_state_dict(saved["scheduler"])
+            for epoch in range(max(first, start_epoch), end):
+                t0 = time.perf_counter()
+                seed_everything(config.seed * 100_003 + epoch)
+                built.on_epoch_start(epoch)
+                keyed.set_epoch(epoch)  # augmentation draws from (seed, epoch, position)
+                if stage.freezes_representation():
+                    ddp_model.eval()  # batch-norm statistics and dropout of the frozen part
+                    ctx.get_classifier().train()
+                else:
+                    ddp_model.train()
+                label = strategy.label + (f" (stage {k + 1})" if len(built.stages) > 1 else "")
+                task = progress.add_task(
+                    f"{escape(label)} epoch {epoch + 1}/{built.total_epochs}",
+                    total=len(loader),
+                    info="",
+                )
+                loss_sum = torch.zeros((), device=device)
+                correct = torch.zeros((), device=device)
+                seen = 0
+                for step, (x, y) in enumerate(loader):
+                    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                    x = finish(x)
+                    with autocast:
+                        logits = ddp_model(x)
+                        loss = criterion(logits, y)
+                    if not torch.isfinite(loss.detach()):
+                        lr = optimizer.param_groups[0]["lr"]
+                        message = (
+                            f"training diverged: the loss of {strategy.label} became "
+                            f"{loss.item()} at epoch {epoch + 1}, step {step + 1} (learning rate {lr:g}). "
+                            f"Lower the learning rate (e.g. --lr {lr / 10:g}) or use a gentler loss; "
+                            + (
+                                f"the checkpoint of epoch {epoch} is kept"
+                                if epoch
+                                else "no epoch finished"
+                            )
+                        )
+                        if main:
+                            write_json(
+                                out / "metrics.json",
+                                {
+                                    "identity": identity,
+                                    "config": asdict(config),
+                                    "history": history,
+                                    "diverged": {
+                                        "epoch": epoch + 1,
+                                        "step": step + 1,
+                                        "message": message,
+                                    },
+                                },
+                            )
+                        raise TrainingDiverged(message, epoch + 1, step + 1)
+                    optimizer.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        loss.backward()
+                        optimizer.step()
+                    stage.after_step(ctx)
+                    lr = optimizer.param_groups[0]["lr"]
+                    scheduler.step()
+                    loss_sum += loss.detach() * y.numel()
+                    correct += (logits.argmax(1) == y).sum()
+                    seen += y.numel()
+                    if step % 20 == 0 or step == len(loader) - 1:
+                        progress.update(
+                            task,
+                            completed=step + 1,
+                            info=f"loss {loss_sum.item() / seen:.3f} acc {correct.item() / seen:.3f}",
+                        )
+                progress.remove_task(task)
+                val = evaluate_model(model, data.val, dist, device, num_workers=config.num_workers)
+                announce_bad_images()
+                built.after_validation(val)
+                vs = val.summary()
+                row = {
+                    "epoch": epoch + 1,
+                    "stage": k + 1,
+                    "train_loss": loss_sum.item() / max(seen, 1),
+                    "train_accuracy": correct.item() / max(seen, 1),
+                    "val_accuracy": vs["accuracy"],
+                    "val_balanced_accuracy": vs["balanced_accuracy"],
+                    "val_macro_f1": vs["macro_f1"],
+                    "val_head_recall": vs["head_recall"],
+                    "val_tail_recall": vs["tail_recall"],
+                    "lr": lr,
+                    "seconds": time.perf_counter() - t0,
+                }
+                history.append(row)
+                if main:
+                    if best_epoch(stage_rows(k)) == epoch + 1:  # before the checkpoint
+                        save_atomic({"epoch": epoch, "model": model.state_dict()}, out / BEST)
+                    _write_log(out / "log.csv", history)
+                    if board is not None:
+                        for key, value in row.items():
+                            if key != "epoch":
+                                board.add_scalar(key, value, epoch + 1)
+                        board.flush()
+                    checkpoint(epoch, k, optimizer, scheduler)
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, row)
+            for p in model.parameters():
+                p.requires_grad_(True)
+
+    last = len(built.stages) - 1
+    while last > 0 and not stage_rows(last):  # a post-hoc stage: tested on its stage's model
+        last -= 1
+    rows = stage_rows(last)
+    selected = best_epoch(rows) if config.select_best else int(rows[-1]["epoch"])
+    if not stage_rows(len(built.stages) - 1):
+        pass  # the model is already the adjusted one of a post-hoc last stage
+    elif selected != rows[-1]["epoch"]:  # test the model of the best validation epoch
         if world > 1:
             tdist.barrier()  # rank 0 has written it
         model.load_state_dict(load(out / BEST)["model"])
@@ -490,8 +597,9 @@ def _train(
         "identity": identity,
         "config": asdict(config),
         "history": history,
-        "epochs_run": config.epochs - start_epoch,
+        "epochs_run": built.total_epochs - start_epoch,
         "selected_epoch": selected,
+        "stages": [st.summary() for st in built.stages[1:]],
     }
     if data.test is not None:
         test = evaluate_model(model, data.test, dist, device, num_workers=config.num_workers)
@@ -502,6 +610,20 @@ def _train(
     if main:
         write_json(out / "metrics.json", result)
     return result
+
+
+def _optimizer(
+    config: TrainConfig, parameters: list[nn.Parameter], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            parameters,
+            lr=lr,
+            momentum=config.momentum,
+            weight_decay=weight_decay,
+            nesterov=True,
+        )
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
 
 
 def _tensorboard(out: Path) -> Any:

@@ -70,6 +70,9 @@ class CosineClassifier(nn.Module):
             raise ValueError(f"scale must be > 0, got {scale}")
         self.scale = float(scale)
         self.weight = nn.Parameter(torch.empty(num_classes, in_features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)  # as nn.Linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -178,6 +181,15 @@ def check_input_size(model: nn.Module, name: str, in_channels: int, image_size: 
         ) from None
     finally:
         model.train(was_training)
+
+
+def find_classifier(model: nn.Module) -> str:
+    """The name of ``model``'s classifier layer: its last ``nn.Linear`` or
+    :class:`CosineClassifier` (what :func:`build_model`'s ``head`` replaces)."""
+    found = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, CosineClassifier))]
+    if not found or not found[-1]:
+        raise ValueError("model has no Linear classifier layer")
+    return found[-1]
 
 
 def _replace_head(
