@@ -127,7 +127,10 @@ def test_stages_are_named_checked_and_compose_with_any_first_stage():
     )
     built = build_strategy(s, np.array([0, 0, 1]), np.array([2, 1]), seed=0, epochs=4, batch_size=2)
     assert built.stage_bounds() == [(0, 4), (4, 7)] and built.stage_of(5) == 1
-    with pytest.raises(ValueError, match="unknown second stage .crtt.*stages: crt, logit_adjust, lws, tau_norm, weight_balancing"):
+    with pytest.raises(
+        ValueError,
+        match="unknown second stage .crtt.*stages: crt, logit_adjust, lws, tau_norm, weight_balancing",
+    ):
         parse_strategy("instance+ce:crtt")
     with pytest.raises(ValueError, match="at most 2"):
         parse_strategy("instance+ce:crt:lws")
