@@ -141,9 +141,19 @@ def test_two_process_torchrun_training(image_tree, tmp_path):
     assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "log.csv").exists()
 
 
-def test_cli_compare_two_strategies_one_seed(tmp_path):
+def test_cli_compare_two_strategies_one_seed(tmp_path, monkeypatch):
+    from longtail.report import plots
+
+    drawn = {}
+    real_save = plots._save
+
+    def keep(fig, path):
+        drawn[Path(path).name] = fig.axes[0].images[0].get_array() if fig.axes[0].images else None
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
     out = tmp_path / "cmp"
-    strategies = "instance+ce,weighted[scheme=sqrt_inverse]+focal[gamma=1]"
+    strategies = "instance+ce,weighted[scheme=sqrt_inverse]+focal[gamma=1],instance+ce:logit_adjust"
     argv = [
         "compare",
         "--strategies",
@@ -159,7 +169,16 @@ def test_cli_compare_two_strategies_one_seed(tmp_path):
     code = main(argv)
     assert code == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["strategies"] == ["instance+ce", "weighted[scheme=sqrt_inverse]+focal[gamma=1]"]
+    assert results["strategies"] == strategies.split(",")
+    # the heat map's cells are the per-class recall changes of results.json, in points, with the
+    # classes sorted by training count
+    recall = {k: np.array(v, dtype=float) for k, v in results["per_class_recall"].items()}
+    order = np.argsort(-np.array(results["class_counts"]), kind="stable")
+    expected = [100 * (recall[s] - recall["instance+ce"])[order] for s in strategies.split(",")[1:]]
+    cells = drawn["recall_change.png"]
+    assert cells.shape == (2, 10)
+    np.testing.assert_allclose(cells.filled(np.nan), np.array(expected), rtol=0, atol=1e-9)
+    assert "recall_change.png" in (out / "report.md").read_text()
     bal = results["metrics"]["balanced_accuracy"]
     assert bal["instance+ce"]["delta_points"] == 0
     assert 0.3 < bal["instance+ce"]["mean"] <= 1

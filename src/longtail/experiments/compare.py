@@ -16,7 +16,12 @@ from longtail._io import strict_loads, write_text
 from longtail._lock import folder_lock
 from longtail.data.bundle import DataBundle
 from longtail.metrics import HEADLINE, compare_runs
-from longtail.report.plots import plot_class_counts, plot_confusion, plot_per_class_recall
+from longtail.report.plots import (
+    plot_class_counts,
+    plot_confusion,
+    plot_per_class_recall,
+    plot_recall_change,
+)
 from longtail.report.tables import markdown_table, print_table, rich_table, write_tables
 from longtail.strategies import build_strategy, parse_strategy
 from longtail.training.identity import run_identity
@@ -128,7 +133,10 @@ def _run_compare(
             test = result["test"]
             summaries.setdefault(strategy.label, []).append(test["summary"])
             recalls.setdefault(strategy.label, []).append(
-                np.array([c["recall"] for c in test["per_class"]])
+                np.array(
+                    [np.nan if c["recall"] is None else c["recall"] for c in test["per_class"]],
+                    dtype=np.float64,
+                )
             )
             cm = np.array(test["confusion"])
             confusions[strategy.label] = confusions.get(strategy.label, 0) + cm
@@ -159,11 +167,16 @@ def _run_compare(
     }
     comparison["data"] = data.name
     comparison["seconds"] = time.perf_counter() - started
-    write_tables(comparison, out)
     mean_recall = {name: np.mean(recalls[name], axis=0) for name in converged}
+    comparison["classes"] = list(dist.class_names)
+    comparison["class_counts"] = dist.counts.tolist()
+    comparison["per_class_recall"] = {n: r.tolist() for n, r in mean_recall.items()}
+    write_tables(comparison, out)
     plot_per_class_recall(mean_recall, dist, out / "per_class_recall.png")
     best = _argmax(comparison["metrics"]["balanced_accuracy"])
     baseline = comparison["baseline"]
+    if len(mean_recall) > 1:
+        plot_recall_change(mean_recall, baseline, dist, out / "recall_change.png")
     plot_confusion(
         confusions[baseline],
         dist.class_names,
@@ -253,6 +266,11 @@ def _report(
         f"{m['tail_recall'][best_tail].get('delta_points', 0):+.1f} points); its head recall changed by "
         f"{m['head_recall'][best_tail].get('delta_points', 0):+.1f} points.",
         "",
+        *(
+            ["![change in per-class recall against the baseline](recall_change.png)", ""]
+            if len(comparison["per_class_recall"]) > 1
+            else []
+        ),
         "![per-class recall](per_class_recall.png)",
         "",
         "![training distribution](class_counts.png)",

@@ -103,6 +103,70 @@ def plot_per_class_recall(
     return _save(fig, path)
 
 
+def recall_change(
+    recalls: Mapping[str, Sequence[float]], baseline: str, counts: Sequence[int]
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(strategies, class order, change): the change in recall against ``baseline``, in points,
+    of every other strategy [S, K], with the classes (columns) sorted by training count, largest
+    first; nan where a class has no recall (no test images)."""
+    order = np.argsort(-np.asarray(counts), kind="stable")
+    names = [n for n in recalls if n != baseline]
+    base = np.asarray(recalls[baseline], dtype=np.float64)[order]
+    change = np.array(
+        [100 * (np.asarray(recalls[n], dtype=np.float64)[order] - base) for n in names]
+    ).reshape(len(names), len(order))
+    return names, order, change
+
+
+def plot_recall_change(
+    recalls: Mapping[str, Sequence[float]],
+    baseline: str,
+    dist: ClassDistribution,
+    path: str | Path,
+) -> Path:
+    """Heat map of :func:`recall_change`: strategies x classes (sorted by training count),
+    diverging colours centred on zero (blue: recall gained, red: lost), cells labelled in points
+    when they are few enough to read."""
+    names, order, change = recall_change(recalls, baseline, dist.counts)
+    if not names:
+        raise ValueError("a heat map of changes needs a strategy besides the baseline")
+    finite = change[np.isfinite(change)]
+    top = max(float(np.abs(finite).max()) if finite.size else 0.0, 1.0)
+    k = len(order)
+    fig, ax = plt.subplots(
+        figsize=(min(max(6.0, 0.45 * k + 4.5), 26.0), min(max(3.0, 0.38 * len(names) + 2.2), 20.0))
+    )
+    im = ax.imshow(np.ma.masked_invalid(change), cmap="RdBu", vmin=-top, vmax=top, aspect="auto")
+    ax.set_xticks(np.arange(k))
+    ax.set_xticklabels(
+        [f"{dist.class_names[i]} ({dist.counts[i]:,})" for i in order],
+        rotation=60,
+        ha="right",
+        fontsize=8,
+    )
+    ax.set_yticks(np.arange(len(names)))
+    ax.set_yticklabels(names, fontsize=8)
+    if k * len(names) <= 600:
+        for i in range(len(names)):
+            for j in range(k):
+                if np.isfinite(change[i, j]):
+                    strong = abs(change[i, j]) > 0.6 * top
+                    ax.text(
+                        j,
+                        i,
+                        f"{change[i, j]:+.0f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if strong else "black",
+                    )
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="recall change (points)")
+    ax.set_title(
+        f"Change in test recall against {baseline}, classes sorted by training count (in brackets)"
+    )
+    return _save(fig, path)
+
+
 def plot_confusion(
     matrix: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = ""
 ) -> Path:
