@@ -126,8 +126,14 @@ DEFAULT_STRATEGIES = (
     "class_balanced+focal",
     "instance+balanced_softmax",
     "instance+ldam_drw",
+    "instance+ce:crt",
+    "weighted+ce:lws",
+    "instance+ce:logit_adjust",
+    "instance+ce:weight_balancing",
 )
 """What ``longtail compare`` runs by default: plain training, inverse / smoothed-inverse /
 class-balanced (effective number) weighted sampling, hybrid and curriculum sampling, focal loss,
-class-balanced sampling with focal loss, and two of the strongest published losses (balanced
-softmax, LDAM with deferred re-weighting)."""
+class-balanced sampling with focal loss, two of the strongest published losses (balanced
+softmax, LDAM with deferred re-weighting), and the decoupled second stages (classifier
+re-training, learnable weight scaling on re-sampled features, post-hoc logit adjustment, weight
+balancing)."""
