@@ -14,7 +14,7 @@ def main(data: str, out: str) -> None:
     bundle = folder_bundle(data, image_size=16, seed=0)
     result = train(
         TrainConfig(
-            strategy="class_balanced+focal",
+            strategy="class_balanced+focal:crt[epochs=1]",  # a second stage too
             model="small_cnn",
             epochs=2,
             batch_size=8,
@@ -26,7 +26,13 @@ def main(data: str, out: str) -> None:
     )
     rank = dist.get_rank()
     (Path(out) / f"rank{rank}.json").write_text(
-        json.dumps({"world": dist.get_world_size(), "summary": result["test"]["summary"]})
+        json.dumps(
+            {
+                "world": dist.get_world_size(),
+                "summary": result["test"]["summary"],
+                "stages": [r["stage"] for r in result["history"]],
+            }
+        )
     )
     dist.barrier()
     dist.destroy_process_group()

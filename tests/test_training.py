@@ -138,6 +138,7 @@ def test_two_process_torchrun_training(image_tree, tmp_path):
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0]["world"] == 2
     assert ranks[0]["summary"] == ranks[1]["summary"]  # metrics reduced across ranks
+    assert ranks[0]["stages"] == ranks[1]["stages"] == [1, 1, 2]  # and through the second stage
     assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / "log.csv").exists()
 
 
@@ -178,7 +179,13 @@ def test_cli_compare_two_strategies_one_seed(tmp_path, monkeypatch):
     cells = drawn["recall_change.png"]
     assert cells.shape == (2, 10)
     np.testing.assert_allclose(cells.filled(np.nan), np.array(expected), rtol=0, atol=1e-9)
-    assert "recall_change.png" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "recall_change.png" in report
+    tau = results["chosen_tau"]["instance+ce:logit_adjust"][0]
+    assert (
+        f"Second stages chose tau on the validation split (by seed: instance+ce:logit_adjust {tau:g})"
+        in report
+    )
     bal = results["metrics"]["balanced_accuracy"]
     assert bal["instance+ce"]["delta_points"] == 0
     assert 0.3 < bal["instance+ce"]["mean"] <= 1

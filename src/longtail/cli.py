@@ -338,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strategy",
         default="instance+ce",
-        help="SAMPLER+LOSS, e.g. class_balanced+focal or weighted[scheme=sqrt_inverse]+ce",
+        help="SAMPLER+LOSS, optionally :STAGE (a second stage on the classifier: crt, lws, "
+        "tau_norm, logit_adjust, weight_balancing), e.g. class_balanced+focal, "
+        "weighted[scheme=sqrt_inverse]+ce or instance+ce:crt[epochs=2]",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")

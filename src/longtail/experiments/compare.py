@@ -105,6 +105,7 @@ def _run_compare(
     fingerprint = data.fingerprint()
     diverged: dict[str, str] = {}
     selected: dict[str, list[int | None]] = {}
+    taus: dict[str, list[float]] = {}
     started = time.perf_counter()
     total = len(parsed) * len(seeds)
     done = 0
@@ -130,6 +131,9 @@ def _run_compare(
                 )
                 continue
             selected.setdefault(strategy.label, []).append(result.get("selected_epoch"))
+            for choice in result.get("stages", []):
+                if choice.get("tau") is not None:
+                    taus.setdefault(strategy.label, []).append(choice["tau"])
             test = result["test"]
             summaries.setdefault(strategy.label, []).append(test["summary"])
             recalls.setdefault(strategy.label, []).append(
@@ -159,6 +163,7 @@ def _run_compare(
     comparison["diverged"] = diverged
     comparison["unreadable_images"] = len(data.unreadable_images())
     comparison["selected_epochs"] = {n: selected[n] for n in converged}
+    comparison["chosen_tau"] = {n: taus[n] for n in converged if n in taus}
     comparison["seeds"] = list(seeds)
     comparison["config"] = {
         k: v
@@ -243,6 +248,16 @@ def _report(
             + ")."
             if cfg.get("select_best", True)
             else "Each run's tested model is its last epoch's."
+        )
+        + (
+            " Second stages chose tau on the validation split (by seed: "
+            + "; ".join(
+                f"{n} {', '.join(f'{t:g}' for t in ts)}"
+                for n, ts in comparison.get("chosen_tau", {}).items()
+            )
+            + ")."
+            if comparison.get("chosen_tau")
+            else ""
         ),
         "",
         markdown_table(comparison),
