@@ -126,14 +126,14 @@ DEFAULT_STRATEGIES = (
     "class_balanced+focal",
     "instance+balanced_softmax",
     "instance+ldam_drw",
-    "instance+ce:crt",
+    "sqrt+ce:crt",
     "weighted+ce:lws",
-    "instance+ce:logit_adjust",
+    "sqrt+ce:logit_adjust",
     "instance+ce:weight_balancing",
 )
 """What ``longtail compare`` runs by default: plain training, inverse / smoothed-inverse /
 class-balanced (effective number) weighted sampling, hybrid and curriculum sampling, focal loss,
 class-balanced sampling with focal loss, two of the strongest published losses (balanced
-softmax, LDAM with deferred re-weighting), and the decoupled second stages (classifier
-re-training, learnable weight scaling on re-sampled features, post-hoc logit adjustment, weight
-balancing)."""
+softmax, LDAM with deferred re-weighting), and the decoupled second stages in their strongest
+pairing on the demo (classifier re-training and post-hoc logit adjustment after square-root
+sampling, learnable weight scaling after inverse-frequency sampling, weight balancing)."""
