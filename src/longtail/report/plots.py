@@ -154,7 +154,7 @@ def plot_recall_change(
                     ax.text(
                         j,
                         i,
-                        f"{change[i, j]:+.0f}",
+                        f"{change[i, j]:+.0f}" if round(change[i, j]) else "0",
                         ha="center",
                         va="center",
                         fontsize=7,
@@ -162,7 +162,9 @@ def plot_recall_change(
                     )
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="recall change (points)")
     ax.set_title(
-        f"Change in test recall against {baseline}, classes sorted by training count (in brackets)"
+        f"Change in test recall against {baseline} (points)\n"
+        "classes sorted by training count (in brackets)",
+        fontsize=10,
     )
     return _save(fig, path)
 

@@ -197,14 +197,33 @@ class LearnableWeightScaling(Stage):
         return [ctx.get_classifier().scales]
 
 
-class TauNormalisation(Stage):
-    """tau-normalisation with tau chosen on the validation split."""
-
-    name = "tau_norm"
+class TunedOnValidation(Stage):
+    """A stage with no epochs that picks the ``tau`` of its grid whose classifier scores the best
+    validation balanced accuracy (the smallest among equals)."""
 
     def __init__(self, grid: Iterable[float] = TAU_GRID) -> None:
         self.grid = [float(t) for t in grid]
         self.tau: float | None = None
+
+    def choose(self, ctx: StageContext, head: Callable[[float], Head]) -> float:
+        scores = ctx.score([head(t) for t in self.grid])
+        self.tau = self.grid[int(np.argmax(scores))]
+        return self.tau
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tau": self.tau}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tau = state.get("tau", self.tau)
+
+    def summary(self) -> dict[str, Any]:
+        return {"stage": self.name, "tau": self.tau}
+
+
+class TauNormalisation(TunedOnValidation):
+    """tau-normalisation with tau chosen on the validation split."""
+
+    name = "tau_norm"
 
     def begin(self, ctx: StageContext) -> None:
         classifier = ctx.get_classifier()
@@ -216,30 +235,19 @@ class TauNormalisation(Stage):
             w = weight / norms.pow(tau)
             return lambda x: nn.functional.linear(x, w.to(x.device), bias)
 
-        scores = ctx.score([head(t) for t in self.grid])
-        self.tau = self.grid[int(np.argmax(scores))]
+        tau = self.choose(ctx, head)
         with torch.no_grad():
-            classifier.weight.copy_(weight / norms.pow(self.tau))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"tau": self.tau}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.tau = state.get("tau", self.tau)
-
-    def summary(self) -> dict[str, Any]:
-        return {"stage": self.name, "tau": self.tau}
+            classifier.weight.copy_(weight / norms.pow(tau))
 
 
-class PostHocLogitAdjustment(Stage):
+class PostHocLogitAdjustment(TunedOnValidation):
     """Post-hoc logit adjustment with tau chosen on the validation split."""
 
     name = "logit_adjust"
 
     def __init__(self, counts: np.ndarray, grid: Iterable[float] = TAU_GRID) -> None:
+        super().__init__(grid)
         self.log_prior = log_prior(counts)
-        self.grid = [float(t) for t in grid]
-        self.tau: float | None = None
 
     def begin(self, ctx: StageContext) -> None:
         inner = ctx.get_classifier()
@@ -247,23 +255,13 @@ class PostHocLogitAdjustment(Stage):
         def head(tau: float) -> Head:
             return lambda x: inner(x) - tau * self.log_prior.to(x.device)
 
-        scores = ctx.score([head(t) for t in self.grid])
-        self.tau = self.grid[int(np.argmax(scores))]
-        ctx.set_classifier(AdjustedClassifier(inner, -self.tau * self.log_prior))
+        tau = self.choose(ctx, head)
+        ctx.set_classifier(AdjustedClassifier(inner, -tau * self.log_prior))
 
     def restore(self, ctx: StageContext) -> None:
         ctx.set_classifier(
             AdjustedClassifier(ctx.get_classifier(), torch.zeros_like(self.log_prior))
         )
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"tau": self.tau}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.tau = state.get("tau", self.tau)
-
-    def summary(self) -> dict[str, Any]:
-        return {"stage": self.name, "tau": self.tau}
 
 
 class WeightBalancing(Stage):
