@@ -306,6 +306,13 @@ def train(
     ``best.pt``; ``checkpoint.pt`` holds the last epoch, which ``resume`` continues), and
     ``metrics.json`` says which epoch that was (``selected_epoch``).
 
+    A strategy with a second stage (``SAMPLER+LOSS:STAGE``, :mod:`longtail.strategies.stages`)
+    continues from the first stage's tested model: the stage begins (its classifier re-initialised,
+    wrapped or re-scaled, a tau chosen on validation), then trains the classifier alone for its
+    own epochs, numbered on from the first stage's; ``metrics.json`` lists what it chose
+    (``stages``). The checkpoint records the stage, so ``resume`` continues on either side of the
+    boundary.
+
     A non-finite loss stops the run with :class:`TrainingDiverged` (the last checkpoint is that of
     the last good epoch, and ``metrics.json`` records the divergence, not a result).
     """
