@@ -127,7 +127,7 @@ def build_model(
         try:
             import timm
         except ImportError as err:
-            raise ValueError(f"model {name!r} needs timm: pip install timm") from err
+            raise ValueError(f"model {name!r} needs timm: pip install 'longtail[timm]'") from err
         weights_name = pretrained if pretrained and not os.path.exists(pretrained) else None
         model = timm.create_model(
             name[5:], pretrained=bool(weights_name), num_classes=num_classes, in_chans=in_channels
