@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -156,6 +156,7 @@ def _config(args: argparse.Namespace, strategy: str, seed: int):
         optimizer=args.optimizer,
         lr=args.lr,
         weight_decay=args.weight_decay,
+        momentum=args.momentum,
         warmup_epochs=args.warmup_epochs,
         select_best=not args.last_epoch,
         head=args.head,
@@ -270,6 +271,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--weight-decay", type=float, default=1e-4)
+    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     g.add_argument(
         "--warmup-epochs",
         type=int,
@@ -303,6 +305,12 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", type=Path, help="output folder (default runs/COMMAND-<timestamp>)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="TOML or JSON file of these options (long names; a run's config.json makes that run "
+        "again); options given here win over the file",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -334,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_analyze)
 
-    p = sub.add_parser("train", help="train one strategy (sampler+loss)")
+    p = train_parser = sub.add_parser("train", help="train one strategy (sampler+loss)")
     p.add_argument(
         "--strategy",
         default="instance+ce",
@@ -357,7 +365,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="seeds per strategy (default 3)")
     _add_training_options(p)
     p.set_defaults(func=_compare)
+    parser.commands = {"train": train_parser, "compare": p}  # type: ignore[attr-defined]
     return parser
+
+
+def _apply_config_file(parser: argparse.ArgumentParser, command: str, path: Path) -> None:
+    """Make the options in the file at ``path`` the defaults of ``command``, checked as the
+    command line would check them."""
+    from longtail.config_file import read_options
+
+    sub = parser.commands[command]  # type: ignore[attr-defined]
+    actions = {a.dest: a for a in sub._actions if a.dest not in ("help", "config")}
+    defaults: dict[str, Any] = {}
+    for key, value in read_options(path).items():
+        action = actions.get(key)
+        if action is None:
+            names = ", ".join(sorted(d.replace("_", "-") for d in actions))
+            raise ValueError(f"--config {path}: {command} has no option {key!r}; options: {names}")
+        if value is None:
+            continue
+        flag = action.option_strings[0]
+        if isinstance(action, argparse._StoreTrueAction):
+            if not isinstance(value, bool):
+                raise ValueError(f"--config {path}: {key} must be true or false, got {value!r}")
+        elif key == "strategies" and isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        elif action.type in (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"--config {path}: {flag} takes a number, got {value!r}")
+            if action.type is int and value != int(value):
+                raise ValueError(f"--config {path}: {flag} takes an integer, got {value!r}")
+            value = action.type(value)
+        elif not isinstance(value, str):
+            raise ValueError(f"--config {path}: {flag} takes text, got {value!r}")
+        elif action.type is Path:
+            value = Path(value)
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(map(str, action.choices))
+            raise ValueError(f"--config {path}: {flag} must be one of {choices}, got {value!r}")
+        defaults[key] = value
+    sub.set_defaults(**defaults)
 
 
 def one_line(err: BaseException) -> str:
@@ -388,7 +435,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from longtail._lock import FolderLocked
     from longtail.training.loop import TrainingDiverged
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "config", None) is not None:
+        try:
+            _apply_config_file(parser, args.command, args.config)
+        except ValueError as err:
+            err_console.print(f"[bold red]error:[/bold red] {escape(one_line(err))}")
+            return 2
+        args = parser.parse_args(argv)  # the command line over the file
     if getattr(args, "out", None) is None and args.command in ("train", "compare"):
         args.out = Path("runs") / f"{args.command}-{_timestamp()}"
     try:

@@ -1,0 +1,76 @@
+"""Option files for ``longtail train --config`` and ``longtail compare --config``.
+
+A TOML file holds the command-line options by their long names (``batch-size`` or
+``batch_size``), e.g.::
+
+    data = "/data/Million-AID"
+    level = 1
+    model = "resnet18"
+    strategies = ["instance+ce", "class_balanced+focal", "sqrt+ce:crt"]
+    epochs = 12
+    augment = "aerial"
+
+A JSON file may hold the same, or be a run's own ``config.json``: its settings and data source are
+read back so that the run can be made again. Options given on the command line win over the file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+EMBEDDED_SOURCE = "embedded Fashion-MNIST-LT"
+
+_RUN_SETTINGS = {  # TrainConfig field -> (option, how its value maps)
+    "num_workers": ("workers", lambda v: v),
+    "select_best": ("last_epoch", lambda v: not v),
+    "amp": ("no_amp", lambda v: not v),
+    "progress": ("no_progress", lambda v: not v),
+}
+
+
+def read_options(path: str | Path) -> dict[str, Any]:
+    """The options in the file at ``path`` as ``{option_dest: value}`` (dashes become
+    underscores); a run's ``config.json`` is turned into the options that make that run."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"--config {path}: cannot read it ({err.strerror or err})") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            raw: Any = tomllib.loads(text)
+        elif path.suffix.lower() == ".json":
+            raw = json.loads(text)
+        else:
+            raise ValueError(f"--config {path}: give a .toml or .json file")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"--config {path} is not valid {path.suffix[1:].upper()}: {err}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"--config {path} must hold a table of options, not {type(raw).__name__}")
+    if isinstance(raw.get("identity"), dict) and isinstance(raw.get("config"), dict):
+        return _saved_run(raw)
+    return {str(k).replace("-", "_"): v for k, v in raw.items()}
+
+
+def _saved_run(saved: dict[str, Any]) -> dict[str, Any]:
+    """Options that make again the run whose ``config.json`` is ``saved``."""
+    options: dict[str, Any] = {}
+    for key, value in saved["config"].items():
+        option, convert = _RUN_SETTINGS.get(key, (key, lambda v: v))
+        options[option] = convert(value)
+    data = saved["identity"].get("data", {})
+    source = data.get("source")
+    if source != EMBEDDED_SOURCE:
+        options["data"] = source
+        options["image_size"] = data.get("image_size")
+        options["level"] = data.get("level")
+        options["split_seed"] = data.get("split_seed")
+    return options
