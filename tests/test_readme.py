@@ -37,3 +37,27 @@ def test_library_example_runs_as_written():
     summary = namespace["metrics"].compute(namespace["dist"]).summary()
     assert set(summary) >= {"balanced_accuracy", "head_recall", "tail_f1", "ece"}
     assert namespace["sampler"].epoch == 1  # set_epoch reached the sampler
+
+
+def test_the_other_tools_examples_run_as_written(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    section = README.read_text().split("## Working with other tools", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
+    assert len(blocks) == 2, "the option-file and timm examples are missing from the README"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    for block in blocks:
+        proc = subprocess.run(
+            ["bash", "-e", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = tmp_path / "runs"
+    results = json.loads((runs / "exp" / "results.json").read_text())
+    assert results["strategies"] == ["instance+ce", "weighted+ce", "sqrt+ce:crt"]
+    one, again = (json.loads((runs / d / "metrics.json").read_text()) for d in ("one", "one-again"))
+    assert one["test"]["summary"] == again["test"]["summary"]
+    timm_run = json.loads((runs / "timm" / "metrics.json").read_text())
+    assert timm_run["config"]["model"] == "timm:test_efficientnet" and "test" in timm_run
