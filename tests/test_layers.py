@@ -14,9 +14,10 @@ from longtail.strategies.lifecycle import BatchSamplerPart, FeedbackSampler, Sch
 SRC = Path(__file__).resolve().parent.parent / "src" / "longtail"
 CORE = ("distribution", "weights", "sampling", "losses", "metrics", "_checks", "_io", "_lock")
 ABOVE = {
-    "core": ("data", "training", "experiments", "report", "cli", "strategies"),
-    "strategies": ("data", "training", "experiments", "report", "cli"),
-    "training": ("experiments", "report", "cli"),
+    "core": ("data", "training", "experiments", "report", "cli", "strategies", "integrations"),
+    "strategies": ("data", "training", "experiments", "report", "cli", "integrations"),
+    "training": ("experiments", "report", "cli", "integrations"),
+    "integrations": ("training", "experiments", "report", "cli"),
 }
 
 

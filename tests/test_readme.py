@@ -61,3 +61,14 @@ def test_the_other_tools_examples_run_as_written(tmp_path):
     assert one["test"]["summary"] == again["test"]["summary"]
     timm_run = json.loads((runs / "timm" / "metrics.json").read_text())
     assert timm_run["config"]["model"] == "timm:test_efficientnet" and "test" in timm_run
+
+
+def test_the_lightning_example_runs_as_written(tmp_path, monkeypatch):
+    section = README.read_text().split("**PyTorch Lightning.**", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)  # Lightning writes its logs in the working folder
+    namespace: dict = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    logged = namespace["trainer"].callback_metrics
+    assert {"val_balanced_accuracy", "val_head_recall", "val_tail_recall"} <= set(logged)
+    assert 0.3 < float(logged["val_balanced_accuracy"]) <= 1

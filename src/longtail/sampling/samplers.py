@@ -13,7 +13,10 @@ Every sampler:
 - shards the plan for DistributedDataParallel like ``torch.utils.data.DistributedSampler``: rank r
   takes ``plan[r::num_replicas]`` after padding (wrap-around) or truncating (``drop_last``) to a
   multiple of ``num_replicas``, so ranks are disjoint and equally long; ``num_replicas`` and ``rank``
-  default to the initialised process group, else 1 and 0;
+  default to the initialised process group, else 1 and 0. The samplers of single indices are
+  ``DistributedSampler`` instances, so frameworks that shard a DataLoader's sampler unless it is
+  one (PyTorch Lightning's ``use_distributed_sampler``) leave them as they are: sharding happens
+  once, here, and the framework's ``set_epoch`` calls reach the sampler;
 - has an exact ``len()`` (the current epoch's shard length);
 - takes ``num_classes`` where labels are counted, so classes at the end of the label range that
   have no samples still count (and :meth:`CurriculumSampler.update` takes one value per class).
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler, Sampler
 
 from longtail._checks import check_probability_vector
 from longtail.sampling import plans
@@ -160,12 +163,16 @@ class EpochSeeded:
         return plans.epoch_rng(self._base_seed(), epoch)
 
 
-class PlanSampler(EpochSeeded, Sampler[int], ABC):
+class PlanSampler(EpochSeeded, DistributedSampler, ABC):
     """Base class: subclasses implement :meth:`plan` (the global index array of one epoch) and,
-    when the epoch length is fixed, :meth:`global_length`."""
+    when the epoch length is fixed, :meth:`global_length`. A ``DistributedSampler`` by type and by
+    contract (``num_replicas``, ``rank``, ``epoch``, ``set_epoch``, ``drop_last``, ``shuffle``),
+    built from labels rather than from a dataset's length."""
+
+    shuffle = True  # as DistributedSampler's attribute: the order of every plan is random
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        EpochSeeded.__init__(self, **kwargs)  # not DistributedSampler's: it needs a dataset
         self._cache: tuple[Any, np.ndarray] | None = None
 
     @abstractmethod
