@@ -215,3 +215,27 @@ def test_a_missing_lightning_names_the_extra(monkeypatch):
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(ImportError, match=r"needs lightning: pip install 'longtail\[lightning\]'"):
         import longtail.integrations.lightning  # noqa: F401
+
+
+def test_accelerate_splits_a_global_longtail_plan_between_processes(tmp_path):
+    from helpers import torchrun
+    from lightning_worker import LABELS
+    from longtail.sampling import WeightedSampler
+
+    proc = torchrun(Path(__file__).parent / "accelerate_worker.py", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    plans = []
+    for epoch in range(3):
+        sampler = WeightedSampler(labels=LABELS, scheme="inverse", seed=7, num_replicas=1)
+        sampler.set_epoch(epoch)
+        plan = list(sampler)
+        batches = [ranks[r][str(epoch)] for r in range(2)]
+        assert len(batches[0]) == len(batches[1])  # as many steps on every process
+        # batches alternate between the processes: together, in order, they are the plan (the
+        # last one completed from the epoch's start, accelerate's even_batches)
+        together = [i for pair in zip(*batches, strict=True) for batch in pair for i in batch]
+        assert together[: len(plan)] == plan
+        assert together[len(plan) :] == plan[: len(together) - len(plan)]
+        plans.append(plan)
+    assert plans[0] != plans[1] != plans[2]  # accelerate's set_epoch reached the sampler

@@ -72,3 +72,12 @@ def test_the_lightning_example_runs_as_written(tmp_path, monkeypatch):
     logged = namespace["trainer"].callback_metrics
     assert {"val_balanced_accuracy", "val_head_recall", "val_tail_recall"} <= set(logged)
     assert 0.3 < float(logged["val_balanced_accuracy"]) <= 1
+
+
+def test_the_accelerate_example_runs_as_written():
+    section = README.read_text().split("**Hugging Face accelerate.**", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    assert namespace["sampler"].epoch == 1  # accelerate's set_epoch reached the sampler
+    assert torch.isfinite(namespace["loss"])

@@ -13,7 +13,8 @@ Every sampler:
 - shards the plan for DistributedDataParallel like ``torch.utils.data.DistributedSampler``: rank r
   takes ``plan[r::num_replicas]`` after padding (wrap-around) or truncating (``drop_last``) to a
   multiple of ``num_replicas``, so ranks are disjoint and equally long; ``num_replicas`` and ``rank``
-  default to the initialised process group, else 1 and 0. The samplers of single indices are
+  default to the initialised process group, else 1 and 0 (``num_replicas=1``: the whole plan on
+  every process, for frameworks that split batches themselves, such as accelerate). The samplers of single indices are
   ``DistributedSampler`` instances, so frameworks that shard a DataLoader's sampler unless it is
   one (PyTorch Lightning's ``use_distributed_sampler``) leave them as they are: sharding happens
   once, here, and the framework's ``set_epoch`` calls reach the sampler;
@@ -46,8 +47,8 @@ def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
     initialised = dist.is_available() and dist.is_initialized()
     if num_replicas is None:
         num_replicas = dist.get_world_size() if initialised else 1
-    if rank is None:
-        rank = dist.get_rank() if initialised else 0
+    if rank is None:  # num_replicas=1 asks for the whole plan, whatever this process's rank
+        rank = dist.get_rank() if initialised and num_replicas > 1 else 0
     if num_replicas < 1:
         raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
     if not 0 <= rank < num_replicas:
