@@ -81,3 +81,19 @@ def test_the_accelerate_example_runs_as_written():
     exec(compile(code, str(README), "exec"), namespace)
     assert namespace["sampler"].epoch == 1  # accelerate's set_epoch reached the sampler
     assert torch.isfinite(namespace["loss"])
+
+
+def test_the_torchgeo_example_runs_as_written(tmp_path, monkeypatch):
+    from helpers import MILLION_AID_LIKE, write_tree
+
+    section = README.read_text().split("**torchgeo.**", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    root = tmp_path / "data" / "Million-AID"
+    write_tree(root / "train", {k: n + 10 for k, n in MILLION_AID_LIKE.items()}, size=20)
+    write_tree(root / "test", {k: 2 for k in MILLION_AID_LIKE}, size=20, seed=1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, str(README), "exec"), namespace)
+    result = namespace["result"]
+    assert result["config"]["model"] == "small_cnn" and len(result["test"]["per_class"]) == 5
+    assert namespace["dist"].at_level(1).counts.tolist() == [47, 28]
