@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from longtail.sampling import WeightedSampler
+from longtail.sampling import BalancedBatchSampler, WeightedSampler
 
 LABELS = np.repeat(np.arange(3), [30, 12, 5])
 
@@ -25,13 +25,21 @@ class Indexed(Dataset):
         return torch.full((4,), float(i)), int(LABELS[i]), i
 
 
+def balanced_batches(**world):
+    """P classes x M images per batch (a batch sampler)."""
+    return BalancedBatchSampler(LABELS, classes_per_batch=3, samples_per_class=2, seed=7, **world)
+
+
 class Model(pl.LightningModule):
-    def __init__(self):
+    def __init__(self, kind: str = "weighted"):
         super().__init__()
         self.net = torch.nn.Linear(4, 3)
         self.seen = {}
+        self.kind = kind
 
     def train_dataloader(self):
+        if self.kind == "balanced_batch":
+            return DataLoader(Indexed(), batch_sampler=balanced_batches())
         sampler = WeightedSampler(labels=LABELS, scheme="inverse", seed=7)
         return DataLoader(Indexed(), batch_size=5, sampler=sampler)
 
@@ -44,8 +52,8 @@ class Model(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def main(out: str, use_distributed_sampler: str) -> None:
-    model = Model()
+def main(out: str, use_distributed_sampler: str, kind: str) -> None:
+    model = Model(kind)
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
@@ -66,4 +74,4 @@ def main(out: str, use_distributed_sampler: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3])

@@ -114,20 +114,34 @@ def test_a_bad_config_file_is_refused_naming_the_problem(tmp_path, capsys, text,
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("use_distributed_sampler", ["true", "false"])
+@pytest.mark.parametrize(
+    "kind, use_distributed_sampler",
+    [("weighted", "true"), ("weighted", "false"), ("balanced_batch", "false")],
+)
 def test_lightning_ddp_shards_a_longtail_sampler_once_and_advances_its_epochs(
-    tmp_path, use_distributed_sampler
+    tmp_path, kind, use_distributed_sampler
 ):
     from helpers import torchrun
-    from lightning_worker import LABELS
+    from lightning_worker import LABELS, balanced_batches
     from longtail.sampling import WeightedSampler
 
     worker = Path(__file__).parent / "lightning_worker.py"
-    proc = torchrun(worker, str(tmp_path), use_distributed_sampler)
+    proc = torchrun(worker, str(tmp_path), use_distributed_sampler, kind)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     plans = []
     for epoch in range(3):
+        if (
+            kind == "balanced_batch"
+        ):  # a batch sampler: Lightning needs use_distributed_sampler=False
+            shards = []
+            for r in range(2):
+                sampler = balanced_batches(num_replicas=2, rank=r)
+                sampler.set_epoch(epoch)
+                shards.append([i for batch in sampler for i in batch])
+            assert ranks[0][str(epoch)] == shards[0] and ranks[1][str(epoch)] == shards[1]
+            plans.append(shards[0] + shards[1])
+            continue
         sampler = WeightedSampler(labels=LABELS, scheme="inverse", seed=7, num_replicas=1)
         sampler.set_epoch(epoch)
         plan = list(sampler)  # the global plan of this epoch
