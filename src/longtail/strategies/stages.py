@@ -152,21 +152,24 @@ def _classifier_weight(classifier: nn.Module, stage: str) -> Tensor:
     return weight
 
 
-def _balanced_sampler(targets: Any, seed: int, num_classes: int) -> EpochSampler:
-    return EpochSampler(make_sampler("class_balanced", targets, seed=seed, num_classes=num_classes))
-
-
-class ClassifierRetraining(Stage):
-    """cRT: the classifier re-initialised and re-trained with class-balanced sampling."""
-
-    name = "crt"
+class BalancedClassifierStage(Stage):
+    """A stage that trains the classifier for ``epochs`` with class-balanced sampling and CE."""
 
     def __init__(
         self, targets: Any, counts: np.ndarray, seed: int, epochs: int = 2, lr: float | None = None
     ) -> None:
         self.epochs, self.lr = _epochs(epochs, self.name), _lr(lr, self.name)
-        self.sampler = _balanced_sampler(targets, seed, len(counts))
+        self.num_classes = len(counts)
+        self.sampler = EpochSampler(
+            make_sampler("class_balanced", targets, seed=seed, num_classes=self.num_classes)
+        )
         self.loss = LossPart(make_loss("ce", counts))
+
+
+class ClassifierRetraining(BalancedClassifierStage):
+    """cRT: the classifier re-initialised and re-trained with class-balanced sampling."""
+
+    name = "crt"
 
     def begin(self, ctx: StageContext) -> None:
         classifier = ctx.get_classifier()
@@ -175,18 +178,10 @@ class ClassifierRetraining(Stage):
         classifier.reset_parameters()  # from torch's RNG, seeded by the loop from (seed, epoch)
 
 
-class LearnableWeightScaling(Stage):
+class LearnableWeightScaling(BalancedClassifierStage):
     """LWS: one learnable scale per class on the frozen classifier, class-balanced sampling."""
 
     name = "lws"
-
-    def __init__(
-        self, targets: Any, counts: np.ndarray, seed: int, epochs: int = 2, lr: float | None = None
-    ) -> None:
-        self.epochs, self.lr = _epochs(epochs, self.name), _lr(lr, self.name)
-        self.num_classes = len(counts)
-        self.sampler = _balanced_sampler(targets, seed, self.num_classes)
-        self.loss = LossPart(make_loss("ce", counts))
 
     def begin(self, ctx: StageContext) -> None:
         ctx.set_classifier(ScaledClassifier(ctx.get_classifier(), self.num_classes))
