@@ -30,6 +30,7 @@ class BuiltStrategy:
 
     stages: list[Stage]
     head: tuple[str, float] | None = None
+    _epoch: int = 0  # the epoch the events go to (set by on_epoch_start)
 
     @property
     def sampler(self) -> EpochSampler:
