@@ -355,3 +355,25 @@ def test_jpeg_headers_read_without_pillow_match_pillow(tmp_path, monkeypatch):
     slow = [decode.read_encoded(p) for p in (plain, rotated)]
     assert fast == slow
     assert (slow[1].width, slow[1].height, slow[1].orientation) == (20, 30, 8)
+
+
+def test_aerial_preset_on_in_memory_images_yields_the_8_symmetries_of_a_padded_crop():
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (3, 6, 6), dtype=np.uint8)
+    data = ArrayDataset(images, np.arange(3) % 2, mean=[0.5], std=[0.25], augment="aerial")
+    batch = KeyedBatch([0, 1, 2] * 100, seed=2, epoch=0, start=0, step=1)
+    x, _ = data.batch(batch)
+    black = (0 - 0.5) / 0.25
+    kinds = []
+    for k, i in enumerate(batch):
+        padded = torch.nn.functional.pad(data.x[i], (PAD,) * 4, value=black)
+        found = {
+            s
+            for dy in range(2 * PAD + 1)
+            for dx in range(2 * PAD + 1)
+            for s, t in enumerate(dihedral(padded[:, dy : dy + 6, dx : dx + 6]))
+            if torch.equal(t, x[k])
+        }
+        assert len(found) == 1
+        kinds += found
+    assert np.bincount(kinds, minlength=8).min() >= 20  # each of the 8 about 300 / 8 times

@@ -1,6 +1,7 @@
 """read_image: same picture as torchvision's Resize + CenterCrop on every decode route, RGB from
 any mode, EXIF orientation, reduce-on-decode, and clear errors for corrupt files."""
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -133,3 +134,20 @@ def test_center_crop_resize_geometry():
     pixels = torch.arange(10, dtype=torch.uint8).repeat(3, 6, 1)
     out = decode.center_crop_resize(pixels, 4, 6)
     assert out.shape == (3, 4, 4) and out[0, 0].tolist() == [3, 4, 5, 6]
+
+
+def test_a_jpeg_the_fast_decoder_refuses_is_decoded_by_pillow(tmp_path, monkeypatch):
+    from torchvision.transforms.v2 import functional as TF
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / "refused.jpg"
+    Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(path, quality=95)
+
+    def refuse(data):
+        raise ValueError("not for this decoder")
+
+    monkeypatch.setattr(decode, "decode_jpeg_rgb", refuse)
+    out = decode.read_image(path, 24, 32)
+    full = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)
+    expected = TF.center_crop(TF.resize(full, [32], antialias=True), [24])
+    assert out.shape == (3, 24, 24) and (out.float() - expected.float()).abs().max() <= 1

@@ -61,9 +61,6 @@ def check_preset(preset: str) -> str:
     return preset
 
 
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
 def _splitmix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64's output function on uint64 (wrapping arithmetic)."""
     with np.errstate(over="ignore"):
@@ -166,9 +163,12 @@ def pad_crop_flip(x: Tensor, u: np.ndarray, preset: str, fill: Tensor) -> Tensor
     cols = torch.where(flip_t, cols.flip(1), cols)
     out = padded[torch.arange(b)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
     out = out.permute(0, 3, 1, 2)  # [B, C, H, W]
-    if turns.any():
-        out = torch.stack([torch.rot90(img, int(t), dims=(-2, -1)) for img, t in zip(out, turns)])
-    return out.contiguous()
+    out = out.contiguous()
+    for k in (1, 2, 3):  # rotate the samples that take k quarter turns, together
+        chosen = torch.from_numpy(turns == k)
+        if chosen.any():
+            out[chosen] = torch.rot90(out[chosen], k, dims=(-2, -1))
+    return out
 
 
 class KeyedBatchSampler(Sampler[KeyedBatch]):

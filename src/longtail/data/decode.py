@@ -85,16 +85,17 @@ def read_image(path: str | Path, size: int, resize_size: int | None = None) -> T
     """uint8 [3, size, size]: the image at ``path`` with its shorter side scaled to
     ``resize_size`` (default ``size``) and centre-cropped to ``size`` x ``size``."""
     resize_size = resize_size or size
-    data = Path(path).read_bytes()
-    with _open(path, data) as im:
-        orientation = im.getexif().get(ORIENTATION, 1)
-        if im.format == "JPEG" and orientation == 1 and min(im.size) < 2 * resize_size:
-            try:
-                pixels = decode_jpeg_rgb(data)
-            except (RuntimeError, ValueError):  # let Pillow decode it, or name the problem
-                pixels = _decode_with_pillow(im, resize_size, orientation)
-        else:
-            pixels = _decode_with_pillow(im, (resize_size, resize_size), orientation)
+    image = read_encoded(path)
+    pixels = None
+    small = min(image.width, image.height) < 2 * resize_size  # too small to reduce on decode
+    if image.is_jpeg and image.orientation == 1 and small:
+        try:
+            pixels = decode_jpeg_rgb(image.data)
+        except (RuntimeError, ValueError):  # let Pillow decode it, or name the problem
+            pass
+    if pixels is None:
+        with _open(image.path, image.data) as im:
+            pixels = _decode_with_pillow(im, (resize_size, resize_size), image.orientation)
     return center_crop_resize(pixels, size, resize_size)
 
 

@@ -107,12 +107,8 @@ class FirstStage(Stage):
     def __init__(
         self, sampler: EpochSampler, loss: LossPart, epochs: int, weight_decay: float | None
     ) -> None:
-        self.sampler, self.loss, self.epochs, self.weight_decay = (
-            sampler,
-            loss,
-            epochs,
-            weight_decay,
-        )
+        self.sampler, self.loss = sampler, loss
+        self.epochs, self.weight_decay = epochs, weight_decay
 
     def parameters(self, ctx: StageContext) -> Iterable[nn.Parameter]:
         return ctx.model.parameters()

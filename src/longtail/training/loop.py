@@ -448,8 +448,7 @@ def _train(
                 seed_everything(config.seed * 100_003 + first)
                 stage.begin(ctx)
                 current = k
-                if main:
-                    save_atomic({"epoch": first - 1, "model": model.state_dict()}, out / BEST)
+                if main:  # a resume continues inside this stage, without beginning it again
                     checkpoint(first - 1, k)
             if stage.epochs == 0 or start_epoch >= end:
                 continue
@@ -594,9 +593,8 @@ def _train(
         last -= 1
     rows = stage_rows(last)
     selected = best_epoch(rows) if config.select_best else int(rows[-1]["epoch"])
-    if not stage_rows(len(built.stages) - 1):
-        pass  # the model is already the adjusted one of a post-hoc last stage
-    elif selected != rows[-1]["epoch"]:  # test the model of the best validation epoch
+    post_hoc_last = last < len(built.stages) - 1  # its adjusted model is the one to test
+    if not post_hoc_last and selected != rows[-1]["epoch"]:  # the best validation epoch's model
         if world > 1:
             tdist.barrier()  # rank 0 has written it
         model.load_state_dict(load(out / BEST)["model"])
