@@ -14,7 +14,8 @@ uint8 images. Decoding takes the cheapest route:
 
 For training, :func:`read_resized_crop` takes any box of the image (a random-resized crop) to
 ``size`` x ``size`` the same way, choosing the box on the header's geometry so that the JPEG can be
-reduced on decode whenever the box keeps enough pixels.
+reduced on decode whenever the box keeps enough pixels, and decoding the box alone where
+libturbojpeg 3 is installed (:mod:`longtail.data.jpeg_region`).
 
 Grayscale (8 and 16 bits), palette, CMYK and alpha images come out RGB; EXIF orientation is
 respected. An unreadable file raises ``OSError`` (Pillow's ``UnidentifiedImageError`` is one).
@@ -36,6 +37,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
+
+from longtail.data import jpeg_region
 
 ORIENTATION = 0x0112  # the EXIF tag
 
@@ -156,38 +159,63 @@ def decode_resized_crop(image: EncodedImage, size: int, box: Box) -> Tensor:
     kernel, as torchvision's ``resized_crop`` would.
 
     As the box is known before any pixel is decoded, a JPEG is decoded at the smallest scale that
-    keeps the box at least ``size`` pixels both ways (libjpeg's DCT scaling by 1/2, 1/4 or 1/8,
-    through simplejpeg when installed, else Pillow); the box's edges then fall on the reduced
-    image's pixel grid (moved by at most half a reduced pixel)."""
-    left, top, box_w, box_h = box
+    keeps the box at least ``size`` pixels both ways (libjpeg's DCT scaling by 1/2, 1/4 or 1/8);
+    the box's edges then fall on the reduced image's pixel grid (moved by at most half a reduced
+    pixel). With libturbojpeg 3 (:mod:`longtail.data.jpeg_region`) only the box is decoded, else
+    the whole image at that scale (simplejpeg when installed, else Pillow): same pixels."""
     width, height = image.width, image.height
-    need = (math.ceil(size * width / box_w), math.ceil(size * height / box_h))
+    need = (math.ceil(size * width / box[2]), math.ceil(size * height / box[3]))
+    crop = None  # uint8 [h, w, 3], a view of a decode buffer
     if image.is_jpeg and image.orientation == 1:
-        pixels = _decode_jpeg_at_least(image, need)
+        reduction = _reduction(image, need)
+        reduced = (-(-width // reduction), -(-height // reduction))
+        if jpeg_region.LIBRARY is not None:
+            try:
+                region = _reduced_box(box, (width, height), reduced)
+                crop = torch.from_numpy(
+                    jpeg_region.decode_region(image.data, reduction, region, _scratch)
+                )
+            except ValueError:  # the whole-image route decodes it, or names the problem
+                pass
+        if crop is None:
+            pixels = _decode_jpeg_reduced(image, reduction, need)
     else:
         stored = need[::-1] if image.orientation in TRANSPOSING else need
         with _open(image.path, image.data) as im:
             pixels = _decode_with_pillow(im, stored, image.orientation)
-    sy, sx = pixels.shape[1] / height, pixels.shape[2] / width
-    top = min(round(top * sy), pixels.shape[1] - 1)
-    left = min(round(left * sx), pixels.shape[2] - 1)
-    box_h = max(1, min(round(box_h * sy), pixels.shape[1] - top))
-    box_w = max(1, min(round(box_w * sx), pixels.shape[2] - left))
-    crop = pixels[:, top : top + box_h, left : left + box_w].permute(1, 2, 0)
+    if crop is None:
+        left, top, box_w, box_h = _reduced_box(box, (width, height), pixels.shape[:0:-1])
+        crop = pixels[:, top : top + box_h, left : left + box_w].permute(1, 2, 0)
     # a copy (the decode buffer is reused), channels-last for the fast uint8 resize kernel
     crop = crop.clone(memory_format=torch.contiguous_format).permute(2, 0, 1)
     return TF.resize(crop, [size, size], antialias=True)
 
 
-def _decode_jpeg_at_least(image: EncodedImage, need: tuple[int, int]) -> Tensor:
-    """uint8 [3, H, W] of an upright JPEG decoded at the smallest 1/2^k scale (k <= 3) with
-    W >= need[0] and H >= need[1] (libjpeg's M/8 scales between 1/2 and 1 decode slower than
-    full size). Through simplejpeg the pixels land in a scratch buffer reused by the next call of
-    this thread: the caller copies what it keeps."""
-    width, height = image.width, image.height
-    factor = max(1, min(width // need[0], height // need[1]))
-    reduction = next(r for r in (8, 4, 2, 1) if factor >= r)
-    out_w, out_h = -(-width // reduction), -(-height // reduction)
+def _reduced_box(box: Box, full: tuple[int, int], reduced: tuple[int, int]) -> Box:
+    """``box`` on an image of size ``full`` (W, H) moved to the pixel grid of the same image
+    decoded at size ``reduced``: edges rounded to the nearest reduced pixel, at least one pixel,
+    inside the image."""
+    left, top, box_w, box_h = box
+    sx, sy = reduced[0] / full[0], reduced[1] / full[1]
+    top = min(round(top * sy), reduced[1] - 1)
+    left = min(round(left * sx), reduced[0] - 1)
+    box_h = max(1, min(round(box_h * sy), reduced[1] - top))
+    box_w = max(1, min(round(box_w * sx), reduced[0] - left))
+    return left, top, box_w, box_h
+
+
+def _reduction(image: EncodedImage, need: tuple[int, int]) -> int:
+    """The largest of 8, 4, 2, 1 that divides the image's width and height to at least
+    ``need`` (libjpeg's M/8 scales between 1/2 and 1 decode slower than full size)."""
+    factor = max(1, min(image.width // need[0], image.height // need[1]))
+    return next(r for r in (8, 4, 2, 1) if factor >= r)
+
+
+def _decode_jpeg_reduced(image: EncodedImage, reduction: int, need: tuple[int, int]) -> Tensor:
+    """uint8 [3, H, W] of an upright JPEG decoded whole at 1/``reduction`` scale (Pillow's draft
+    chooses the same scale from ``need``). Through simplejpeg the pixels land in a scratch buffer
+    reused by the next call of this thread: the caller copies what it keeps."""
+    out_w, out_h = -(-image.width // reduction), -(-image.height // reduction)
     try:
         if "simplejpeg" in JPEG_DECODERS:
             import simplejpeg
