@@ -7,7 +7,8 @@ Usage: python benchmarks/pipeline.py [--per-size 300] [--workers 2] [--sizes 160
 Evaluation rows: ImageFolder with Resize(256) + CenterCrop(224) + ToTensor against longtail's
 evaluation geometry (the same). Training rows: ImageFolder with RandomResizedCrop(224) +
 RandomHorizontalFlip + ToTensor against longtail's ``standard`` augmentation (the same crop
-distribution and flip), fed by the keyed batch sampler ``longtail train`` uses.
+distribution and flip), fed by the keyed batch sampler ``longtail train`` uses; with libturbojpeg 3
+installed (``longtail[fast]``) each crop is decoded alone, as the first lines of output say.
 
 Writes a tree of real photographs (scikit-learn's two sample images, ``china.jpg`` and
 ``flower.jpg``, resized with random crops and flips, JPEG quality 90) for each longer-side size, in
@@ -108,6 +109,17 @@ def main() -> None:
     torch.set_num_threads(1)
     print(
         f"{args.per_size} photos per size, {args.workers} DataLoader workers, batch 32, images/s and speed-up: medians of {args.repeats} interleaved rounds"
+    )
+    from longtail.data import jpeg_region
+
+    library = jpeg_region.LIBRARY
+    print(
+        "longtail's training crops: "
+        + (
+            f"decoded alone by {library._name}"
+            if library
+            else "whole images decoded (no libturbojpeg 3)"
+        )
     )
     tables = {
         "eval": (
