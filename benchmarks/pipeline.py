@@ -146,6 +146,8 @@ def main() -> None:
         if args.only in (None, name):
             print(f"\n{title}")
             run_table(args, tv_transform, preset)
+    if args.only in (None, "train") and library is not None:
+        decode_costs(args.root / f"px{max(args.sizes)}")
     shutil.rmtree(args.root, ignore_errors=True)
 
 
@@ -180,6 +182,41 @@ def run_table(args: argparse.Namespace, tv_transform, preset: str) -> None:
             f" {rates[2]:16.0f} {ratios[1]:8.2f}x",
             flush=True,
         )
+
+
+def decode_costs(folder: Path) -> None:
+    """Milliseconds a file, one process, of libjpeg-turbo's work on the training crops of the
+    photos in ``folder`` (one pass of ``standard`` boxes): each crop decoded alone, the whole
+    image decoded at the same scale, and the entropy decoding of the whole file (a one-row
+    region at the bottom, every coefficient decoded, none transformed)."""
+    from longtail.data import decode, jpeg_region
+    from longtail.data.augment import key_uniforms, resized_crop_boxes
+
+    images = [decode.read_encoded(p) for p in sorted(folder.rglob("*.jpg"))]
+    widths = np.array([im.width for im in images])
+    heights = np.array([im.height for im in images])
+    u = key_uniforms(0, 0, np.arange(len(images)))
+    boxes = np.stack(resized_crop_boxes(widths, heights, u), axis=1).tolist()
+    plans = []  # (data, reduction, crop on the reduced image, reduced size)
+    for im, box in zip(images, boxes, strict=True):
+        need = (-(-224 * im.width // box[2]), -(-224 * im.height // box[3]))
+        r = decode._reduction(im, need)
+        size = (-(-im.width // r), -(-im.height // r))
+        plans.append((im.data, r, decode._reduced_box(box, (im.width, im.height), size), size))
+    ways = {
+        "crop alone": lambda r, crop, size: crop,
+        "whole image, same scale": lambda r, crop, size: (0, 0, *size),
+        "entropy decoding only": lambda r, crop, size: (0, size[1] - 1, 1, 1),
+    }
+    scales = np.bincount([r for _, r, _, _ in plans], minlength=9)[[1, 2, 4, 8]]
+    print(
+        f"\nlibjpeg-turbo, ms a file, one process ({folder.name}; crops at 1, 1/2, 1/4, 1/8: {scales.tolist()})"
+    )
+    for name, region in ways.items():
+        t0 = time.perf_counter()
+        for data, r, crop, size in plans:
+            jpeg_region.decode_region(data, r, region(r, crop, size), decode._scratch)
+        print(f"{name:>25} {1e3 * (time.perf_counter() - t0) / len(plans):6.2f}")
 
 
 if __name__ == "__main__":
