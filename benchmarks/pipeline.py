@@ -8,7 +8,7 @@ Evaluation rows: ImageFolder with Resize(256) + CenterCrop(224) + ToTensor again
 evaluation geometry (the same). Training rows: ImageFolder with RandomResizedCrop(224) +
 RandomHorizontalFlip + ToTensor against longtail's ``standard`` augmentation (the same crop
 distribution and flip), fed by the keyed batch sampler ``longtail train`` uses; with libturbojpeg 3
-installed (``longtail[fast]``) each crop is decoded alone, as the first lines of output say.
+installed (``longtail[turbojpeg]``) each crop is decoded alone, as the first lines of output say.
 
 Writes a tree of real photographs (scikit-learn's two sample images, ``china.jpg`` and
 ``flower.jpg``, resized with random crops and flips, JPEG quality 90) for each longer-side size, in

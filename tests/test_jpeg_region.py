@@ -160,5 +160,20 @@ def test_no_library_means_whole_image_decoding(monkeypatch):
     monkeypatch.setattr(jpeg_region, "_library_files", lambda: [libc, "/no/such/lib.so"])
     assert jpeg_region.load_library() is None
     monkeypatch.setattr(jpeg_region, "LIBRARY", None)
-    with pytest.raises(RuntimeError, match="longtail\\[fast\\]"):
+    with pytest.raises(RuntimeError, match="longtail\\[turbojpeg\\].*LONGTAIL_TURBOJPEG"):
         jpeg_region.decode_region(FILES["gray"](), 1, (0, 0, 1, 1), decode._scratch)
+
+
+def test_the_environment_variable_names_the_library_first(monkeypatch):
+    found = jpeg_region._library_files()
+    monkeypatch.setenv("LONGTAIL_TURBOJPEG", found[-1])
+    assert jpeg_region._library_files()[0] == found[-1]
+    assert jpeg_region.load_library() is not None
+    import ctypes.util
+
+    libc = ctypes.util.find_library("c")
+    for bad, why in ((libc, "no tj3Init"), ("/no/such/libturbojpeg.so", "no/such")):
+        monkeypatch.setenv("LONGTAIL_TURBOJPEG", bad)
+        with pytest.warns(UserWarning, match=f"LONGTAIL_TURBOJPEG={bad} is not usable.*{why}"):
+            lib = jpeg_region.load_library()
+        assert lib is not None  # the next candidate, the wheel's library

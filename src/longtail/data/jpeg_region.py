@@ -9,10 +9,11 @@ scale (tested). A random-resized crop of a large photo costs about a quarter les
 whole image at the same scale.
 
 The library is called through ctypes: the TurboJPEG 3 API reports every error as a return value
-(libjpeg's longjmp stays inside it), so a corrupt file is a ``ValueError``, never a crash. It comes
-from the ``turbojpeg`` wheel (``pip install 'longtail[fast]'``; the library file only, not its
-binding) or from the system's libturbojpeg when that is version 3. With neither, :data:`LIBRARY` is
-``None`` and callers decode the whole image.
+(libjpeg's longjmp stays inside it), so a corrupt file is a ``ValueError``, never a crash. It is
+the file named by ``$LONGTAIL_TURBOJPEG``, else the one in the ``turbojpeg`` wheel
+(``pip install 'longtail[turbojpeg]'``; its library file only, not its binding), else the system's
+libturbojpeg when that is version 3. With none, :data:`LIBRARY` is ``None`` and callers decode
+the whole image.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import importlib.metadata
+import os
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,9 +47,14 @@ class _Region(ctypes.Structure):
     _fields_ = [(name, ctypes.c_int) for name in ("x", "y", "w", "h")]
 
 
+ENV_VAR = "LONGTAIL_TURBOJPEG"
+"""Path of a libturbojpeg (>= 3.0) to use before any other."""
+
+
 def _library_files() -> list[str]:
-    """Candidate libturbojpeg files: the ``turbojpeg`` wheel's, then the system's."""
-    found = []
+    """Candidate libturbojpeg files: ``$LONGTAIL_TURBOJPEG``, the ``turbojpeg`` wheel's, then
+    the system's."""
+    found = [os.environ[ENV_VAR]] if os.environ.get(ENV_VAR) else []
     try:
         dist = importlib.metadata.distribution("turbojpeg")
         for file in dist.files or ():
@@ -63,12 +71,20 @@ def _library_files() -> list[str]:
 
 def load_library() -> ctypes.CDLL | None:
     """The first candidate library that loads and has the TurboJPEG 3 API, with argument types
-    declared; ``None`` if there is none."""
+    declared; ``None`` if there is none. A ``$LONGTAIL_TURBOJPEG`` that is not one is named in a
+    warning."""
     for file in _library_files():
         try:
             lib = ctypes.CDLL(file)
             lib.tj3Init  # noqa: B018 (absent before libjpeg-turbo 3.0)
-        except (OSError, AttributeError):
+        except (OSError, AttributeError) as err:
+            if file == os.environ.get(ENV_VAR):
+                why = (
+                    "it has no tj3Init (libjpeg-turbo < 3.0)"
+                    if isinstance(err, AttributeError)
+                    else err
+                )
+                warnings.warn(f"{ENV_VAR}={file} is not usable: {why}", stacklevel=2)
             continue
         handle, buffer, size, i = ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int
         lib.tj3Init.argtypes, lib.tj3Init.restype = [i], handle
@@ -124,7 +140,9 @@ def decode_region(
     cannot decode (corrupt or truncated before the box's last row, CMYK, 12-bit, unknown
     subsampling); damage below the box is never read, so never seen."""
     if LIBRARY is None:
-        raise RuntimeError("no libturbojpeg 3 loaded: pip install 'longtail[fast]'")
+        raise RuntimeError(
+            f"no libturbojpeg 3 loaded: pip install 'longtail[turbojpeg]', or set {ENV_VAR}"
+        )
     handle = getattr(_local, "handle", None)
     if handle is None:
         handle = _local.handle = _Handle(LIBRARY)
