@@ -3,6 +3,7 @@ function of (seed, epoch, position), and resume exactness of an augmented run.""
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -355,6 +356,41 @@ def test_jpeg_headers_read_without_pillow_match_pillow(tmp_path, monkeypatch):
     slow = [decode.read_encoded(p) for p in (plain, rotated)]
     assert fast == slow
     assert (slow[1].width, slow[1].height, slow[1].orientation) == (20, 30, 8)
+
+
+def test_an_orientation_anywhere_in_a_jpeg_header_is_seen(tmp_path, monkeypatch):
+    from longtail.data import decode
+
+    rng = np.random.default_rng(4)
+    image = Image.fromarray(rng.integers(0, 256, (30, 50, 3), dtype=np.uint8))
+    exif = image.getexif()
+    exif[0x0112] = 6
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif, quality=95)
+    with_exif = buffer.getvalue()
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95)
+    plain = buffer.getvalue()
+
+    def segment(marker: int, body: bytes) -> bytes:
+        return bytes([0xFF, marker]) + (len(body) + 2).to_bytes(2, "big") + body
+
+    comments = segment(0xFE, b"x" * 40_000) * 2  # the EXIF block starts 80 kB in
+    xmp = segment(
+        0xE1,
+        b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta><rdf:Description "
+        b'tiff:Orientation="6"/></x:xmpmeta>',  # Pillow reads an XMP orientation too
+    )
+    files = {
+        "far.jpg": with_exif[:2] + comments + with_exif[2:],
+        "xmp.jpg": plain[:2] + xmp + plain[2:],
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    fast = [decode.read_encoded(tmp_path / name) for name in files]
+    assert [(e.width, e.height, e.orientation) for e in fast] == [(30, 50, 6)] * 2
+    monkeypatch.setattr(decode, "JPEG_DECODERS", {"torchvision": decode._torchvision})
+    assert fast == [decode.read_encoded(tmp_path / name) for name in files]  # Pillow's reading
 
 
 def test_aerial_preset_on_in_memory_images_yields_the_8_symmetries_of_a_padded_crop():

@@ -121,11 +121,12 @@ class EncodedImage:
 
 
 def read_encoded(path: str | Path) -> EncodedImage:
-    """The file at ``path`` and its header, without decoding a pixel. A JPEG without an EXIF
-    block (so upright) is read by simplejpeg's header parser when installed, others by Pillow."""
+    """The file at ``path`` and its header, without decoding a pixel. A JPEG whose header holds no
+    orientation (no EXIF block, no XMP orientation) is read by simplejpeg's header parser when
+    installed, others by Pillow."""
     data = Path(path).read_bytes()
     if data[:3] == b"\xff\xd8\xff" and "simplejpeg" in JPEG_DECODERS:
-        if data.find(b"Exif\0\0", 0, 1 << 16) < 0:
+        if not _may_be_rotated(data):
             import simplejpeg
 
             try:
@@ -137,6 +138,29 @@ def read_encoded(path: str | Path) -> EncodedImage:
         orientation = im.getexif().get(ORIENTATION, 1)
         width, height = im.size[::-1] if orientation in TRANSPOSING else im.size
         return EncodedImage(str(path), data, width, height, orientation, im.format == "JPEG")
+
+
+def _may_be_rotated(jpeg: bytes) -> bool:
+    """Whether a JPEG's header segments (those before its first scan) may hold an orientation:
+    an EXIF block, or XMP naming ``tiff:Orientation`` (Pillow reads both). A header that does not
+    parse counts as may, so that Pillow reads it or names the problem."""
+    pos, end = 2, len(jpeg)
+    while pos + 4 <= end:
+        if jpeg[pos] != 0xFF:
+            return True
+        marker = jpeg[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xDA, 0xD9):  # start of scan, end of image: no more header segments
+            return False
+        length = int.from_bytes(jpeg[pos + 2 : pos + 4], "big")
+        if marker == 0xE1:  # APP1: EXIF or XMP
+            body = jpeg[pos + 4 : pos + 2 + length]
+            if body.startswith(b"Exif\0\0") or b"tiff:Orientation" in body:
+                return True
+        pos += 2 + length
+    return True
 
 
 def _open(path: str | Path, data: bytes) -> Image.Image:
