@@ -3,10 +3,11 @@
 libjpeg-turbo >= 3.0 decodes a region (``tj3SetCroppingRegion``) at a DCT scale
 (``tj3SetScalingFactor``, 1/2^k here) without decoding the rest: the rows above the region are
 entropy-decoded only (``jpeg_skip_scanlines``), the rows below are not read at all, and only the
-region's columns (from the iMCU boundary at or left of it) are inverse-transformed, upsampled and
-colour-converted (``jpeg_crop_scanline``). The pixels are those of the whole image decoded at the same
-scale (tested). A random-resized crop of a large photo costs about a quarter less than decoding the
-whole image at the same scale.
+region's columns, widened by one iMCU (8 to 32 pixels at full scale) each side, are
+inverse-transformed, upsampled and colour-converted (``jpeg_crop_scanline``). The pixels are those
+of the whole image decoded at the same scale (tested). A random-resized crop of a large photo costs
+about a quarter less than decoding the whole image at the same scale
+(``benchmarks/pipeline.py`` prints both).
 
 The library is called through ctypes: the TurboJPEG 3 API reports every error as a return value
 (libjpeg's longjmp stays inside it), so a corrupt file is a ``ValueError``, never a crash. It is
