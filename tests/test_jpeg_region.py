@@ -53,6 +53,8 @@ FILES = {
     "gray": lambda: encoded(photo().convert("L")),
     "progressive": lambda: encoded(photo(), progressive=True),
     "odd size": lambda: encoded(photo(333, 247)),
+    "restart markers": lambda: encoded(photo(), restart_marker_rows=1),
+    "optimized Huffman": lambda: encoded(photo(), optimize=True),
 }
 
 
