@@ -40,8 +40,40 @@ def test_best_epoch_of_a_hand_made_history():
         best_epoch([])
 
 
-def test_a_run_tests_its_best_validation_epoch_and_logs_the_schedule(tmp_path):
+class ScriptedValidation:
+    """Validation whose balanced accuracy is set by the test, epoch by epoch: the real
+    ``evaluate_model`` scores logits that are right on every image (an epoch marked best) or
+    always class 0 (1/K), so which epoch validates best never depends on floating-point rounding.
+    Each validated model's weights are kept; test-set evaluations pass through unchanged."""
+
+    def __init__(self, monkeypatch, val, best: set[int]) -> None:
+        from longtail.metrics import MetricAccumulator
+        from longtail.training import loop
+
+        self.val, self.best, self.states = val, best, {}
+        real = loop.evaluate_model
+
+        def evaluate(model, dataset, distribution, device, **kw):
+            if dataset is not self.val:
+                return real(model, dataset, distribution, device, **kw)
+            epoch = len(self.states) + 1
+            self.states[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
+            y = torch.as_tensor(dataset.targets)
+            right = y if epoch in self.best else torch.zeros_like(y)
+            acc = MetricAccumulator(distribution.num_classes)
+            acc.update(torch.nn.functional.one_hot(right, distribution.num_classes).float(), y)
+            return acc.compute(distribution)
+
+        monkeypatch.setattr(loop, "evaluate_model", evaluate)
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_tests_its_best_validation_epoch_and_logs_the_schedule(tmp_path, monkeypatch):
     data = embedded_bundle()
+    scripted = ScriptedValidation(monkeypatch, data.val, best={2})
     config = TrainConfig(
         strategy="class_balanced+ce",
         epochs=4,
@@ -54,13 +86,14 @@ def test_a_run_tests_its_best_validation_epoch_and_logs_the_schedule(tmp_path):
     )
     result = train(config, data, tmp_path / "run")
     history = result["history"]
-    chosen = best_epoch(history)
-    assert chosen < 4  # with these seeds epoch 3 validates best: the last is not the one tested
-    assert result["selected_epoch"] == chosen
-    best = json.loads((tmp_path / "run" / "metrics.json").read_text())["selected_epoch"]
-    assert best == chosen
+    assert [r["val_balanced_accuracy"] for r in history] == [0.1, 1.0, 0.1, 0.1]
+    assert best_epoch(history) == 2 and result["selected_epoch"] == 2
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["selected_epoch"] == 2
+    saved = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
+    assert_same_weights(saved, scripted.states[2])  # the weights validated at epoch 2
+    assert not torch.equal(saved["classifier.weight"], scripted.states[4]["classifier.weight"])
     model = build_model("mlp", 10, 1, 28)
-    model.load_state_dict(torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"])
+    model.load_state_dict(saved)
     report = evaluate_model(model, data.test, data.distribution, torch.device("cpu"))
     assert report.summary()["balanced_accuracy"] == pytest.approx(
         result["test"]["summary"]["balanced_accuracy"]
@@ -111,13 +144,22 @@ def test_heads_chosen_by_strategy_and_option():
     assert isinstance(resnet.fc, CosineClassifier)
 
 
-def test_last_epoch_option_tests_the_last_model(tmp_path):
+def test_last_epoch_option_tests_the_last_model(tmp_path, monkeypatch):
     from longtail.cli import main
 
+    data = embedded_bundle()
+    monkeypatch.setattr("longtail.cli._bundle", lambda args, out: data)
+    scripted = ScriptedValidation(monkeypatch, data.val, best={2})
     out = tmp_path / "last"
     argv = ["train", "--strategy", "class_balanced+ce", "--epochs", "4", "--warmup-epochs", "0"]
     argv += ["--lr", "0.01", "--batch-size", "512", "--workers", "0", "--no-progress"]
-    argv += ["--augment", "none"]  # the run of the test above, whose last epoch is not the best
+    argv += ["--augment", "none"]
     assert main([*argv, "--last-epoch", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["selected_epoch"] == 4 and best_epoch(metrics["history"]) < 4
+    assert metrics["selected_epoch"] == 4 and best_epoch(metrics["history"]) == 2
+    model = build_model("mlp", 10, 1, 28)
+    model.load_state_dict(scripted.states[4])  # the last epoch's weights are the ones tested
+    report = evaluate_model(model, data.test, data.distribution, torch.device("cpu"))
+    assert report.summary()["balanced_accuracy"] == pytest.approx(
+        metrics["test"]["summary"]["balanced_accuracy"]
+    )

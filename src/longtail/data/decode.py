@@ -19,6 +19,21 @@ libturbojpeg 3 is installed (:mod:`longtail.data.jpeg_region`).
 
 Grayscale (8 and 16 bits), palette, CMYK and alpha images come out RGB; EXIF orientation is
 respected. An unreadable file raises ``OSError`` (Pillow's ``UnidentifiedImageError`` is one).
+
+What is read, and how, is the same on every route:
+
+- only regular files are read (a FIFO or a device is refused without waiting on it), at most
+  :data:`MAX_FILE_BYTES`;
+- only the formats in :data:`FORMATS` are opened (Pillow's other plugins, such as PostScript,
+  which runs Ghostscript, are never asked);
+- a JPEG's header is parsed here (:func:`jpeg_frame`), and only 8-bit baseline, extended or
+  progressive Huffman JPEGs are decoded; lossless, arithmetic-coded, hierarchical and 12-bit ones
+  are refused with one message;
+- an image that declares more pixels than Pillow's decompression-bomb limit
+  (2 x ``PIL.Image.MAX_IMAGE_PIXELS``) is refused before any decoding, whichever decoder would
+  have read it;
+- JPEG data is decoded by libjpeg-turbo stopping at its first warning: a file cut short (even
+  one that still ends with an end-of-image marker) is an ``OSError``, never an image filled grey.
 """
 
 from __future__ import annotations
@@ -26,6 +41,8 @@ from __future__ import annotations
 import importlib
 import io
 import math
+import os
+import stat
 import threading
 import warnings
 from collections.abc import Callable
@@ -35,12 +52,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL.Image import DecompressionBombError
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
 from longtail.data import jpeg_region
 
 ORIENTATION = 0x0112  # the EXIF tag
+FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+"""The Pillow formats an image file may be (PPM covers .pgm); any other file is unreadable."""
+MAX_FILE_BYTES = 1 << 30
+"""The largest image file read (1 GiB)."""
 
 
 def _simplejpeg(data: bytes) -> Tensor:
@@ -52,12 +74,14 @@ def _simplejpeg(data: bytes) -> Tensor:
 def _torchcodec(data: bytes) -> Tensor:
     from torchcodec.decoders import decode_jpeg
 
+    check_jpeg_data(data)  # it would fill a damaged file's missing part grey
     return decode_jpeg(data, mode="RGB")
 
 
 def _torchvision(data: bytes) -> Tensor:
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    check_jpeg_data(data)  # it would fill a damaged file's missing part grey
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # in favour of TorchCodec
         return decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB)
@@ -91,14 +115,16 @@ def read_image(path: str | Path, size: int, resize_size: int | None = None) -> T
     image = read_encoded(path)
     pixels = None
     small = min(image.width, image.height) < 2 * resize_size  # too small to reduce on decode
-    if image.is_jpeg and image.orientation == 1 and small:
+    if image.is_jpeg and image.orientation == 1 and not small:
+        need = (resize_size, resize_size)
+        pixels = _decode_jpeg_reduced(image, _reduction(image, need), need)
+    elif image.is_jpeg and image.orientation == 1:
         try:
             pixels = decode_jpeg_rgb(image.data)
         except (RuntimeError, ValueError):  # let Pillow decode it, or name the problem
             pass
     if pixels is None:
-        with _open(image.path, image.data) as im:
-            pixels = _decode_with_pillow(im, (resize_size, resize_size), image.orientation)
+        pixels = _pillow_pixels(image, (resize_size, resize_size), image.orientation)
     return center_crop_resize(pixels, size, resize_size)
 
 
@@ -121,23 +147,122 @@ class EncodedImage:
 
 
 def read_encoded(path: str | Path) -> EncodedImage:
-    """The file at ``path`` and its header, without decoding a pixel. A JPEG whose header holds no
-    orientation (no EXIF block, no XMP orientation) is read by simplejpeg's header parser when
-    installed, others by Pillow."""
-    data = Path(path).read_bytes()
-    if data[:3] == b"\xff\xd8\xff" and "simplejpeg" in JPEG_DECODERS:
-        if not _may_be_rotated(data):
-            import simplejpeg
+    """The file at ``path`` and its header, without decoding a pixel. A JPEG's header is parsed
+    here (:func:`jpeg_frame`); Pillow reads its orientation where its header segments may hold
+    one (an EXIF block, an XMP orientation), and the header of every other format. Raises
+    ``OSError`` for a file that is not a readable image of :data:`FORMATS`, and Pillow's
+    ``DecompressionBombError`` for one that declares too many pixels."""
+    data = read_regular_file(path)
+    if data[:3] == b"\xff\xd8\xff":
+        frame = jpeg_frame(data, path)
+        width, height, orientation = frame.width, frame.height, 1
+        if _may_be_rotated(data):
+            with _open(path, data) as im:
+                orientation = im.getexif().get(ORIENTATION, 1)
+            if orientation in TRANSPOSING:
+                width, height = height, width
+        image = EncodedImage(str(path), data, width, height, orientation, True)
+    else:
+        with _open(path, data) as im:
+            orientation = im.getexif().get(ORIENTATION, 1)
+            width, height = im.size[::-1] if orientation in TRANSPOSING else im.size
+            image = EncodedImage(str(path), data, width, height, orientation, False)
+    check_pixels(image.width, image.height, path)
+    return image
 
-            try:
-                height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-                return EncodedImage(str(path), data, width, height, 1, True)
-            except ValueError:  # Pillow reads it, or names the problem
-                pass
-    with _open(path, data) as im:
-        orientation = im.getexif().get(ORIENTATION, 1)
-        width, height = im.size[::-1] if orientation in TRANSPOSING else im.size
-        return EncodedImage(str(path), data, width, height, orientation, im.format == "JPEG")
+
+def read_regular_file(path: str | Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of the regular file at ``path``. Anything else (a FIFO, a device, a socket, a
+    folder) is refused without waiting on it, and so is a file over ``limit`` bytes."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path} is not a regular file (a FIFO, device or folder); remove it")
+        if info.st_size > limit:
+            raise OSError(f"{path} is {info.st_size:,} bytes, over the {limit:,} read as an image")
+        return fh.read(limit)
+
+
+def check_pixels(width: int, height: int, path: str | Path) -> None:
+    """Refuse an image declaring more pixels than Pillow's decompression-bomb limit (2 x
+    ``PIL.Image.MAX_IMAGE_PIXELS``; none when that is ``None``), on every decode route."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if width < 1 or height < 1:
+        raise OSError(f"{path} declares a {width} x {height} image; it is damaged")
+    if limit is not None and width * height > 2 * limit:
+        raise DecompressionBombError(
+            f"{path} declares {width} x {height} = {width * height:,} pixels, over the "
+            f"{2 * limit:,} that PIL.Image.MAX_IMAGE_PIXELS allows: a decompression bomb, or raise "
+            "that limit if the image is genuine"
+        )
+
+
+@dataclass(frozen=True)
+class JpegFrame:
+    """What a JPEG's frame header (SOFn) says: stored size, components, precision, coding."""
+
+    marker: int
+    width: int
+    height: int
+    components: int
+    precision: int
+
+
+DECODED_FRAMES = {0xC0: "baseline", 0xC1: "extended sequential", 0xC2: "progressive"}
+"""The JPEG codings decoded (Huffman-coded, 8 bits), by frame marker: every decoder used here
+reads these alike."""
+_OTHER_FRAMES = {0xC3: "lossless", 0xC5: "hierarchical", 0xC6: "hierarchical", 0xC7: "lossless"}
+_OTHER_FRAMES |= {m: "arithmetic-coded" for m in (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)}
+
+
+def jpeg_frame(data: bytes, path: str | Path = "JPEG") -> JpegFrame:
+    """The frame header of the JPEG ``data``, found by walking its header segments. Raises
+    ``OSError`` for a header that does not parse, and for a coding that is not decoded (lossless,
+    arithmetic-coded, hierarchical, or other than 8 bits), naming it."""
+    pos, end = 2, len(data)
+    while pos + 4 <= end and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xDA, 0xD9):  # a scan, or the end, before any frame header
+            break
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if (marker in DECODED_FRAMES or marker in _OTHER_FRAMES) and length >= 8:
+            body = data[pos + 4 : pos + 10]
+            if len(body) < 6:
+                break
+            frame = JpegFrame(
+                marker,
+                width=int.from_bytes(body[3:5], "big"),
+                height=int.from_bytes(body[1:3], "big"),
+                components=body[5],
+                precision=body[0],
+            )
+            kind = _OTHER_FRAMES.get(marker) or (frame.precision != 8 and f"{frame.precision}-bit")
+            if kind:
+                raise OSError(
+                    f"{path} is a {kind} JPEG, which longtail does not decode; convert it to an "
+                    "ordinary 8-bit JPEG or to PNG"
+                )
+            return frame
+        pos += 2 + length
+    raise OSError(f"{path} is not a readable JPEG: its header has no frame size")
+
+
+def check_jpeg_data(data: bytes, path: str | Path = "JPEG") -> None:
+    """Raise ``OSError`` if libjpeg-turbo, stopping at its first warning, finds the JPEG ``data``
+    damaged (cut short, corrupt entropy data). Decoders that would go on silently (Pillow,
+    torchvision) are called only after this check, which decodes at 1/8 scale."""
+    import simplejpeg
+
+    frame = jpeg_frame(data, path)
+    space = "CMYK" if frame.components == 4 else "GRAY" if frame.components == 1 else "RGB"
+    try:
+        simplejpeg.decode_jpeg(data, colorspace=space, min_factor=8, strict=True)
+    except ValueError as err:
+        raise OSError(f"{path} is a damaged JPEG: {err}") from None
 
 
 def _may_be_rotated(jpeg: bytes) -> bool:
@@ -165,9 +290,11 @@ def _may_be_rotated(jpeg: bytes) -> bool:
 
 def _open(path: str | Path, data: bytes) -> Image.Image:
     try:
-        return Image.open(io.BytesIO(data))  # reads the header only
+        return Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
     except UnidentifiedImageError:
-        raise UnidentifiedImageError(f"{path} is not an image file Pillow can read") from None
+        raise UnidentifiedImageError(
+            f"{path} is not an image file of a format read here ({', '.join(FORMATS)})"
+        ) from None
 
 
 def read_resized_crop(path: str | Path, size: int, choose_box: Callable[[int, int], Box]) -> Tensor:
@@ -205,8 +332,7 @@ def decode_resized_crop(image: EncodedImage, size: int, box: Box) -> Tensor:
             pixels = _decode_jpeg_reduced(image, reduction, need)
     else:
         stored = need[::-1] if image.orientation in TRANSPOSING else need
-        with _open(image.path, image.data) as im:
-            pixels = _decode_with_pillow(im, stored, image.orientation)
+        pixels = _pillow_pixels(image, stored, image.orientation)
     if crop is None:
         left, top, box_w, box_h = _reduced_box(box, (width, height), pixels.shape[:0:-1])
         crop = pixels[:, top : top + box_h, left : left + box_w].permute(1, 2, 0)
@@ -256,8 +382,7 @@ def _decode_jpeg_reduced(image: EncodedImage, reduction: int, need: tuple[int, i
             return decode_jpeg_rgb(image.data)
     except (RuntimeError, ValueError):  # let Pillow decode it, or name the problem
         pass
-    with _open(image.path, image.data) as im:
-        return _decode_with_pillow(im, need, 1)
+    return _pillow_pixels(image, need, 1)
 
 
 _local = threading.local()
@@ -270,6 +395,15 @@ def _scratch(nbytes: int) -> np.ndarray:
     if buf is None or buf.size < nbytes:
         buf = _local.buffer = np.empty(max(nbytes, 1 << 20), dtype=np.uint8)
     return buf
+
+
+def _pillow_pixels(image: EncodedImage, draft: tuple[int, int], orientation: int) -> Tensor:
+    """uint8 [3, H, W] RGB of ``image`` decoded by Pillow (see :func:`_decode_with_pillow`); a
+    JPEG is first checked for damage, which Pillow's decoder would fill grey in silence."""
+    if image.is_jpeg:
+        check_jpeg_data(image.data, image.path)
+    with _open(image.path, image.data) as im:
+        return _decode_with_pillow(im, draft, orientation)
 
 
 def _decode_with_pillow(im: Image.Image, draft: tuple[int, int], orientation: int) -> Tensor:
