@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from PIL.JpegImagePlugin import JpegImageFile
 from torchvision import transforms
 
 import longtail.data.decode as decode

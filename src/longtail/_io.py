@@ -16,6 +16,18 @@ from typing import IO, Any
 
 import numpy as np
 
+OUTPUT_MARKER = ".longtail-output"
+"""A file in every folder longtail writes its results to; an index never reads such a folder
+(so ``analyze DATA --out DATA/report`` does not count its own plots as a class)."""
+
+
+def markdown_cell(text: Any) -> str:
+    """``text`` safe inside a Markdown table cell: ``|`` escaped, line breaks shown as ``\\n``,
+    ``<`` and ``>`` as entities (a class name is data, never markup)."""
+    text = str(text).replace("\\", "\\\\").replace("|", "\\|")
+    text = text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n")
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
 
 def jsonable(obj: Any) -> Any:
     """``obj`` with numpy values made plain, tuples made lists and non-finite floats made None."""

@@ -53,6 +53,7 @@ def _output_folder(path: Path) -> Iterator[Path]:
     """Check ``--out`` before any data is loaded (a folder, or creatable, and writable), hold its
     lock for the command, and remove it again if this command created it and fails before
     writing anything into it."""
+    from longtail._io import OUTPUT_MARKER
     from longtail._lock import LOCK_NAME, folder_lock
 
     if path.exists() and not path.is_dir():
@@ -61,6 +62,7 @@ def _output_folder(path: Path) -> Iterator[Path]:
     try:
         path.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=path).close()
+        (path / OUTPUT_MARKER).touch()  # an index of a folder above never reads this one
     except OSError as err:
         raise ValueError(
             f"cannot write into --out {path}: {err.strerror or err}; pass a folder you can write to"
@@ -69,12 +71,12 @@ def _output_folder(path: Path) -> Iterator[Path]:
         with folder_lock(path):
             yield path
     except BaseException:
-        if created and {p.name for p in path.iterdir()} <= {LOCK_NAME}:
+        if created and {p.name for p in path.iterdir()} <= {LOCK_NAME, OUTPUT_MARKER}:
             shutil.rmtree(path, ignore_errors=True)
         raise
 
 
-_DATA_OPTIONS = ("level", "image_size", "split_seed", "rescan")
+_DATA_OPTIONS = ("level", "image_size", "split_seed", "rescan", "allow_outside")
 
 
 def _check_data_options(args: argparse.Namespace) -> None:
@@ -118,7 +120,9 @@ def _analyze(args: argparse.Namespace) -> int:
                 )
             bar, update = _indexing(path)
             with bar:
-                index = build_index(path, rescan=args.rescan, progress=update)
+                index = build_index(
+                    path, rescan=args.rescan, progress=update, allow_outside=args.allow_outside
+                )
             dist = index.distribution()
         if args.shots:
             dist = dist.with_grouping(rule="shots", many=args.many, few=args.few)
@@ -141,6 +145,7 @@ def _bundle(args: argparse.Namespace, out: Path):
             rescan=args.rescan,
             bad_image_log=out / "bad_images.log",
             progress=update,
+            allow_outside=args.allow_outside,
         )
 
 
@@ -235,6 +240,11 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+ALLOW_OUTSIDE_HELP = (
+    "read files that links (or a manifest's rows) place outside the data folder; refused otherwise"
+)
+
+
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument(
@@ -256,6 +266,7 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         "--split-seed", type=int, help="seed of the stratified train/val/test split (default 0)"
     )
     g.add_argument("--rescan", action="store_true", help="ignore the cached index")
+    g.add_argument("--allow-outside", action="store_true", help=ALLOW_OUTSIDE_HELP)
     g = p.add_argument_group("training")
     g.add_argument(
         "--model",
@@ -340,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rescan", action="store_true", help="ignore the cached index and scan the folder again"
     )
+    p.add_argument("--allow-outside", action="store_true", help=ALLOW_OUTSIDE_HELP)
     p.set_defaults(func=_analyze)
 
     p = train_parser = sub.add_parser("train", help="train one strategy (sampler+loss)")

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 
 from longtail._checks import as_counts, as_labels, check_names
-from longtail._io import to_json
+from longtail._io import markdown_cell, to_json
 
 GROUPS = ("head", "medium", "tail")
 GroupRule = Literal["quantile", "shots"]
@@ -316,7 +316,8 @@ class ClassDistribution:
             f"| normalised entropy | {s['normalized_entropy']:.3f} |",
         ]
         if s["empty_classes"]:
-            lines.append(f"| empty classes | {', '.join(s['empty_classes'])} |")
+            empty = ", ".join(markdown_cell(c) for c in s["empty_classes"])
+            lines.append(f"| empty classes | {empty} |")
         lines += [
             "",
             f"Groups ({self.grouping.rule} rule):",
@@ -330,7 +331,8 @@ class ClassDistribution:
         groups = self.groups
         for i in np.argsort(-self.counts, kind="stable"):
             lines.append(
-                f"| {self.class_names[i]} | {int(self.counts[i]):,} | {self.frequencies[i]:.2%} | {groups[i]} |"
+                f"| {markdown_cell(self.class_names[i])} | {int(self.counts[i]):,} | "
+                f"{self.frequencies[i]:.2%} | {groups[i]} |"
             )
         for level in range(1, self.num_levels):
             sub = self.at_level(level)
@@ -342,5 +344,5 @@ class ClassDistribution:
             ]
             lines += ["| class | count | imbalance among its children |", "|---|---|---|"]
             for name, n in zip(sub.class_names, sub.counts, strict=True):
-                lines.append(f"| {name} | {int(n):,} | {within[name]:.1f} |")
+                lines.append(f"| {markdown_cell(name)} | {int(n):,} | {within[name]:.1f} |")
         return "\n".join(lines) + "\n"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from functools import partial
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from torch.utils.data import Dataset
 
 from longtail.data.datasets import ArrayDataset, FolderDataset, bad_images
 from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
-from longtail.data.index import ImageIndex, Progress, build_index
+from longtail.data.index import ImageIndex, Progress, build_index, same_files
 from longtail.data.splits import stratified_split
 from longtail.distribution import ClassDistribution
 
@@ -42,8 +44,9 @@ class DataBundle:
     _announced: set[str] = field(default_factory=set, repr=False)
 
     def fingerprint(self) -> dict[str, Any]:
-        """What defines the data a model sees: the source and its settings, the class names, and
-        the class counts of every split."""
+        """What defines the data a model sees: the source and its settings, the class names, the
+        class counts of every split, and a digest of each split's labels in order and, for
+        folder data, its files (so that moving an image to another class changes it)."""
         counts = {
             part: np.bincount(
                 np.asarray(ds.targets), minlength=self.distribution.num_classes
@@ -58,6 +61,11 @@ class DataBundle:
             "image_size": self.image_size,
             "classes": list(self.distribution.class_names),
             "counts": counts,
+            "content": {
+                part: split_digest(ds)
+                for part, ds in (("train", self.train), ("val", self.val), ("test", self.test))
+                if ds is not None
+            },
         }
 
     def unreadable_images(self) -> dict[str, str]:
@@ -69,6 +77,21 @@ class DataBundle:
         new = {p: r for p, r in self.unreadable_images().items() if p not in self._announced}
         self._announced.update(new)
         return new
+
+
+def split_digest(dataset: Dataset) -> str:
+    """SHA-256 of a split's labels in order, and of its file paths where it has them (a
+    :class:`FolderDataset`, or a dataset with torchvision's ``samples``): one pass over arrays
+    the index already holds, no file read."""
+    digest = hashlib.sha256(np.asarray(dataset.targets, dtype=np.int64).tobytes())
+    if isinstance(dataset, FolderDataset):
+        picked = dataset.indices.tolist()
+        paths = list(itemgetter(*picked)(dataset.index.paths)) if len(picked) > 1 else []
+        paths += [dataset.index.paths[picked[0]]] if len(picked) == 1 else []
+    else:
+        paths = [str(sample[0]) for sample in getattr(dataset, "samples", ())]
+    digest.update("\0".join(paths).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def embedded_bundle() -> DataBundle:
@@ -101,6 +124,7 @@ def folder_bundle(
     rescan: bool = False,
     bad_image_log: str | Path | None = None,
     progress: Progress | None = None,
+    allow_outside: bool = False,
 ) -> DataBundle:
     """Datasets over a class-folder tree or CSV manifest.
 
@@ -110,19 +134,20 @@ def folder_bundle(
     is split that way, so that every class appears in each part. A validation split carved out
     with fewer than 5 images of some class is reported: model choices and curriculum weights
     would follow noise there, and a ``val/`` folder avoids it. ``level`` picks the hierarchy level
-    used as the label (None: the leaf classes).
+    used as the label (None: the leaf classes). One file in two split folders (a link, a hard
+    link) is refused, naming both paths; ``allow_outside`` lets links lead out of the folder.
     """
     source = Path(source)
     folder = partial(FolderDataset, image_size=image_size, level=level, bad_image_log=bad_image_log)
     has_train = (source / "train").is_dir()
     given = {n: source / n for n in ("val", "test") if has_train and (source / n).is_dir()}
-    train_index = build_index(
-        source / "train" if has_train else source, rescan=rescan, progress=progress
-    )
+    indexing = partial(build_index, rescan=rescan, progress=progress, allow_outside=allow_outside)
+    train_index = indexing(source / "train" if has_train else source)
     parts: dict[str, FolderDataset] = {}
     for name, path in given.items():
-        index = build_index(path, rescan=rescan, progress=progress)
+        index = indexing(path)
         _check_same_classes(train_index, index, name)
+        _check_disjoint([train_index, *(p.index for p in parts.values()), index])
         parts[name] = folder(index, None)
     carve = [n for n in ("val", "test") if n not in parts]
     labels = _labels(train_index, level)
@@ -178,6 +203,19 @@ def _check_same_classes(train: ImageIndex, other: ImageIndex, name: str) -> None
         raise ValueError(
             f"train/ and {name}/ hold different class folders: {missing[:10]}; both need the same classes"
         )
+
+
+def _check_disjoint(indexes: list[ImageIndex]) -> None:
+    """Refuse a file that the last index shares with an earlier one (one image in two splits)."""
+    last = indexes[-1]
+    for other in indexes[:-1]:
+        pairs = same_files(other.files, last.files)
+        if pairs:
+            i, j = pairs[0]
+            raise ValueError(
+                f"{other.filepath(i)} and {last.filepath(j)} are the same file, in two splits; "
+                "each image belongs to one split: remove the link or the copy"
+            )
 
 
 MIN_VALIDATION_IMAGES = 5

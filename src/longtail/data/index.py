@@ -10,8 +10,12 @@ Two sources:
 
 Scanning uses ``os.scandir`` and reads directory entries only (no per-file ``stat``: entry types
 come with the listing), which is what makes a first index of a million files faster than
-torchvision's ``ImageFolder``. Folder symlinks are followed, except into a folder already on the
-current path (a symlink loop). The index is cached (``.npz``; paths stored as NUL-terminated bytes, so
+torchvision's ``ImageFolder``. Only regular files are images (a FIFO or device named ``x.jpg`` is
+not), and a folder holding longtail's output marker (``.longtail-output``) is skipped. Folder and file symlinks are followed, except into a folder already on the current path (a
+symlink loop) and out of the data folder (refused unless ``allow_outside=True``). Every file is
+known by its identity (device and inode, which the listing gives): one file reached by two paths
+(a symlinked class folder, a hard link, a manifest row spelt two ways) would have two labels, or
+sit in two splits, so it is refused, naming both paths. The index is cached (``.npz``; paths stored as NUL-terminated bytes, so
 any legal file name, newlines and non-UTF-8 bytes included, round-trips) and reused while the mtimes
 of the folders it saw are unchanged; ``rescan=True`` forces a new scan.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -28,14 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from longtail._io import atomic_write
+from longtail._io import OUTPUT_MARKER, atomic_write
 from longtail.distribution import ClassDistribution
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 )
 _EXTENSIONS = tuple(IMAGE_EXTENSIONS)
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 PATH_COLUMNS = ("path", "file", "filename", "filepath", "file_path", "image", "image_path")
 LABEL_COLUMNS = ("label", "class", "class_name", "category", "target")
 
@@ -66,7 +71,8 @@ class ImageIndex:
     """Columnar index: ``paths[i]`` (relative to ``root``) has class ``labels[i]``.
 
     ``class_dirs[j]`` is class j's folder relative to the root (its parts give the hierarchy);
-    ``sizes[i]`` is the file size in bytes, -1 until :meth:`file_sizes` has read it.
+    ``sizes[i]`` is the file size in bytes, -1 until :meth:`file_sizes` has read it;
+    ``files[i]`` is the file's identity (device, inode), (-1, -1) where it is not known.
     """
 
     root: Path
@@ -74,6 +80,11 @@ class ImageIndex:
     labels: np.ndarray
     class_dirs: list[str]
     sizes: np.ndarray
+    files: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.files is None:
+            self.files = np.full((len(self.paths), 2), -1, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -141,6 +152,7 @@ class ImageIndex:
             "version": np.int64(CACHE_VERSION),
             "labels": self.labels.astype(np.int32),
             "sizes": self.sizes,
+            "files": self.files,
             "fp_mtimes": np.array(list(fp.values()), dtype=np.int64),
         }
         for name, strings in (
@@ -168,61 +180,101 @@ class ImageIndex:
                 labels=z["labels"].astype(np.int64),
                 class_dirs=strings("class_dirs"),
                 sizes=z["sizes"],
+                files=z["files"],
             )
-            if len(index.paths) != index.labels.size:
+            if not len(index.paths) == index.labels.size == len(index.files):
                 raise ValueError(f"{path} is a damaged index cache; rescan")
             fp = dict(zip(strings("fp_dirs"), z["fp_mtimes"].tolist(), strict=True))
         return index, fp
 
 
 # ---------------------------------------------------------------------- folder trees
-def _scan_subtree(root: str, rel: str) -> tuple[list[tuple[str, list[str]]], dict[str, int]]:
-    """Walk one subtree; returns (class folder, sorted image file names) pairs and folder mtimes.
-    Reads directory entries only (their type comes with the listing): no per-file stat."""
-    classes: list[tuple[str, list[str]]] = []
+Scanned = tuple[list[tuple[str, list[str], list[tuple[int, int]]]], dict[str, int]]
+
+
+def _inside(real: str, root_real: str) -> bool:
+    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
+def _outside_error(link: str, real: str, root: str) -> ValueError:
+    return ValueError(
+        f"{link} is a link to {real}, outside the data folder {root}; copy what it holds into the "
+        "data folder, or pass --allow-outside (allow_outside=True) to read files outside it"
+    )
+
+
+def _scan_subtree(root: str, rel: str, allow_outside: bool = False) -> Scanned:
+    """Walk one subtree; returns (class folder, sorted image file names, their identities)
+    triples and folder mtimes. Reads directory entries only (type and inode come with the
+    listing): a stat per folder and per symlink, none per file."""
+    classes: list[tuple[str, list[str], list[tuple[int, int]]]] = []
     mtimes: dict[str, int] = {}
+    root_real = os.path.realpath(root)
     top = os.path.join(root, rel) if rel else root
     # each folder with the real paths of the folders above it (symlinks resolved)
-    stack: list[tuple[str, tuple[str, ...]]] = [
-        (rel, (os.path.realpath(root), os.path.realpath(top)))
-    ]
+    stack: list[tuple[str, tuple[str, ...]]] = [(rel, (root_real, os.path.realpath(top)))]
     while stack:
         cur, chain = stack.pop()
         full = os.path.join(root, cur) if cur else root
-        names: list[str] = []
-        subdirs: list[tuple[str, tuple[str, ...]]] = []
+        if not allow_outside and not _inside(chain[-1], root_real):
+            raise _outside_error(full, chain[-1], root)
         try:
-            with os.scandir(full) as it:
-                for entry in it:
-                    name = entry.name
-                    if name[0] == ".":
-                        continue
-                    if entry.is_dir():
-                        real = (
-                            os.path.realpath(entry.path)
-                            if entry.is_symlink()
-                            else os.path.join(chain[-1], name)
-                        )
-                        if real in chain:
-                            continue  # a symlink back into its own ancestry: a loop
-                        subdirs.append((f"{cur}/{name}" if cur else name, (*chain, real)))
-                    elif name.lower().endswith(_EXTENSIONS):
-                        names.append(name)
-            mtimes[cur] = os.stat(full).st_mtime_ns
+            files, subdirs, info = _list_folder(full, cur, chain, root_real, allow_outside)
+            mtimes[cur] = info.st_mtime_ns
         except OSError as err:
             raise OSError(
                 err.errno,
                 f"cannot read folder {full}: {err.strerror}; fix its permissions or remove it",
             ) from None
-        if names and cur:
-            names.sort()
-            classes.append((cur, names))
+        if files and cur:
+            files.sort()
+            ids = [(info.st_dev if dev < 0 else dev, ino) for _, dev, ino in files]
+            classes.append((cur, [f[0] for f in files], ids))
         stack.extend(sorted(subdirs, reverse=True))
     return classes, mtimes
 
 
+def _list_folder(
+    full: str, cur: str, chain: tuple[str, ...], root_real: str, allow_outside: bool
+) -> tuple[list[tuple[str, int, int]], list[tuple[str, tuple[str, ...]]], os.stat_result]:
+    """One folder's image files as (name, device or -1 for the folder's own, inode) and its
+    sub-folders with their real-path chains, and the folder's stat."""
+    files: list[tuple[str, int, int]] = []
+    subdirs: list[tuple[str, tuple[str, ...]]] = []
+    with os.scandir(full) as it:
+        for entry in it:
+            name = entry.name
+            if name == OUTPUT_MARKER:  # longtail's own results (plots are images too)
+                return [], [], os.stat(full)
+            if name[0] == ".":
+                continue
+            if entry.is_dir():
+                real = (
+                    os.path.realpath(entry.path)
+                    if entry.is_symlink()
+                    else os.path.join(chain[-1], name)
+                )
+                if real in chain:
+                    continue  # a symlink back into its own ancestry: a loop
+                subdirs.append((f"{cur}/{name}" if cur else name, (*chain, real)))
+            elif name.lower().endswith(_EXTENSIONS) and entry.is_file():
+                if entry.is_symlink():
+                    real = os.path.realpath(entry.path)
+                    if not allow_outside and not _inside(real, root_real):
+                        raise _outside_error(entry.path, real, root_real)
+                    target = entry.stat()
+                    files.append((name, target.st_dev, target.st_ino))
+                else:
+                    files.append((name, -1, entry.inode()))
+        info = os.stat(full)
+    return files, subdirs, info
+
+
 def scan_folder(
-    root: str | Path, progress: Progress | None = None, workers: int | None = None
+    root: str | Path,
+    progress: Progress | None = None,
+    workers: int | None = None,
+    allow_outside: bool = False,
 ) -> tuple[ImageIndex, dict[str, int]]:
     """Scan a class-folder tree; returns the index and the mtimes of every folder seen.
 
@@ -242,28 +294,62 @@ def scan_folder(
             f"{root} holds {len(loose)} images but no class folders; put each class's images in a "
             "sub-folder named after the class (root/CLASS/*.jpg), or pass a CSV manifest (path,label)"
         )
-    classes: list[tuple[str, list[str]]] = []
+    classes: list[tuple[str, list[str], list[tuple[int, int]]]] = []
     mtimes = {"": os.stat(root).st_mtime_ns}
     workers = workers or min(8, available_cpus())
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(tops)))) as pool:
-        futures = [pool.submit(_scan_subtree, str(root), top) for top in tops]
+        futures = [pool.submit(_scan_subtree, str(root), top, allow_outside) for top in tops]
         for done, future in enumerate(as_completed(futures), 1):
             part, m = future.result()
             classes += part
             mtimes.update(m)
             if progress is not None:
-                progress(done, len(tops), sum(len(names) for _, names in classes))
+                progress(done, len(tops), sum(len(c[1]) for c in classes))
     if not classes:
         raise ValueError(
             f"no images found under {root} (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}); "
             "expected root/CLASS/*.jpg or nested root/LEVEL1/.../CLASS/*.jpg"
         )
     classes.sort(key=lambda c: c[0])
-    counts = np.array([len(names) for _, names in classes])
-    paths = [f"{d}/{n}" for d, names in classes for n in names]
+    counts = np.array([len(c[1]) for c in classes])
+    paths = [f"{d}/{n}" for d, names, _ in classes for n in names]
     labels = np.repeat(np.arange(len(classes), dtype=np.int64), counts)
     sizes = np.full(len(paths), -1, dtype=np.int64)
-    return ImageIndex(root, paths, labels, [d for d, _ in classes], sizes), mtimes
+    files = np.array([f for c in classes for f in c[2]], dtype=np.int64).reshape(-1, 2)
+    index = ImageIndex(root, paths, labels, [c[0] for c in classes], sizes, files)
+    check_one_label_per_file(index, f"data folder {root}")
+    return index, mtimes
+
+
+def same_files(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int]]:
+    """Pairs (i, j), i in ``a``, j in ``b`` (identities [N, 2]; (-1, -1) is unknown), that are one
+    file; with ``a is b``, pairs i < j within it."""
+    both = np.concatenate([a, b]) if a is not b else a
+    known = np.flatnonzero(both[:, 0] >= 0)
+    _, inverse, counts = np.unique(both[known], axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    pairs = []
+    for group in np.flatnonzero(counts > 1)[:5]:
+        members = known[inverse == group]
+        if a is b:
+            pairs.append((int(members[0]), int(members[1])))
+        else:
+            left, right = members[members < len(a)], members[members >= len(a)] - len(a)
+            if left.size and right.size:
+                pairs.append((int(left[0]), int(right[0])))
+    return pairs
+
+
+def check_one_label_per_file(index: ImageIndex, what: str) -> None:
+    """Refuse an index that reaches one file by two paths (it would have two labels, or count
+    twice and land in two splits)."""
+    pairs = same_files(index.files, index.files)
+    if pairs:
+        i, j = pairs[0]
+        raise ValueError(
+            f"{what}: {index.filepath(i)} and {index.filepath(j)} are the same file (a link or a "
+            "second spelling); an image can have one label only: remove the link or the copy"
+        )
 
 
 def _manifest_columns(first: list[str], csv_path: Path) -> tuple[int, int, bool]:
@@ -282,13 +368,16 @@ def _manifest_columns(first: list[str], csv_path: Path) -> tuple[int, int, bool]
     )
 
 
-def read_manifest(csv_path: str | Path) -> ImageIndex:
+def read_manifest(csv_path: str | Path, allow_outside: bool = False) -> ImageIndex:
     """Index from a CSV manifest with rows ``path,label``.
 
     The header row is optional and may name the columns in any order (``path``/``file``/``image``
-    and ``label``/``class``/``category``); a UTF-8 byte-order mark is ignored. A file listed twice
-    is refused (with two labels it has no label; with one, it would be counted twice and could land
-    in both train and test)."""
+    and ``label``/``class``/``category``); a UTF-8 byte-order mark is ignored. Paths are relative
+    to the manifest's folder; one that leads out of it (an absolute path elsewhere, ``../``, a
+    link) is refused unless ``allow_outside``. A file listed twice, however spelt (relative and
+    absolute, through a link), is refused (with two labels it has no label; with one, it would
+    be counted twice and could land in both train and test); so is a listed path that is not a
+    regular file. A listed file that does not exist is kept, and reported when it is read."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"manifest {csv_path} does not exist")
@@ -326,9 +415,65 @@ def read_manifest(csv_path: str | Path) -> ImageIndex:
     class_dirs = sorted(set(labels_str))
     lookup = {c: i for i, c in enumerate(class_dirs)}
     labels = np.array([lookup[s] for s in labels_str], dtype=np.int64)
-    return ImageIndex(
-        csv_path.parent, paths, labels, class_dirs, np.full(len(paths), -1, dtype=np.int64)
+    files = _manifest_files(csv_path, paths, first_line, allow_outside)
+    index = ImageIndex(
+        csv_path.parent, paths, labels, class_dirs, np.full(len(paths), -1, dtype=np.int64), files
     )
+    pairs = same_files(files, files)
+    if pairs:
+        i, j = pairs[0]
+        raise ValueError(
+            f"manifest {csv_path}: rows {i + first_line} ({paths[i]}) and {j + first_line} "
+            f"({paths[j]}) name the same file; list every file once, with one label"
+        )
+    return index
+
+
+def _manifest_files(
+    csv_path: Path, paths: list[str], first_line: int, allow_outside: bool
+) -> np.ndarray:
+    """The identity (device, inode) of each listed file, (-1, -1) for one that does not exist;
+    refuses paths that lead out of the manifest's folder (unless ``allow_outside``) and paths
+    that are not regular files. One ``lstat`` a row, a ``realpath`` a folder and a link."""
+    base = os.path.abspath(csv_path.parent)
+    base_real = os.path.realpath(base)
+    real_dirs: dict[str, str] = {}
+    files = np.full((len(paths), 2), -1, dtype=np.int64)
+    for i, p in enumerate(paths):
+        full = os.path.normpath(os.path.join(base, p))
+        folder = os.path.dirname(full)
+        if folder not in real_dirs:
+            real_dirs[folder] = os.path.realpath(folder)
+        real = os.path.join(real_dirs[folder], os.path.basename(full))
+        try:
+            info = os.lstat(full)
+        except OSError:
+            info = None
+        if info is not None and stat.S_ISLNK(info.st_mode):
+            real = os.path.realpath(full)
+            info = _stat_or_none(real)
+        if not allow_outside and not _inside(real, base_real):
+            raise ValueError(
+                f"manifest {csv_path}: row {i + first_line} names {p}, which is {real}, outside "
+                f"the manifest's folder {base}; paths are relative to that folder (pass "
+                "--allow-outside, allow_outside=True, to read files elsewhere)"
+            )
+        if info is None:
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(
+                f"manifest {csv_path}: row {i + first_line} names {p}, which is not a regular "
+                "file (a folder, FIFO or device); list image files only"
+            )
+        files[i] = (info.st_dev, info.st_ino)
+    return files
+
+
+def _stat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 # ---------------------------------------------------------------------- cached entry point
@@ -352,11 +497,14 @@ def build_index(
     rescan: bool = False,
     use_cache: bool = True,
     progress: Progress | None = None,
+    allow_outside: bool = False,
 ) -> ImageIndex:
     """Index a class-folder tree or CSV manifest, reusing a cached index when the tree is unchanged.
 
     The cache file lives in ``cache_dir`` (default ``$LONGTAIL_CACHE`` or ``~/.cache/longtail``),
-    named after the absolute path of ``source``. A cache that cannot be written is skipped.
+    named after the absolute path of ``source``. A cache that cannot be written is skipped; one
+    that cannot be read (empty, cut short, of another version) is rebuilt. ``allow_outside``
+    lets links (and manifest rows) lead out of the data folder.
     """
     source = Path(source)
     if not source.exists():
@@ -368,20 +516,21 @@ def build_index(
             raise ValueError(
                 f"{source} is a file but not a .csv manifest; pass a folder or a CSV of path,label"
             )
-        return read_manifest(source)
+        return read_manifest(source, allow_outside)
     root = source.resolve()
+    key = f"{root}\0{'outside' if allow_outside else 'inside'}"
     cache = (
         Path(cache_dir or default_cache_dir())
-        / f"index-{hashlib.sha1(str(root).encode()).hexdigest()[:16]}.npz"
+        / f"index-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
     )
     if use_cache and not rescan and cache.exists():
         try:
             index, fp = ImageIndex.load(cache)
             if index.root == root and _fingerprint_unchanged(root, fp):
                 return index
-        except (OSError, ValueError, KeyError):
+        except Exception:  # noqa: BLE001 - any damage to the cache: scan again
             pass
-    index, fp = scan_folder(root, progress=progress)
+    index, fp = scan_folder(root, progress=progress, allow_outside=allow_outside)
     index.root = root
     if use_cache:
         try:

@@ -12,7 +12,7 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 
-from longtail._io import strict_loads, write_text
+from longtail._io import markdown_cell, strict_loads, write_text
 from longtail._lock import folder_lock
 from longtail.data.bundle import DataBundle
 from longtail.metrics import HEADLINE, compare_runs
@@ -302,7 +302,8 @@ def _report(
     groups = dist.groups
     for i in np.argsort(-dist.counts, kind="stable"):
         cells = " | ".join(f"{100 * r[i]:.1f}" for r in recalls.values())
-        lines.append(f"| {dist.class_names[i]} | {int(dist.counts[i]):,} | {groups[i]} | {cells} |")
+        name = markdown_cell(dist.class_names[i])
+        lines.append(f"| {name} | {int(dist.counts[i]):,} | {groups[i]} | {cells} |")
     lines += [
         "",
         "Wall time per strategy (all seeds): "

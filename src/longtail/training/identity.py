@@ -2,7 +2,8 @@
 
 A finished run is reused, and a checkpoint resumed, only when the identity saved with it equals
 the one asked for; otherwise the mismatch is refused, naming the fields that differ. The identity
-holds the data's fingerprint (source, split settings, class names and per-split counts) and every
+holds the data's fingerprint (source, split settings, class names, per-split counts and a digest
+of each split's labels and files) and every
 training setting; how the run is executed (device string, DataLoader workers, progress bars) is
 left out, so changing those never discards or blocks a finished run.
 """
@@ -43,7 +44,7 @@ def differences(saved: dict[str, Any] | None, wanted: dict[str, Any]) -> list[st
         return ["identity (none recorded: written by another version of longtail)"]
     a, b = _flatten(saved), _flatten(wanted)
     out = []
-    for key in sorted(set(a) | set(b)):
+    for key in sorted(set(a) | set(b), key=lambda k: (".content." in k, k)):  # digests last
         if a.get(key, "<absent>") != b.get(key, "<absent>"):
             old, new = _short(a.get(key, "<absent>")), _short(b.get(key, "<absent>"))
             out.append(f"{key} ({old} there, {new} now)")
