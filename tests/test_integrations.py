@@ -95,7 +95,10 @@ def test_a_toml_file_holds_every_option_and_the_command_line_wins(tmp_path, tree
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("epochs = 3\nepoch = 2\n", "train has no option 'epoch'; options: augment, batch-size"),
+        (
+            "epochs = 3\nepoch = 2\n",
+            "train has no option 'epoch'; options: allow-outside, augment, batch-size",
+        ),
         ('epochs = "ten"\n', "--epochs takes a number, got 'ten'"),
         ("epochs = 2.5\n", "--epochs takes an integer, got 2.5"),
         ('augment = "rotate"\n', "--augment must be one of standard, aerial, none"),

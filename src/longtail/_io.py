@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +28,19 @@ def markdown_cell(text: Any) -> str:
     text = str(text).replace("\\", "\\\\").replace("|", "\\|")
     text = text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n")
     return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def read_regular_file(path: str | Path, limit: int) -> bytes:
+    """The bytes of the regular file at ``path``. Anything else (a FIFO, a device, a socket, a
+    folder) is refused without waiting on it, and so is a file over ``limit`` bytes."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path} is not a regular file (a FIFO, device or folder)")
+        if info.st_size > limit:
+            raise OSError(f"{path} is {info.st_size:,} bytes, over the {limit:,} read here")
+        return fh.read(limit)
 
 
 def jsonable(obj: Any) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import shutil
 import sys
@@ -230,8 +231,8 @@ def _compare(args: argparse.Namespace) -> int:
         )
     for spec in strategies:
         parse_strategy(spec)
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        raise ValueError(f"--seeds must be at least 1 (at most {MAX_SEEDS}), got {args.seeds}")
     base = _config(args, strategies[0], 0)
     with _output_folder(args.out) as out:
         data = _bundle(args, out)
@@ -240,6 +241,7 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+MAX_SEEDS = 1000
 ALLOW_OUTSIDE_HELP = (
     "read files that links (or a manifest's rows) place outside the data folder; refused otherwise"
 )
@@ -405,7 +407,9 @@ def _apply_config_file(parser: argparse.ArgumentParser, command: str, path: Path
         elif action.type in (int, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"--config {path}: {flag} takes a number, got {value!r}")
-            if action.type is int and value != int(value):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"--config {path}: {flag} takes a finite number, got {value!r}")
+            if action.type is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(f"--config {path}: {flag} takes an integer, got {value!r}")
             value = action.type(value)
         elif not isinstance(value, str):

@@ -16,10 +16,11 @@ read back so that the run can be made again. Options given on the command line w
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from longtail._io import read_regular_file, strict_loads
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,6 +28,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 EMBEDDED_SOURCE = "embedded Fashion-MNIST-LT"
+MAX_BYTES = 1 << 20
+"""The largest option file read (1 MiB): option files are a few lines."""
 
 _RUN_SETTINGS = {  # TrainConfig field -> (option, how its value maps)
     "num_workers": ("workers", lambda v: v),
@@ -40,18 +43,20 @@ def read_options(path: str | Path) -> dict[str, Any]:
     """The options in the file at ``path`` as ``{option_dest: value}`` (dashes become
     underscores); a run's ``config.json`` is turned into the options that make that run."""
     path = Path(path)
+    if path.suffix.lower() not in (".toml", ".json"):
+        raise ValueError(f"--config {path}: give a .toml or .json file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_file(path, MAX_BYTES).decode("utf-8")
     except OSError as err:
         raise ValueError(f"--config {path}: cannot read it ({err.strerror or err})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"--config {path} is not UTF-8 text") from None
     try:
         if path.suffix.lower() == ".toml":
             raw: Any = tomllib.loads(text)
-        elif path.suffix.lower() == ".json":
-            raw = json.loads(text)
         else:
-            raise ValueError(f"--config {path}: give a .toml or .json file")
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+            raw = strict_loads(text)
+    except (ValueError, RecursionError) as err:  # TOMLDecodeError and JSONDecodeError included
         raise ValueError(f"--config {path} is not valid {path.suffix[1:].upper()}: {err}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"--config {path} must hold a table of options, not {type(raw).__name__}")

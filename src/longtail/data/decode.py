@@ -41,8 +41,6 @@ from __future__ import annotations
 import importlib
 import io
 import math
-import os
-import stat
 import threading
 import warnings
 from collections.abc import Callable
@@ -56,6 +54,7 @@ from PIL.Image import DecompressionBombError
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
+from longtail._io import read_regular_file
 from longtail.data import jpeg_region
 
 ORIENTATION = 0x0112  # the EXIF tag
@@ -152,7 +151,7 @@ def read_encoded(path: str | Path) -> EncodedImage:
     one (an EXIF block, an XMP orientation), and the header of every other format. Raises
     ``OSError`` for a file that is not a readable image of :data:`FORMATS`, and Pillow's
     ``DecompressionBombError`` for one that declares too many pixels."""
-    data = read_regular_file(path)
+    data = read_regular_file(path, MAX_FILE_BYTES)
     if data[:3] == b"\xff\xd8\xff":
         frame = jpeg_frame(data, path)
         width, height, orientation = frame.width, frame.height, 1
@@ -169,19 +168,6 @@ def read_encoded(path: str | Path) -> EncodedImage:
             image = EncodedImage(str(path), data, width, height, orientation, False)
     check_pixels(image.width, image.height, path)
     return image
-
-
-def read_regular_file(path: str | Path, limit: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of the regular file at ``path``. Anything else (a FIFO, a device, a socket, a
-    folder) is refused without waiting on it, and so is a file over ``limit`` bytes."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(f"{path} is not a regular file (a FIFO, device or folder); remove it")
-        if info.st_size > limit:
-            raise OSError(f"{path} is {info.st_size:,} bytes, over the {limit:,} read as an image")
-        return fh.read(limit)
 
 
 def check_pixels(width: int, height: int, path: str | Path) -> None:

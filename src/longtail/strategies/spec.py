@@ -16,12 +16,14 @@ Either part may be plain (``instance`` sampling, ``ce`` loss); a single name is 
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from longtail.losses import LOSSES
 from longtail.sampling import SAMPLERS
+from longtail.weights import check_scheme_params
 
 _PART = re.compile(r"^([a-z_][a-z0-9_]*)(?:\[(.*)\])?$")
 
@@ -46,9 +48,96 @@ def _parse_part(text: str) -> tuple[str, dict[str, Any]]:
         for item in m.group(2).split(","):
             if "=" not in item:
                 raise ValueError(f"parameter {item!r} in {text!r} is not key=value")
-            k, v = item.split("=", 1)
-            params[k.strip()] = _value(v.strip())
+            k, v = (part.strip() for part in item.split("=", 1))
+            if k in params:
+                raise ValueError(f"parameter {k!r} is given twice in {text!r}; give it once")
+            params[k] = _value(v)
     return m.group(1), params
+
+
+FLOAT, BOOL, TEXT = "a finite number", "true or false", "a name"
+COUNT, EPOCH = "an integer >= 1", "an integer >= 0"
+MAX_INT = 2**31 - 1
+"""The largest integer parameter (epochs, batch geometry): anything larger is a typo."""
+
+SCHEME_KEYS = ("alpha", "q", "beta")
+_SCHEME = {"scheme": TEXT, **dict.fromkeys(SCHEME_KEYS, FLOAT)}
+PARAMETERS: dict[str, dict[str, dict[str, str]]] = {
+    "sampler": {
+        "instance": {},
+        "weighted": _SCHEME,
+        "class_balanced": {"cycle": BOOL},
+        "sqrt": {"q": FLOAT},
+        "progressive": {},
+        "hybrid": {"under_ratio": FLOAT, "over_max": FLOAT},
+        "curriculum": {
+            "base": TEXT,
+            "temperature": FLOAT,
+            "max_ratio": FLOAT,
+            "momentum": FLOAT,
+            "eps": FLOAT,
+        },
+        "repeat_factor": {"threshold": FLOAT},
+        "balanced_batch": {"classes_per_batch": COUNT, "samples_per_class": COUNT},
+    },
+    "loss": {
+        "ce": {"label_smoothing": FLOAT},
+        "weighted_ce": {**_SCHEME, "label_smoothing": FLOAT},
+        "focal": {"gamma": FLOAT},
+        "cb_focal": {"beta": FLOAT, "gamma": FLOAT},
+        "cb_ce": {"beta": FLOAT},
+        "ldam_drw": {"max_margin": FLOAT, "s": FLOAT, "drw_epoch": EPOCH, "drw_beta": FLOAT},
+        "balanced_softmax": {},
+        "logit_adjusted": {"tau": FLOAT},
+    },
+    "stage": {
+        "crt": {"epochs": COUNT, "lr": FLOAT},
+        "lws": {"epochs": COUNT, "lr": FLOAT},
+        "tau_norm": {},
+        "logit_adjust": {},
+        "weight_balancing": {
+            "epochs": COUNT,
+            "lr": FLOAT,
+            "weight_decay": FLOAT,
+            "max_norm": FLOAT,
+        },
+    },
+}
+"""The parameters a strategy string may give each sampler, loss and second stage, with the kind
+of value each takes; everything else a component's constructor has (its DDP rank and world size,
+seed, epoch count) is the training loop's to set, never the strategy's."""
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
+def _check_params(kind: str, name: str, params: dict[str, Any], spec: str) -> None:
+    """Refuse a parameter ``name`` does not document, or a value of the wrong kind."""
+    accepted = PARAMETERS[kind].get(name, {})
+    if "scheme" in accepted:  # a weight scheme's own parameters: the scheme says which it reads
+        scheme = params.get("scheme", "inverse")
+        check_scheme_params(str(scheme), {k: v for k, v in params.items() if k in SCHEME_KEYS})
+    for key, value in params.items():
+        if key not in accepted:
+            names = ", ".join(sorted(accepted)) or "none"
+            raise ValueError(
+                f"{kind} {name!r} has no parameter {key!r} (in {spec!r}); its parameters: {names}"
+            )
+        want = accepted[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = {
+            FLOAT: number and _finite(value),
+            BOOL: isinstance(value, bool),
+            TEXT: isinstance(value, str) and bool(value),
+            COUNT: number and isinstance(value, int) and 1 <= value <= MAX_INT,
+            EPOCH: number and isinstance(value, int) and 0 <= value <= MAX_INT,
+        }[want]
+        if not ok:
+            raise ValueError(f"{name}: {key} must be {want}, got {value!r} (in {spec!r})")
 
 
 @dataclass(frozen=True)
@@ -97,6 +186,10 @@ def parse_strategy(spec: str) -> Strategy:
         raise ValueError(
             f"unknown loss {l_name!r} in {spec!r}; losses: {', '.join(sorted(LOSSES))}"
         )
+    _check_params("sampler", s_name, s_params, spec)
+    _check_params("loss", l_name, l_params, spec)
+    if stage is not None:
+        _check_params("stage", stage, stage_params, spec)
     return Strategy(s_name, l_name, s_params, l_params, spec.strip(), stage, stage_params)
 
 

@@ -51,6 +51,12 @@ CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
 
 
+MAX_EPOCHS = 100_000
+MAX_SEED = 2**32 - 1
+MAX_COUNT = 2**31 - 1
+"""Bounds of TrainConfig's integers: a larger value is a typo, and would overflow later."""
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (saved beside its results)."""
@@ -75,10 +81,12 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        def integer(name: str, low: int) -> None:
+        def integer(name: str, low: int, high: int = MAX_COUNT) -> None:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(
+                    f"{name} must be an integer >= {low} (at most {high:,}), got {value!r}"
+                )
 
         def number(name: str, positive: bool) -> None:
             value = getattr(self, name)
@@ -87,12 +95,12 @@ class TrainConfig:
                 need = "> 0" if positive else ">= 0"
                 raise ValueError(f"{name} must be a finite number {need}, got {value!r}")
 
-        integer("epochs", 1)
+        integer("epochs", 1, MAX_EPOCHS)
         integer("batch_size", 1)
-        integer("seed", 0)
-        integer("warmup_epochs", 0)
+        integer("seed", 0, MAX_SEED)
+        integer("warmup_epochs", 0, MAX_EPOCHS)
         if self.num_workers is not None:
-            integer("num_workers", 0)
+            integer("num_workers", 0, 1024)
         number("lr", True)
         number("weight_decay", False)
         number("momentum", False)
