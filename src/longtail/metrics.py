@@ -188,12 +188,20 @@ class MetricAccumulator:
 
     @torch.no_grad()
     def update(self, outputs: Tensor, targets: Tensor) -> None:
-        """Add a batch: ``outputs`` are logits [B, K] or predicted classes [B]."""
+        """Add a batch: ``outputs`` are logits [B, K] or predicted classes [B]. Logits that are
+        nan or infinite are refused (``ValueError``): their argmax would count as a prediction of
+        class 0 (or of whichever class holds the infinity), a score the model never earned."""
         targets = targets.reshape(-1).long()
         k = self.num_classes
         if outputs.ndim == 2:
             if outputs.shape[1] != k:
                 raise ValueError(f"logits have {outputs.shape[1]} columns for num_classes={k}")
+            if outputs.is_floating_point() and not bool(torch.isfinite(outputs).all()):
+                bad = int((~torch.isfinite(outputs)).any(1).sum())
+                raise ValueError(
+                    f"{bad} of {outputs.shape[0]} rows of logits are nan or infinite: the model "
+                    "diverged or overflowed (in float16, say); fix it before scoring it"
+                )
             preds = outputs.argmax(1)
             self._update_logits(outputs.float(), preds, targets.to(outputs.device))
         else:

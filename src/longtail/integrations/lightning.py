@@ -41,15 +41,23 @@ class LongtailMetrics(Callback):
     training DataLoader samples with a :class:`~longtail.sampling.CurriculumSampler`, calls its
     ``update(recall)`` (nan for classes without validation images). Under DDP the statistics are
     summed over ranks (Lightning's ``DistributedSampler`` pads the validation set to a multiple
-    of the world size, repeating a few images)."""
+    of the world size, repeating a few images).
+
+    With several validation dataloaders each gets its own metrics, never a merged number: they
+    are logged as ``{prefix}{metric}/dataloader_idx_{i}``, as Lightning names a metric logged
+    per dataloader, and kept in :attr:`reports` (by dataloader index); :attr:`report` and the
+    curriculum follow dataloader 0."""
 
     def __init__(self, distribution: ClassDistribution, prefix: str = "val_") -> None:
         self.distribution, self.prefix = distribution, prefix
         self.report: ClassificationReport | None = None
-        self._acc: MetricAccumulator | None = None
+        self.reports: dict[int, ClassificationReport] = {}
+        self._accs: dict[int, MetricAccumulator] = {}
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._acc = MetricAccumulator(self.distribution.num_classes)
+        loaders = max(1, len(getattr(trainer, "num_val_batches", None) or [0]))
+        k = self.distribution.num_classes
+        self._accs = {i: MetricAccumulator(k) for i in range(loaders)}
 
     def on_validation_batch_end(
         self,
@@ -65,25 +73,33 @@ class LongtailMetrics(Callback):
                 "LongtailMetrics needs validation_step to return "
                 "{'logits': [batch, classes] tensor, 'target': [batch] tensor}"
             )
-        assert self._acc is not None
-        self._acc.update(outputs["logits"].detach(), outputs["target"].detach())
+        acc = self._accs.setdefault(
+            dataloader_idx, MetricAccumulator(self.distribution.num_classes)
+        )
+        acc.update(outputs["logits"].detach(), outputs["target"].detach())
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        assert self._acc is not None
-        state = self._acc.state().to(pl_module.device)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(state)
-        self._acc.load_state(state.cpu())
-        report = self._acc.compute(self.distribution)
-        if trainer.sanity_checking:
+        reports = {}
+        for i, acc in sorted(self._accs.items()):  # every rank holds the same loaders
+            state = acc.state().to(pl_module.device)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.all_reduce(state)
+            acc.load_state(state.cpu())
+            if acc.state().sum() > 0:
+                reports[i] = acc.compute(self.distribution)
+        if trainer.sanity_checking or not reports:
             return
-        self.report = report
-        values = {
-            f"{self.prefix}{k}": float(v)
-            for k, v in report.summary().items()
-            if v is not None and math.isfinite(v)
-        }
-        pl_module.log_dict(values, sync_dist=False)  # already summed over ranks
+        self.reports = reports
+        self.report = reports.get(0, next(iter(reports.values())))
+        for i, report in reports.items():
+            suffix = f"/dataloader_idx_{i}" if len(self._accs) > 1 else ""
+            values = {
+                f"{self.prefix}{k}{suffix}": float(v)
+                for k, v in report.summary().items()
+                if v is not None and math.isfinite(v)
+            }
+            pl_module.log_dict(values, sync_dist=False, add_dataloader_idx=False)  # summed
         sampler = getattr(trainer.train_dataloader, "sampler", None)
         if isinstance(sampler, CurriculumSampler):
+            report = self.report
             sampler.update(np.where(report.support > 0, report.recall, np.nan))

@@ -8,6 +8,7 @@ the previous checkpoint intact and no temporary file behind.
 
 from __future__ import annotations
 
+import errno
 import pickle
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,17 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> None:
     """``torch.save`` ``state`` to ``path``: either the old file or the new one, never half."""
     try:
         atomic_write(path, lambda fh: torch.save(state, fh))
-    except OSError as err:
+    except (OSError, RuntimeError) as err:  # torch's writer reports a full disk as RuntimeError
+        reason = err.strerror if isinstance(err, OSError) else _first_line(err)
         raise OSError(
-            err.errno,
-            f"{err.strerror}. The previous checkpoint is intact: free some space and run the same "
-            "command again with --resume",
+            getattr(err, "errno", None) or errno.ENOSPC,
+            f"could not write {path} ({reason}; is the disk full?). The previous checkpoint is "
+            "intact: free some space and run the same command again with --resume",
         ) from err
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -34,11 +40,13 @@ def load(path: str | Path) -> dict[str, Any]:
     refused with a ``ValueError`` before it can run."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except FileNotFoundError:
+        raise
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, OSError) as err:
         raise ValueError(
-            f"{path} is not a longtail checkpoint that loads safely (only tensors and plain values "
-            f"are accepted; {first}). Delete it, or pass another --out, to start afresh"
+            f"{path} is damaged or not a longtail checkpoint that loads safely (only tensors and "
+            f"plain values are accepted; {_first_line(err)}). Delete it, or pass another --out, "
+            "to start afresh"
         ) from None
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{path} is not a longtail checkpoint (no model state); delete it")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -129,9 +132,7 @@ def build_model(
         except ImportError as err:
             raise ValueError(f"model {name!r} needs timm: pip install 'longtail[timm]'") from err
         weights_name = pretrained if pretrained and not os.path.exists(pretrained) else None
-        model = timm.create_model(
-            name[5:], pretrained=bool(weights_name), num_classes=num_classes, in_chans=in_channels
-        )
+        model = _timm_model(timm, name[5:], weights_name, num_classes, in_channels)
     else:
         import torchvision
 
@@ -208,18 +209,90 @@ def _replace_head(
     setattr(parent, last_name.rsplit(".", 1)[-1], make(last.in_features, num_classes))
 
 
-def load_pretrained(model: nn.Module, path: str | Path) -> None:
+def _timm_model(
+    timm: Any, name: str, tag: str | None, num_classes: int, in_channels: int
+) -> nn.Module:
+    """timm's ``name``, with the pretrained weights ``tag`` (one of ``timm.list_pretrained``'s for
+    it, or ``DEFAULT``) fetched from the hub or its local cache; an unknown tag is refused before
+    anything is asked of the hub."""
+    if tag is None:
+        return timm.create_model(name, num_classes=num_classes, in_chans=in_channels)
+    known = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{name}.*")]
+    if tag != "DEFAULT" and tag not in known:
+        raise ValueError(
+            f"--pretrained {tag} is neither a file nor a timm weights tag of {name} "
+            f"({', '.join(['DEFAULT', *known[:12]]) if known else 'it has none'})"
+        )
+    full = name if tag == "DEFAULT" else f"{name}.{tag}"
+    try:
+        return timm.create_model(
+            full, pretrained=True, num_classes=num_classes, in_chans=in_channels
+        )
+    except Exception as err:  # noqa: BLE001 - the hub's errors, offline most of all
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"--pretrained {tag}: timm could not load the weights of {full} ({first}); fetch them "
+            "once where the hub is reachable, or pass a local weights file"
+        ) from None
+
+
+log = logging.getLogger("longtail")
+
+
+@dataclass(frozen=True)
+class PretrainedLoad:
+    """What :func:`load_pretrained` took from a weights file: the tensors loaded, the model's
+    tensors it left as they were (absent from the file, or of another shape there), and the
+    file's tensors the model has no place for."""
+
+    loaded: tuple[str, ...]
+    kept_as_is: tuple[str, ...]
+    unused: tuple[str, ...]
+
+
+def load_pretrained(model: nn.Module, path: str | Path) -> PretrainedLoad:
     """Load a local state dict (weights only: nothing in the file can run), skipping tensors whose
-    shape does not match (e.g. another head)."""
+    shape does not match (e.g. another head). Refuses a file that would leave every tensor
+    outside the classifier untouched (weights of another architecture), and logs what was not
+    loaded."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path} is not a weights file that loads safely ({first})") from None
+        raise ValueError(
+            f"--pretrained {path} is damaged or not a weights file that loads safely ({first})"
+        ) from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
+    if not isinstance(state, dict):
+        raise ValueError(f"--pretrained {path} holds no state dict (a name -> tensor table)")
     own = model.state_dict()
-    kept = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not kept:
-        raise ValueError(f"{path} holds no weights that fit this model")
-    model.load_state_dict(kept, strict=False)
+    fits = {
+        k: v
+        for k, v in state.items()
+        if k in own and isinstance(v, torch.Tensor) and own[k].shape == v.shape
+    }
+    head = find_classifier(model)
+    backbone = [k for k in own if not k.startswith(f"{head}.")]
+    report = PretrainedLoad(
+        tuple(fits),
+        tuple(k for k in own if k not in fits),
+        tuple(k for k in state if k not in fits),
+    )
+    if backbone and not any(k in fits for k in backbone):
+        raise ValueError(
+            f"--pretrained {path} fits none of this model's backbone ({len(fits)} of {len(own)} "
+            f"tensors match; e.g. the file has {', '.join(list(state)[:3]) or 'nothing'}): "
+            "weights of another architecture? Pass the file made for this --model"
+        )
+    model.load_state_dict(fits, strict=False)
+    if report.kept_as_is or report.unused:
+        log.warning(
+            "--pretrained %s: loaded %d of the model's %d tensors; not loaded: %s%s",
+            path,
+            len(fits),
+            len(own),
+            ", ".join(report.kept_as_is[:8]) + ("..." if len(report.kept_as_is) > 8 else ""),
+            f"; {len(report.unused)} of the file's tensors unused" if report.unused else "",
+        )
+    return report
