@@ -234,3 +234,168 @@ def test_compare_table_keeps_every_column_when_not_a_terminal(tmp_path, capsys):
     assert top.count("┳") == 9 and top.endswith("┓")  # strategy + 9 metric columns, none cut
     last_row = next(line for line in printed.splitlines() if line.startswith("│ weighted"))
     assert last_row.rstrip().endswith("│")
+
+
+@pytest.mark.parametrize(
+    ("strategy", "message"),
+    [
+        ("instance[num_replicas=2]+ce", "no parameter 'num_replicas'"),
+        ("instance[rank=1]+ce", "no parameter 'rank'"),
+        ("class_balanced[drop_last=true]+ce", "no parameter 'drop_last'"),
+        ("class_balanced[seed=7]+ce", "no parameter 'seed'"),
+        ("instance+focal[gamma=1,gamma=5]", "'gamma' is given twice"),
+        ("instance+focal[gama=2]", "its parameters: gamma"),
+        ("instance+focal[gamma=abc]", "gamma must be a finite number"),
+        ("instance+ce:tau_norm[grid=]", "no parameter 'grid'"),
+        ("curriculum[max_ratio=nan]+ce", "max_ratio must be a finite number"),
+        ("hybrid[over_max=1e999]+ce", "over_max must be a finite number"),
+        ("balanced_batch[samples_per_class=0]+ce", "samples_per_class must be an integer >= 1"),
+        ("balanced_batch[classes_per_batch=2.5]+ce", "classes_per_batch must be an integer"),
+        ("class_balanced[cycle=3]+ce", "cycle must be true or false"),
+        ("instance+ce:crt[epochs=99999999999]", "epochs must be an integer >= 1"),
+    ],
+)
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_strategy_strings_reach_only_documented_parameters(
+    tmp_path, capsys, command, strategy, message
+):
+    out = tmp_path / "o"
+    flag = "--strategy" if command == "train" else "--strategies"
+    argv = [command, flag, strategy, "--epochs", "1", *QUIET, "--out", out]
+    code, _, err = run(argv + (["--seeds", "1"] if command == "compare" else []), capsys)
+    assert_refused(code, err, message, out)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--seed", str(2**62)], "seed must be an integer >= 0 (at most 4,294,967,295)"),
+        (["--epochs", str(10**12)], "epochs must be an integer >= 1 (at most 100,000)"),
+        (["--warmup-epochs", str(10**9)], "warmup_epochs must be an integer >= 0"),
+        (["--workers", str(10**6)], "num_workers must be an integer >= 0"),
+    ],
+)
+def test_huge_integers_are_refused_before_training(tmp_path, capsys, argv, message):
+    out = tmp_path / "o"
+    base = ["--epochs", "1"] if "--epochs" not in argv else []
+    code, _, err = run(["train", *base, *argv, "--no-progress", "--out", out], capsys)
+    assert_refused(code, err, message, out)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("epochs = inf\n", "--epochs takes a finite number, got inf"),
+        ("epochs = nan\n", "--epochs takes a finite number, got nan"),
+        ("seed = 1e300\n", "seed must be an integer >= 0"),
+        ("seed = 0.5\n", "--seed takes an integer"),
+        ("seed = 4611686018427387904\n", "seed must be an integer >= 0"),
+        ("lr = inf\n", "--lr takes a finite number"),
+    ],
+)
+def test_option_file_numbers_are_checked_like_the_command_line(tmp_path, capsys, text, message):
+    config = tmp_path / "run.toml"
+    config.write_text(text)
+    code, _, err = run(["train", "--config", config, *QUIET, "--out", tmp_path / "o"], capsys)
+    assert_refused(code, err, message)
+
+
+def test_option_files_that_are_not_small_regular_files_are_refused(tmp_path, capsys):
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    big = tmp_path / "big.toml"
+    big.write_text("# padding\n" * 200_000)  # 2 MB
+    for path, message in (
+        (fifo, "is not a regular file"),
+        (big, "over the 1,048,576 read here"),
+        (Path("/dev/zero"), "give a .toml or .json file"),
+    ):
+        code, _, err = run(["train", "--config", path, "--out", tmp_path / "o"], capsys)
+        assert_refused(code, err, message)
+
+
+def test_analyze_never_counts_its_own_output_as_a_class(tmp_path, capsys):
+    root = write_tree(tmp_path / "data", {"a": 6, "b": 3}, size=8)
+    for _ in range(2):  # the second time, DATA/report holds PNG plots
+        code, _, _ = run(["analyze", root, "--out", root / "report", "--rescan"], capsys)
+        assert code == 0
+        report = (root / "report" / "report.md").read_text()
+        assert "| classes | 2 |" in report and "| samples | 9 |" in report
+
+
+def test_a_manifest_row_outside_its_folder_is_refused_by_the_cli(tmp_path, capsys):
+    write_tree(tmp_path / "set", {"a": 4, "b": 4}, size=8)
+    write_tree(tmp_path / "other", {"b": 1}, size=8)
+    csv = tmp_path / "set" / "m.csv"
+    rows = [f"{c}/img_{i:04d}.jpg,{c}" for c in "ab" for i in range(4)]
+    csv.write_text("path,label\n" + "\n".join([*rows, "../other/b/img_0000.jpg,b"]) + "\n")
+    code, _, err = run(["analyze", csv, "--out", tmp_path / "o"], capsys)
+    assert_refused(code, err, "outside the manifest's folder")
+    code, _, _ = run(["analyze", csv, "--allow-outside", "--out", tmp_path / "o2"], capsys)
+    assert code == 0 and "| samples | 9 |" in (tmp_path / "o2" / "report.md").read_text()
+
+
+def test_pretrained_weights_of_another_architecture_are_refused(tmp_path, capsys):
+    import torch
+
+    from longtail.training.models import build_model
+
+    other = build_model("small_cnn", 10, 1, 28).state_dict()
+    mine = build_model("mlp", 10, 1, 28).state_dict()
+    # only the classifier's names and shapes happen to match: the backbone would stay random
+    file = {k: v for k, v in other.items() if k in mine and mine[k].shape == v.shape}
+    file |= {k: v for k, v in other.items() if k not in mine}
+    assert file.keys() & mine.keys() and all(
+        k.startswith("classifier.") for k in file.keys() & mine.keys()
+    )
+    torch.save(file, tmp_path / "w.pt")
+    out = tmp_path / "o"
+    argv = ["train", "--pretrained", tmp_path / "w.pt", "--epochs", "1", *QUIET, "--out", out]
+    code, _, err = run(argv, capsys)
+    assert_refused(code, err, "fits none of this model's backbone", out)
+
+
+def test_a_timm_weights_tag_is_checked_before_the_hub_is_asked(tmp_path, capsys, monkeypatch):
+    import timm
+
+    def offline(*args, pretrained=False, **kwargs):
+        assert not pretrained, "the hub was asked"
+        return create(*args, **kwargs)
+
+    create = timm.create_model
+    monkeypatch.setattr(timm, "create_model", offline)
+    argv = ["train", "--model", "timm:resnet18", "--pretrained", "nosuchtag", "--epochs", "1"]
+    code, _, err = run([*argv, *QUIET, "--out", tmp_path / "o"], capsys)
+    assert_refused(code, err, "neither a file nor a timm weights tag of resnet18")
+    assert "a1_in1k" in err
+
+
+def test_a_truncated_checkpoint_is_named(tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = ["train", "--epochs", "1", *QUIET, "--out", out]
+    assert run(argv, capsys)[0] == 0
+    data = (out / "checkpoint.pt").read_bytes()
+    for cut in (0, len(data) // 2, len(data) - 30):
+        (out / "checkpoint.pt").write_bytes(data[:cut])
+        code, _, err = run([*argv, "--resume"], capsys)
+        assert code == 2 and "checkpoint.pt is damaged" in " ".join(err.split()), err
+
+
+def test_a_full_disk_while_checkpointing_says_what_to_do(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from longtail.training import checkpoint
+
+    checkpoint.save_atomic({"model": {"w": torch.zeros(2)}}, tmp_path / "checkpoint.pt")
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+
+    def full_disk(state, fh):  # what torch's zip writer raises when a write fails for space
+        fh.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 768 vs 662")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(OSError, match="is the disk full.*free some space.*--resume"):
+        checkpoint.save_atomic({"model": {"w": torch.ones(2)}}, tmp_path / "checkpoint.pt")
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left

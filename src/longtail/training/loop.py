@@ -85,7 +85,7 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(
-                    f"{name} must be an integer >= {low} (at most {high:,}), got {value!r}"
+                    f"{name} must be an integer >= {low} (at most {high:,}), got {repr(value)[:40]}"
                 )
 
         def number(name: str, positive: bool) -> None:
