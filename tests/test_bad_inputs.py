@@ -399,3 +399,18 @@ def test_a_full_disk_while_checkpointing_says_what_to_do(tmp_path, capsys, monke
         checkpoint.save_atomic({"model": {"w": torch.ones(2)}}, tmp_path / "checkpoint.pt")
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"path,label\na/1.jpg,a\x00\n", "is not a UTF-8 CSV"),
+        (b"path,label\n" + b'"' + b"x" * 200_000 + b'",a\n', "is not a UTF-8 CSV"),
+        (b"path,label\n\xff\xfe,a\n", "is not a UTF-8 CSV"),
+    ],
+)
+def test_a_manifest_that_is_not_a_csv_of_text_is_refused(tmp_path, capsys, content, message):
+    csv = tmp_path / "m.csv"
+    csv.write_bytes(content)
+    code, _, err = run(["analyze", csv, "--out", tmp_path / "o"], capsys)
+    assert_refused(code, err, message)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 import stat
 from collections.abc import Callable
@@ -381,8 +382,16 @@ def read_manifest(csv_path: str | Path, allow_outside: bool = False) -> ImageInd
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"manifest {csv_path} does not exist")
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            text = fh.read()
+        if "\0" in text:
+            raise csv.Error("it holds a NUL byte, which no path or label can")
+        rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
+    except (csv.Error, UnicodeDecodeError) as err:  # a field over csv's size limit, say
+        raise ValueError(
+            f"manifest {csv_path} is not a UTF-8 CSV of path,label rows ({err})"
+        ) from None
     if not rows:
         raise ValueError(f"manifest {csv_path} has no rows; expected lines of 'path,label'")
     path_col, label_col, header = _manifest_columns(rows[0], csv_path)
