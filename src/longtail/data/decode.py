@@ -7,9 +7,9 @@ uint8 images. Decoding takes the cheapest route:
 - a JPEG at least twice ``resize_size`` on its shorter side is decoded at a reduced scale
   (libjpeg's DCT scaling through Pillow's ``draft``: 1/2, 1/4 or 1/8, the smallest still
   >= ``resize_size``), so a 4000 px photo bound for 224 px is never decoded at full size;
-- any other JPEG is decoded by libjpeg-turbo straight into a tensor, through simplejpeg or
-  TorchCodec when installed, else torchvision (whose decoders are deprecated since 0.29); the
-  pixels are then those of torchvision's own pipeline, to within one level;
+- any other JPEG is decoded by libjpeg-turbo straight into a tensor, through simplejpeg (also
+  TorchCodec or torchvision, whose decoders are deprecated since 0.29, when simplejpeg does not
+  load); the pixels are then those of torchvision's own pipeline, to within one level;
 - everything else (PNG, TIFF, WebP, ..., and JPEGs with an EXIF rotation) by Pillow.
 
 For training, :func:`read_resized_crop` takes any box of the image (a random-resized crop) to
