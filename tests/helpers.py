@@ -47,3 +47,19 @@ def torchrun(script: Path, *args: str, timeout: int = 240) -> subprocess.Complet
         *args,
     ]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def quiet_trainer(tmp_path: Path, callbacks: list, **kwargs):
+    """A Lightning ``Trainer`` on the CPU that logs, checkpoints and prints nothing."""
+    import lightning.pytorch as pl
+
+    return pl.Trainer(
+        accelerator="cpu",
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )

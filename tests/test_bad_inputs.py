@@ -283,24 +283,6 @@ def test_huge_integers_are_refused_before_training(tmp_path, capsys, argv, messa
     assert_refused(code, err, message, out)
 
 
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("epochs = inf\n", "--epochs takes a finite number, got inf"),
-        ("epochs = nan\n", "--epochs takes a finite number, got nan"),
-        ("seed = 1e300\n", "seed must be an integer >= 0"),
-        ("seed = 0.5\n", "--seed takes an integer"),
-        ("seed = 4611686018427387904\n", "seed must be an integer >= 0"),
-        ("lr = inf\n", "--lr takes a finite number"),
-    ],
-)
-def test_option_file_numbers_are_checked_like_the_command_line(tmp_path, capsys, text, message):
-    config = tmp_path / "run.toml"
-    config.write_text(text)
-    code, _, err = run(["train", "--config", config, *QUIET, "--out", tmp_path / "o"], capsys)
-    assert_refused(code, err, message)
-
-
 def test_option_files_that_are_not_small_regular_files_are_refused(tmp_path, capsys):
     fifo = tmp_path / "fifo.toml"
     os.mkfifo(fifo)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import quiet_trainer
 from longtail.metrics import MetricAccumulator
 from longtail.strategies import build_strategy, parse_strategy
 from longtail.strategies.spec import BOOL, COUNT, EPOCH, FLOAT, PARAMETERS, TEXT
@@ -100,17 +101,7 @@ def test_lightning_keeps_several_validation_dataloaders_apart(tmp_path):
 
     metrics = LongtailMetrics(dist)
     model = Model()
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        callbacks=[metrics],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, [metrics], max_epochs=1, num_sanity_val_steps=0)
     trainer.fit(model)
     logged = trainer.callback_metrics
     model.eval()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import write_tree
+from helpers import quiet_trainer, write_tree
 from longtail.training.models import build_model
 
 
@@ -104,6 +104,12 @@ def test_a_toml_file_holds_every_option_and_the_command_line_wins(tmp_path, tree
         ('augment = "rotate"\n', "--augment must be one of standard, aerial, none"),
         ("last_epoch = 1\n", "last_epoch must be true or false"),
         ("epochs = [\n", "is not valid TOML"),
+        ("epochs = inf\n", "--epochs takes a finite number, got inf"),
+        ("epochs = nan\n", "--epochs takes a finite number, got nan"),
+        ("seed = 1e300\n", "seed must be an integer >= 0"),
+        ("seed = 0.5\n", "--seed takes an integer"),
+        ("seed = 4611686018427387904\n", "seed must be an integer >= 0"),
+        ("lr = inf\n", "--lr takes a finite number"),
     ],
 )
 def test_a_bad_config_file_is_refused_naming_the_problem(tmp_path, capsys, text, message):
@@ -195,16 +201,7 @@ def test_lightning_callback_logs_group_metrics_and_feeds_the_curriculum(tmp_path
 
     metrics = LongtailMetrics(dist)
     model = Model()
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_epochs=2,
-        callbacks=[metrics],
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, [metrics], max_epochs=2)
     trainer.fit(model)
     logged = trainer.callback_metrics
     assert {"val_balanced_accuracy", "val_head_recall", "val_tail_f1"} <= set(logged)

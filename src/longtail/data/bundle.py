@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 
 from longtail.data.datasets import ArrayDataset, FolderDataset, bad_images
 from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
-from longtail.data.index import ImageIndex, Progress, build_index, same_files
+from longtail.data.index import ImageIndex, Progress, build_index, check_no_shared_files
 from longtail.data.splits import stratified_split
 from longtail.distribution import ClassDistribution
 
@@ -207,15 +207,8 @@ def _check_same_classes(train: ImageIndex, other: ImageIndex, name: str) -> None
 
 def _check_disjoint(indexes: list[ImageIndex]) -> None:
     """Refuse a file that the last index shares with an earlier one (one image in two splits)."""
-    last = indexes[-1]
     for other in indexes[:-1]:
-        pairs = same_files(other.files, last.files)
-        if pairs:
-            i, j = pairs[0]
-            raise ValueError(
-                f"{other.filepath(i)} and {last.filepath(j)} are the same file, in two splits; "
-                "each image belongs to one split: remove the link or the copy"
-            )
+        check_no_shared_files(other, indexes[-1], "each image belongs to one split")
 
 
 MIN_VALIDATION_IMAGES = 5

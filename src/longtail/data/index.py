@@ -341,16 +341,25 @@ def same_files(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int]]:
     return pairs
 
 
-def check_one_label_per_file(index: ImageIndex, what: str) -> None:
-    """Refuse an index that reaches one file by two paths (it would have two labels, or count
-    twice and land in two splits)."""
-    pairs = same_files(index.files, index.files)
+def check_no_shared_files(a: ImageIndex, b: ImageIndex, why: str) -> None:
+    """Refuse a file that ``a`` and ``b`` share (with ``a is b``: one file ``a`` reaches by two
+    paths), naming both paths and ``why`` that cannot be."""
+    pairs = same_files(a.files, b.files if b is not a else a.files)
     if pairs:
         i, j = pairs[0]
         raise ValueError(
-            f"{what}: {index.filepath(i)} and {index.filepath(j)} are the same file (a link or a "
-            "second spelling); an image can have one label only: remove the link or the copy"
+            f"{a.filepath(i)} and {b.filepath(j)} are the same file (a link or a second "
+            f"spelling); {why}: remove the link or the copy"
         )
+
+
+def check_one_label_per_file(index: ImageIndex, what: str) -> None:
+    """Refuse an index that reaches one file by two paths (it would have two labels, or count
+    twice and land in two splits)."""
+    try:
+        check_no_shared_files(index, index, "an image can have one label only")
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
 
 
 def _manifest_columns(first: list[str], csv_path: Path) -> tuple[int, int, bool]:
