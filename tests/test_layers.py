@@ -104,3 +104,11 @@ def _roundtrip(state):
     torch.save(state, buf)
     buf.seek(0)
     return buf
+
+
+def test_every_name_a_public_module_exports_exists():
+    import importlib
+
+    for name in ("longtail", "longtail.losses", "longtail.metrics", "longtail.sampling"):
+        module = importlib.import_module(name)
+        assert module.__all__ and all(hasattr(module, n) for n in module.__all__), name

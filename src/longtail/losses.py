@@ -348,3 +348,18 @@ def make_loss(
         return LOSSES[name](counts, **params)
     except TypeError as err:
         raise ValueError(f"bad parameters {sorted(params)} for loss {name!r}: {err}") from err
+
+
+__all__ = [
+    "LOSSES",
+    "BalancedSoftmaxLoss",
+    "ClassBalancedLoss",
+    "CrossEntropyLoss",
+    "FocalLoss",
+    "LDAMLoss",
+    "LogitAdjustedLoss",
+    "log_prior",
+    "logit_adjust",
+    "make_loss",
+    "tau_normalize",
+]

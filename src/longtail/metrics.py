@@ -341,3 +341,13 @@ def compare_runs(
                 row[s]["delta_points"] = 100.0 * (row[s]["mean"] - row[baseline]["mean"])
         table[m] = row
     return {"baseline": baseline, "strategies": names, "metrics": table}
+
+
+__all__ = [
+    "HEADLINE",
+    "ClassificationReport",
+    "MetricAccumulator",
+    "compare_runs",
+    "confusion_matrix",
+    "evaluate",
+]

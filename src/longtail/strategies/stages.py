@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from longtail.losses import log_prior, make_loss
+from longtail.losses import log_prior, make_loss, tau_normalize
 from longtail.sampling import make_sampler
 from longtail.strategies.lifecycle import EpochSampler, LossPart, Part
 
@@ -220,15 +220,14 @@ class TauNormalisation(TunedOnValidation):
         classifier = ctx.get_classifier()
         weight = _classifier_weight(classifier, self.name).detach()
         bias = getattr(classifier, "bias", None)
-        norms = weight.norm(dim=1, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)
 
         def head(tau: float) -> Head:
-            w = weight / norms.pow(tau)
+            w = tau_normalize(weight, tau)
             return lambda x: nn.functional.linear(x, w.to(x.device), bias)
 
         tau = self.choose(ctx, head)
         with torch.no_grad():
-            classifier.weight.copy_(weight / norms.pow(tau))
+            classifier.weight.copy_(tau_normalize(weight, tau))
 
 
 class PostHocLogitAdjustment(TunedOnValidation):
