@@ -38,6 +38,7 @@ from longtail.data.decode import (
     read_resized_crop,
 )
 from longtail.data.index import ImageIndex
+from longtail.sampling.plans import ClassGroups
 
 log = logging.getLogger("longtail.data")
 
@@ -167,15 +168,7 @@ class FolderDataset(BatchDataset):
         self.bad_image_log = Path(bad_image_log) if bad_image_log else None
         self._reported: set[int] = set()
         self._lock = threading.Lock()
-        # next image of the same class (cyclic), for replacing unreadable ones
-        t = self.targets.numpy()
-        order = np.argsort(t, kind="stable")
-        nxt = np.empty_like(order)
-        counts = np.bincount(t)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        pos = np.arange(t.size) - np.repeat(starts, counts)
-        nxt[order] = order[np.repeat(starts, counts) + (pos + 1) % np.repeat(counts, counts)]
-        self._next_in_class = nxt
+        self._next_in_class = _next_in_class(self.targets.numpy(), len(self.class_names))
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -294,6 +287,20 @@ class FolderDataset(BatchDataset):
         for k, image in enumerate(images):
             batch[k] = image
         return self._finish(batch), self.targets[idx]
+
+
+def _next_in_class(targets: np.ndarray, num_classes: int) -> np.ndarray:
+    """For each item, the next item of its class (cyclic, in index order): the replacement of an
+    unreadable image."""
+    if targets.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    groups = ClassGroups.from_labels(targets, num_classes)
+    order, counts = groups.order.astype(np.int64), groups.counts
+    first = np.repeat(groups.starts, counts)
+    pos = np.arange(targets.size) - first
+    nxt = np.empty_like(order)
+    nxt[order] = order[first + (pos + 1) % np.repeat(counts, counts)]
+    return nxt
 
 
 READ_ERRORS = (OSError, ValueError, SyntaxError, DecompressionBombError)
