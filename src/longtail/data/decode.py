@@ -5,8 +5,8 @@ The geometry is torchvision's ``Resize(resize_size) + CenterCrop(size)`` (shorte
 uint8 images. Decoding takes the cheapest route:
 
 - a JPEG at least twice ``resize_size`` on its shorter side is decoded at a reduced scale
-  (libjpeg's DCT scaling through Pillow's ``draft``: 1/2, 1/4 or 1/8, the smallest still
-  >= ``resize_size``), so a 4000 px photo bound for 224 px is never decoded at full size;
+  (libjpeg's DCT scaling: 1/2, 1/4 or 1/8, the smallest still >= ``resize_size``), so a
+  4000 px photo bound for 224 px is never decoded at full size;
 - any other JPEG is decoded by libjpeg-turbo straight into a tensor, through simplejpeg (also
   TorchCodec or torchvision, whose decoders are deprecated since 0.29, when simplejpeg does not
   load); the pixels are then those of torchvision's own pipeline, to within one level;
@@ -153,9 +153,10 @@ def read_encoded(path: str | Path) -> EncodedImage:
     ``DecompressionBombError`` for one that declares too many pixels."""
     data = read_regular_file(path, MAX_FILE_BYTES)
     if data[:3] == b"\xff\xd8\xff":
-        frame = jpeg_frame(data, path)
+        segments, complete = header_segments(data)
+        frame = _frame(segments, path)
         width, height, orientation = frame.width, frame.height, 1
-        if _may_be_rotated(data):
+        if _may_be_rotated(segments, complete):
             with _open(path, data) as im:
                 orientation = im.getexif().get(ORIENTATION, 1)
             if orientation in TRANSPOSING:
@@ -202,23 +203,38 @@ _OTHER_FRAMES = {0xC3: "lossless", 0xC5: "hierarchical", 0xC6: "hierarchical", 0
 _OTHER_FRAMES |= {m: "arithmetic-coded" for m in (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)}
 
 
-def jpeg_frame(data: bytes, path: str | Path = "JPEG") -> JpegFrame:
-    """The frame header of the JPEG ``data``, found by walking its header segments. Raises
-    ``OSError`` for a header that does not parse, and for a coding that is not decoded (lossless,
-    arithmetic-coded, hierarchical, or other than 8 bits), naming it."""
-    pos, end = 2, len(data)
-    while pos + 4 <= end and data[pos] == 0xFF:
-        marker = data[pos + 1]
+Segment = tuple[int, bytes]
+
+
+def header_segments(jpeg: bytes) -> tuple[list[Segment], bool]:
+    """The header segments of a JPEG (those before its first scan) as (marker, body) pairs, and
+    whether the walk reached the first scan (or the end) cleanly rather than stopping at bytes
+    that are not a segment."""
+    segments: list[Segment] = []
+    pos, end = 2, len(jpeg)
+    while pos + 4 <= end and jpeg[pos] == 0xFF:
+        marker = jpeg[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
-        if marker in (0xDA, 0xD9):  # a scan, or the end, before any frame header
-            break
-        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
-        if (marker in DECODED_FRAMES or marker in _OTHER_FRAMES) and length >= 8:
-            body = data[pos + 4 : pos + 10]
-            if len(body) < 6:
-                break
+        if marker in (0xDA, 0xD9):  # start of scan, end of image: no more header segments
+            return segments, True
+        length = int.from_bytes(jpeg[pos + 2 : pos + 4], "big")
+        segments.append((marker, jpeg[pos + 4 : pos + 2 + length]))
+        pos += 2 + length
+    return segments, False
+
+
+def jpeg_frame(data: bytes, path: str | Path = "JPEG") -> JpegFrame:
+    """The frame header of the JPEG ``data`` (see :func:`header_segments`). Raises ``OSError``
+    for a header that does not parse, and for a coding that is not decoded (lossless,
+    arithmetic-coded, hierarchical, or other than 8 bits), naming it."""
+    return _frame(header_segments(data)[0], path)
+
+
+def _frame(segments: list[Segment], path: str | Path) -> JpegFrame:
+    for marker, body in segments:
+        if (marker in DECODED_FRAMES or marker in _OTHER_FRAMES) and len(body) >= 6:
             frame = JpegFrame(
                 marker,
                 width=int.from_bytes(body[3:5], "big"),
@@ -233,7 +249,6 @@ def jpeg_frame(data: bytes, path: str | Path = "JPEG") -> JpegFrame:
                     "ordinary 8-bit JPEG or to PNG"
                 )
             return frame
-        pos += 2 + length
     raise OSError(f"{path} is not a readable JPEG: its header has no frame size")
 
 
@@ -251,27 +266,14 @@ def check_jpeg_data(data: bytes, path: str | Path = "JPEG") -> None:
         raise OSError(f"{path} is a damaged JPEG: {err}") from None
 
 
-def _may_be_rotated(jpeg: bytes) -> bool:
-    """Whether a JPEG's header segments (those before its first scan) may hold an orientation:
-    an EXIF block, or XMP naming ``tiff:Orientation`` (Pillow reads both). A header that does not
-    parse counts as may, so that Pillow reads it or names the problem."""
-    pos, end = 2, len(jpeg)
-    while pos + 4 <= end:
-        if jpeg[pos] != 0xFF:
-            return True
-        marker = jpeg[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0xDA, 0xD9):  # start of scan, end of image: no more header segments
-            return False
-        length = int.from_bytes(jpeg[pos + 2 : pos + 4], "big")
-        if marker == 0xE1:  # APP1: EXIF or XMP
-            body = jpeg[pos + 4 : pos + 2 + length]
-            if body.startswith(b"Exif\0\0") or b"tiff:Orientation" in body:
-                return True
-        pos += 2 + length
-    return True
+def _may_be_rotated(segments: list[Segment], complete: bool) -> bool:
+    """Whether a JPEG's header segments may hold an orientation: an EXIF block, or XMP naming
+    ``tiff:Orientation`` (Pillow reads both). A header that does not parse counts as may, so
+    that Pillow reads it or names the problem."""
+    for marker, body in segments:
+        if marker == 0xE1 and (body.startswith(b"Exif\0\0") or b"tiff:Orientation" in body):
+            return True  # APP1: EXIF or XMP
+    return not complete
 
 
 def _open(path: str | Path, data: bytes) -> Image.Image:

@@ -11,11 +11,13 @@ Two sources:
 Scanning uses ``os.scandir`` and reads directory entries only (no per-file ``stat``: entry types
 come with the listing), which is what makes a first index of a million files faster than
 torchvision's ``ImageFolder``. Only regular files are images (a FIFO or device named ``x.jpg`` is
-not), and a folder holding longtail's output marker (``.longtail-output``) is skipped. Folder and file symlinks are followed, except into a folder already on the current path (a
-symlink loop) and out of the data folder (refused unless ``allow_outside=True``). Every file is
-known by its identity (device and inode, which the listing gives): one file reached by two paths
-(a symlinked class folder, a hard link, a manifest row spelt two ways) would have two labels, or
-sit in two splits, so it is refused, naming both paths. The index is cached (``.npz``; paths stored as NUL-terminated bytes, so
+not), and a folder holding longtail's output marker (``.longtail-output``) is skipped. Folder and
+file symlinks are followed, except into a folder already on the current path (a symlink loop)
+and out of the data folder (refused unless ``allow_outside=True``). Every file is known by its
+identity (device and inode, which the listing gives): one file reached by two paths (a symlinked
+class folder, a hard link, a manifest row spelt two ways) would have two labels, or sit in two
+splits, so it is refused, naming both paths. The index is cached (``.npz``; paths stored as
+NUL-terminated bytes, so
 any legal file name, newlines and non-UTF-8 bytes included, round-trips) and reused while the mtimes
 of the folders it saw are unchanged; ``rescan=True`` forces a new scan.
 """
@@ -323,21 +325,22 @@ def scan_folder(
 
 
 def same_files(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int]]:
-    """Pairs (i, j), i in ``a``, j in ``b`` (identities [N, 2]; (-1, -1) is unknown), that are one
-    file; with ``a is b``, pairs i < j within it."""
-    both = np.concatenate([a, b]) if a is not b else a
+    """Up to 5 pairs (i, j), i in ``a``, j in ``b`` (identities [N, 2]; (-1, -1) is unknown),
+    that are one file; with ``a is b``, pairs i < j within it. One sort of the identities."""
+    both = a if a is b else np.concatenate([a, b])
     known = np.flatnonzero(both[:, 0] >= 0)
-    _, inverse, counts = np.unique(both[known], axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
+    ids = both[known]
+    order = np.lexsort((ids[:, 1], ids[:, 0]))
+    ranked = ids[order]
     pairs = []
-    for group in np.flatnonzero(counts > 1)[:5]:
-        members = known[inverse == group]
+    for d in np.flatnonzero((ranked[1:] == ranked[:-1]).all(axis=1)).tolist():
+        i, j = sorted((int(known[order[d]]), int(known[order[d + 1]])))
         if a is b:
-            pairs.append((int(members[0]), int(members[1])))
-        else:
-            left, right = members[members < len(a)], members[members >= len(a)] - len(a)
-            if left.size and right.size:
-                pairs.append((int(left[0]), int(right[0])))
+            pairs.append((i, j))
+        elif i < len(a) <= j:
+            pairs.append((i, j - len(a)))
+        if len(pairs) == 5:
+            break
     return pairs
 
 
