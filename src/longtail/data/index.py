@@ -192,7 +192,7 @@ class ImageIndex:
 
 
 # ---------------------------------------------------------------------- folder trees
-Scanned = tuple[list[tuple[str, list[str], list[tuple[int, int]]]], dict[str, int]]
+Scanned = tuple[list[tuple[str, list[str], np.ndarray]], dict[str, int]]
 
 
 def _inside(real: str, root_real: str) -> bool:
@@ -207,10 +207,10 @@ def _outside_error(link: str, real: str, root: str) -> ValueError:
 
 
 def _scan_subtree(root: str, rel: str, allow_outside: bool = False) -> Scanned:
-    """Walk one subtree; returns (class folder, sorted image file names, their identities)
-    triples and folder mtimes. Reads directory entries only (type and inode come with the
+    """Walk one subtree; returns (class folder, sorted image file names, their identities
+    [n, 2]) triples and folder mtimes. Reads directory entries only (type and inode come with the
     listing): a stat per folder and per symlink, none per file."""
-    classes: list[tuple[str, list[str], list[tuple[int, int]]]] = []
+    classes: list[tuple[str, list[str], np.ndarray]] = []
     mtimes: dict[str, int] = {}
     root_real = os.path.realpath(root)
     top = os.path.join(root, rel) if rel else root
@@ -222,33 +222,42 @@ def _scan_subtree(root: str, rel: str, allow_outside: bool = False) -> Scanned:
         if not allow_outside and not _inside(chain[-1], root_real):
             raise _outside_error(full, chain[-1], root)
         try:
-            files, subdirs, info = _list_folder(full, cur, chain, root_real, allow_outside)
+            inodes, links, subdirs, info = _list_folder(full, cur, chain, root_real, allow_outside)
             mtimes[cur] = info.st_mtime_ns
         except OSError as err:
             raise OSError(
                 err.errno,
                 f"cannot read folder {full}: {err.strerror}; fix its permissions or remove it",
             ) from None
-        if files and cur:
-            files.sort()
-            ids = [(info.st_dev if dev < 0 else dev, ino) for _, dev, ino in files]
-            classes.append((cur, [f[0] for f in files], ids))
+        if inodes and cur:
+            names = sorted(inodes)
+            ids = np.empty((len(names), 2), dtype=np.int64)
+            ids[:, 0] = info.st_dev
+            ids[:, 1] = np.fromiter(map(inodes.__getitem__, names), np.int64, len(names))
+            if links:  # a linked file is the file it leads to
+                at = {n: i for i, n in enumerate(names)}
+                for name, identity in links.items():
+                    ids[at[name]] = identity
+            classes.append((cur, names, ids))
         stack.extend(sorted(subdirs, reverse=True))
     return classes, mtimes
 
 
 def _list_folder(
     full: str, cur: str, chain: tuple[str, ...], root_real: str, allow_outside: bool
-) -> tuple[list[tuple[str, int, int]], list[tuple[str, tuple[str, ...]]], os.stat_result]:
-    """One folder's image files as (name, device or -1 for the folder's own, inode) and its
-    sub-folders with their real-path chains, and the folder's stat."""
-    files: list[tuple[str, int, int]] = []
+) -> tuple[
+    dict[str, int], dict[str, tuple[int, int]], list[tuple[str, tuple[str, ...]]], os.stat_result
+]:
+    """One folder's image files (name -> inode, of this folder's device), the identity (device,
+    inode) of those that are links, its sub-folders with their real-path chains, and its stat."""
+    inodes: dict[str, int] = {}
+    links: dict[str, tuple[int, int]] = {}
     subdirs: list[tuple[str, tuple[str, ...]]] = []
     with os.scandir(full) as it:
         for entry in it:
             name = entry.name
             if name == OUTPUT_MARKER:  # longtail's own results (plots are images too)
-                return [], [], os.stat(full)
+                return {}, {}, [], os.stat(full)
             if name[0] == ".":
                 continue
             if entry.is_dir():
@@ -266,11 +275,10 @@ def _list_folder(
                     if not allow_outside and not _inside(real, root_real):
                         raise _outside_error(entry.path, real, root_real)
                     target = entry.stat()
-                    files.append((name, target.st_dev, target.st_ino))
-                else:
-                    files.append((name, -1, entry.inode()))
+                    links[name] = (target.st_dev, target.st_ino)
+                inodes[name] = entry.inode()
         info = os.stat(full)
-    return files, subdirs, info
+    return inodes, links, subdirs, info
 
 
 def scan_folder(
@@ -318,7 +326,7 @@ def scan_folder(
     paths = [f"{d}/{n}" for d, names, _ in classes for n in names]
     labels = np.repeat(np.arange(len(classes), dtype=np.int64), counts)
     sizes = np.full(len(paths), -1, dtype=np.int64)
-    files = np.array([f for c in classes for f in c[2]], dtype=np.int64).reshape(-1, 2)
+    files = np.concatenate([c[2] for c in classes])
     index = ImageIndex(root, paths, labels, [c[0] for c in classes], sizes, files)
     check_one_label_per_file(index, f"data folder {root}")
     return index, mtimes
