@@ -11,13 +11,11 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from longtail.distribution import ClassDistribution
 from longtail.losses import (
-    LOSSES,
     ClassBalancedLoss,
     CrossEntropyLoss,
     FocalLoss,
     LDAMLoss,
     LogitAdjustedLoss,
-    make_loss,
 )
 from longtail.metrics import MetricAccumulator, compare_runs, confusion_matrix, evaluate
 from longtail.sampling import (
@@ -32,6 +30,7 @@ from longtail.sampling import (
     WeightedSampler,
     plans,
 )
+from longtail.strategies.registry import REGISTRY, make_loss
 
 
 def long_tail_labels(k: int, n_max: int, n_min: int, seed: int = 0) -> np.ndarray:
@@ -539,7 +538,9 @@ def test_default_ignore_index_of_every_loss():
     counts = [50, 20, 5]
     logits = torch.tensor([[1.0, 0.2, -0.3], [0.5, 1.5, 0.0]])
     y = torch.tensor([1, -100])
-    losses = [make_loss(name, counts, total_epochs=4) for name in LOSSES]  # every registered one
+    losses = [
+        make_loss(name, counts, total_epochs=4) for name in REGISTRY["loss"]
+    ]  # every registered one
     for loss in losses:
         torch.testing.assert_close(loss(logits, y), loss(logits[:1], y[:1]))
 

@@ -11,9 +11,9 @@ from longtail.losses import (
     LDAMLoss,
     LogitAdjustedLoss,
     logit_adjust,
-    make_loss,
     tau_normalize,
 )
+from longtail.strategies.registry import make_loss
 
 torch.manual_seed(0)
 LOGITS = torch.randn(16, 5) * 3

@@ -15,9 +15,9 @@ from longtail.sampling import (
     ProgressiveSampler,
     RepeatFactorSampler,
     WeightedSampler,
-    make_sampler,
     shard,
 )
+from longtail.strategies.registry import make_sampler
 
 COUNTS = np.array([2000, 600, 200, 60, 20])
 LABELS = np.repeat(np.arange(5), COUNTS)

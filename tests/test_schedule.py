@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -129,15 +130,17 @@ def test_cosine_head_logits_by_hand():
 
 
 def test_heads_chosen_by_strategy_and_option():
+    from longtail.strategies.registry import component
     from longtail.training.loop import classifier_head
     from longtail.training.models import CosineClassifier
 
-    assert classifier_head(None, ("cosine", 1.0), {}) == ("cosine", 1.0)  # ldam_drw's own head
-    assert classifier_head(None, None, {}) == ("linear", 1.0)
-    assert classifier_head("cosine", None, {}) == ("cosine", 30.0)
-    with pytest.raises(ValueError, match="ldam_drw"):
-        classifier_head("linear", ("cosine", 1.0), {})
-    assert classifier_head("linear", ("cosine", 1.0), {"s": 1}) == ("linear", 1.0)
+    ldam = component("loss", "ldam_drw").head
+    assert classifier_head(None, ldam, "ldam_drw", {}) == ("cosine", 1.0)  # ldam_drw's own head
+    assert classifier_head(None, None, "ce", {}) == ("linear", 1.0)
+    assert classifier_head("cosine", None, "ce", {}) == ("cosine", 30.0)
+    with pytest.raises(ValueError, match=re.escape("ldam_drw[s=1]")):
+        classifier_head("linear", ldam, "ldam_drw", {})
+    assert classifier_head("linear", ldam, "ldam_drw", {"s": 1}) == ("linear", 1.0)
     model = build_model("mlp", 10, 1, 28, head="cosine", head_scale=30.0)
     assert isinstance(model.classifier, CosineClassifier) and model.classifier.scale == 30.0
     resnet = build_model("resnet18", 5, 3, 32, head="cosine")

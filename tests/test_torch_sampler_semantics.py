@@ -20,8 +20,8 @@ from longtail.sampling import (
     ProgressiveSampler,
     RepeatFactorSampler,
     WeightedSampler,
-    make_sampler,
 )
+from longtail.strategies.registry import make_sampler
 
 LABELS = np.repeat(np.arange(4), [40, 30, 20, 10])
 N = LABELS.size

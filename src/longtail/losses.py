@@ -302,14 +302,7 @@ def tau_normalize(weight: Tensor, tau: float = 1.0) -> Tensor:
     return weight / norms.pow(tau)
 
 
-def _ldam_drw(counts: Any, total_epochs: int | None = None, **kw: Any) -> LDAMLoss:
-    """LDAM with DRW from 80% of the epochs, s = 30 on cosine logits (the training loop gives
-    this loss a cosine head, as Cao et al. do)."""
-    epochs = total_epochs or 10
-    return LDAMLoss(counts, drw_epoch=kw.pop("drw_epoch", max(1, int(0.8 * epochs))), **kw)
-
-
-def _weighted_ce(
+def weighted_cross_entropy(
     counts: Any,
     scheme: str = "inverse",
     reduction: Reduction = "mean",
@@ -324,34 +317,7 @@ def _weighted_ce(
     return CrossEntropyLoss(weight, reduction, ignore_index, label_smoothing)
 
 
-LOSSES: dict[str, Callable[..., nn.Module]] = {
-    "ce": lambda counts, **kw: CrossEntropyLoss(**kw),
-    "weighted_ce": _weighted_ce,
-    "focal": lambda counts, **kw: FocalLoss(**kw),
-    "cb_focal": lambda counts, **kw: ClassBalancedLoss(counts, base="focal", **kw),
-    "cb_ce": lambda counts, **kw: ClassBalancedLoss(counts, base="ce", **kw),
-    "ldam_drw": _ldam_drw,
-    "balanced_softmax": lambda counts, **kw: BalancedSoftmaxLoss(counts, **kw),
-    "logit_adjusted": lambda counts, **kw: LogitAdjustedLoss(counts, **kw),
-}
-
-
-def make_loss(
-    name: str, counts: Any, *, total_epochs: int | None = None, **params: Any
-) -> nn.Module:
-    """Build the loss registered as ``name`` for training class ``counts``."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
-    try:
-        if name == "ldam_drw":
-            return _ldam_drw(counts, total_epochs, **params)
-        return LOSSES[name](counts, **params)
-    except TypeError as err:
-        raise ValueError(f"bad parameters {sorted(params)} for loss {name!r}: {err}") from err
-
-
 __all__ = [
-    "LOSSES",
     "BalancedSoftmaxLoss",
     "ClassBalancedLoss",
     "CrossEntropyLoss",
@@ -360,6 +326,6 @@ __all__ = [
     "LogitAdjustedLoss",
     "log_prior",
     "logit_adjust",
-    "make_loss",
     "tau_normalize",
+    "weighted_cross_entropy",
 ]

@@ -7,6 +7,16 @@ of :mod:`longtail.strategies.lifecycle`; it never asks a strategy what type it i
 
 from longtail.strategies.build import BuiltStrategy, build_strategy
 from longtail.strategies.lifecycle import Part
+from longtail.strategies.registry import (
+    REGISTRY,
+    BuildContext,
+    ComponentSpec,
+    component,
+    make_loss,
+    make_sampler,
+    register,
+    unregister,
+)
 from longtail.strategies.spec import (
     DEFAULT_STRATEGIES,
     Strategy,
@@ -15,6 +25,14 @@ from longtail.strategies.spec import (
 )
 
 __all__ = [
+    "REGISTRY",
+    "BuildContext",
+    "ComponentSpec",
+    "component",
+    "make_loss",
+    "make_sampler",
+    "register",
+    "unregister",
     "DEFAULT_STRATEGIES",
     "BuiltStrategy",
     "Part",

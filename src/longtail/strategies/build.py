@@ -7,19 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from longtail.losses import make_loss
 from longtail.metrics import ClassificationReport
-from longtail.sampling import make_sampler
-from longtail.strategies.lifecycle import (
-    LOSS_HEADS,
-    LOSS_PARTS,
-    SAMPLER_PARTS,
-    EpochSampler,
-    LossPart,
-    Part,
-)
+from longtail.strategies.lifecycle import EpochSampler, LossPart, Part
+from longtail.strategies.registry import BuildContext, ClassifierHead, component
 from longtail.strategies.spec import Strategy
-from longtail.strategies.stages import FirstStage, Stage, make_stage
+from longtail.strategies.stages import FirstStage, Stage
 
 
 @dataclass
@@ -29,7 +21,7 @@ class BuiltStrategy:
     Epochs are numbered across stages; the events go to the parts of the stage an epoch is in."""
 
     stages: list[Stage]
-    head: tuple[str, float] | None = None
+    head: ClassifierHead | None = None
     _epoch: int = 0  # the epoch the events go to (set by on_epoch_start)
 
     @property
@@ -113,35 +105,25 @@ def build_strategy(
             f"a classifier needs at least two classes with training images; this data has "
             f"{np.count_nonzero(counts)}"
         )
-    params = {
-        "seed": seed,
-        "total_epochs": epochs,
-        "num_classes": len(counts),
-        **strategy.sampler_params,
-    }
-    if strategy.sampler == "balanced_batch":
-        per_class = params.pop("samples_per_class", 4)
-        params.setdefault(
-            "classes_per_batch", max(1, min(np.count_nonzero(counts), batch_size // per_class))
-        )
-        params["samples_per_class"] = per_class
-    sampler = make_sampler(strategy.sampler, targets, **params)
-    loss = make_loss(strategy.loss, counts, total_epochs=epochs, **strategy.loss_params)
-    head = LOSS_HEADS.get(strategy.loss)
-    second = (
-        None
-        if strategy.stage is None
-        else make_stage(strategy.stage, targets, np.asarray(counts), seed, **strategy.stage_params)
-    )
-    if second is not None and head is not None and second.name in ("tau_norm", "weight_balancing"):
-        raise ValueError(
-            f"{second.name} re-scales the rows of a linear classifier, but {strategy.loss} trains "
-            "a cosine classifier whose rows are normalised anyway"
-        )
+    ctx = BuildContext(targets, np.asarray(counts), seed, epochs, batch_size)
+    sampler_spec = component("sampler", strategy.sampler)
+    loss_spec = component("loss", strategy.loss)
+    sampler = sampler_spec.build(ctx, **strategy.sampler_params)
+    loss = loss_spec.build(ctx, **strategy.loss_params)
+    second: Stage | None = None
+    if strategy.stage is not None:
+        stage_spec = component("stage", strategy.stage)
+        if stage_spec.rescales_rows and loss_spec.head is not None:
+            raise ValueError(
+                f"{stage_spec.name} re-scales the rows of a linear classifier, but "
+                f"{loss_spec.name} trains a {loss_spec.head.kind} classifier whose rows are "
+                "normalised anyway"
+            )
+        second = stage_spec.build(ctx, **strategy.stage_params)
     first = FirstStage(
-        SAMPLER_PARTS.get(strategy.sampler, EpochSampler)(sampler),
-        LOSS_PARTS.get(strategy.loss, LossPart)(loss),
+        sampler_spec.wrap(sampler),
+        loss_spec.wrap(loss),
         epochs,
         None if second is None else second.weight_decay,
     )
-    return BuiltStrategy([first] if second is None else [first, second], head)
+    return BuiltStrategy([first] if second is None else [first, second], loss_spec.head)

@@ -5,13 +5,12 @@ of the strategy's current stage, after every validation pass ``after_validation(
 end of a stage the next stage's ``begin`` (:mod:`longtail.strategies.stages`), and it saves
 ``state_dict()`` in each checkpoint (``load_state_dict`` on resume). A sampler that follows
 validation recall and a loss with a deferred re-weighting schedule are the same kind of thing to
-the loop: a :class:`Part`. Which part a sampler or loss needs is declared by name in the tables
-below, so adding a strategy is adding one class and one entry.
+the loop: a :class:`Part`. Which part a sampler or loss needs is declared in its record
+(:mod:`longtail.strategies.registry`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -87,17 +86,3 @@ class ScheduledLoss(LossPart):
 
     def on_epoch_start(self, epoch: int) -> None:
         self.module.set_epoch(epoch)
-
-
-SAMPLER_PARTS: dict[str, Callable[[Sampler], EpochSampler]] = {
-    "curriculum": FeedbackSampler,
-    "balanced_batch": BatchSamplerPart,
-}
-"""The part of each sampler that needs more than :class:`EpochSampler`."""
-
-LOSS_PARTS: dict[str, Callable[[nn.Module], LossPart]] = {"ldam_drw": ScheduledLoss}
-"""The part of each loss that needs more than :class:`LossPart`."""
-
-LOSS_HEADS: dict[str, tuple[str, float]] = {"ldam_drw": ("cosine", 1.0)}
-"""The classifier head a loss is defined on, and its scale: LDAM scales cosine logits by its own
-s = 30 (Cao et al., NeurIPS 2019), so its head outputs cos(x, w_j) unscaled."""

@@ -21,8 +21,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from longtail.losses import LOSSES
-from longtail.sampling import SAMPLERS
+from longtail.strategies.registry import (
+    BOOL,
+    COUNT,
+    EPOCH,
+    FLOAT,
+    REGISTRY,
+    SCHEME_KEYS,
+    TEXT,
+    Kind,
+    component,
+)
 from longtail.weights import check_scheme_params
 
 _PART = re.compile(r"^([a-z_][a-z0-9_]*)(?:\[(.*)\])?$")
@@ -55,57 +64,11 @@ def _parse_part(text: str) -> tuple[str, dict[str, Any]]:
     return m.group(1), params
 
 
-FLOAT, BOOL, TEXT = "a finite number", "true or false", "a name"
-COUNT, EPOCH = "an integer >= 1", "an integer >= 0"
 MAX_INT = 2**31 - 1
 """The largest integer parameter (epochs, batch geometry): anything larger is a typo."""
 
-SCHEME_KEYS = ("alpha", "q", "beta")
-_SCHEME = {"scheme": TEXT, **dict.fromkeys(SCHEME_KEYS, FLOAT)}
-PARAMETERS: dict[str, dict[str, dict[str, str]]] = {
-    "sampler": {
-        "instance": {},
-        "weighted": _SCHEME,
-        "class_balanced": {"cycle": BOOL},
-        "sqrt": {"q": FLOAT},
-        "progressive": {},
-        "hybrid": {"under_ratio": FLOAT, "over_max": FLOAT},
-        "curriculum": {
-            "base": TEXT,
-            "temperature": FLOAT,
-            "max_ratio": FLOAT,
-            "momentum": FLOAT,
-            "eps": FLOAT,
-        },
-        "repeat_factor": {"threshold": FLOAT},
-        "balanced_batch": {"classes_per_batch": COUNT, "samples_per_class": COUNT},
-    },
-    "loss": {
-        "ce": {"label_smoothing": FLOAT},
-        "weighted_ce": {**_SCHEME, "label_smoothing": FLOAT},
-        "focal": {"gamma": FLOAT},
-        "cb_focal": {"beta": FLOAT, "gamma": FLOAT},
-        "cb_ce": {"beta": FLOAT},
-        "ldam_drw": {"max_margin": FLOAT, "s": FLOAT, "drw_epoch": EPOCH, "drw_beta": FLOAT},
-        "balanced_softmax": {},
-        "logit_adjusted": {"tau": FLOAT},
-    },
-    "stage": {
-        "crt": {"epochs": COUNT, "lr": FLOAT},
-        "lws": {"epochs": COUNT, "lr": FLOAT},
-        "tau_norm": {},
-        "logit_adjust": {},
-        "weight_balancing": {
-            "epochs": COUNT,
-            "lr": FLOAT,
-            "weight_decay": FLOAT,
-            "max_norm": FLOAT,
-        },
-    },
-}
-"""The parameters a strategy string may give each sampler, loss and second stage, with the kind
-of value each takes; everything else a component's constructor has (its DDP rank and world size,
-seed, epoch count) is the training loop's to set, never the strategy's."""
+DEFAULT_SAMPLER, DEFAULT_LOSS = "instance", "ce"
+"""The part a strategy string may leave out: ``focal`` is ``instance+focal``."""
 
 
 def _finite(value: float) -> bool:
@@ -115,9 +78,11 @@ def _finite(value: float) -> bool:
         return False
 
 
-def _check_params(kind: str, name: str, params: dict[str, Any], spec: str) -> None:
-    """Refuse a parameter ``name`` does not document, or a value of the wrong kind."""
-    accepted = PARAMETERS[kind].get(name, {})
+def _check_params(kind: Kind, name: str, params: dict[str, Any], spec: str) -> None:
+    """Refuse a parameter ``name``'s record does not list, or a value of the wrong kind (the
+    parameters a strategy may set; the loop's own settings, such as rank or seed, are never
+    among them)."""
+    accepted = component(kind, name).params
     if "scheme" in accepted:  # a weight scheme's own parameters: the scheme says which it reads
         scheme = params.get("scheme", "inverse")
         check_scheme_params(str(scheme), {k: v for k, v in params.items() if k in SCHEME_KEYS})
@@ -158,36 +123,33 @@ class Strategy:
         return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", self.label).strip("_")
 
 
+def _known(kind: Kind, name: str, spec: str) -> str:
+    try:
+        component(kind, name)
+    except ValueError as err:
+        raise ValueError(f"{err} (in {spec!r})") from None
+    return name
+
+
 def parse_strategy(spec: str) -> Strategy:
     """Parse ``SAMPLER[params]+LOSS[params]`` or ``SAMPLER[params]+LOSS[params]:STAGE[params]``
     (see module docstring)."""
-    from longtail.strategies.stages import STAGES
-
     first, *rest = split_outside_brackets(spec, ":")
     if len(rest) > 1:
         raise ValueError(f"strategy {spec!r} has {len(rest) + 1} stages; at most 2 (FIRST:SECOND)")
     stage, stage_params = _parse_part(rest[0]) if rest else (None, {})
-    if stage is not None and stage not in STAGES:
-        raise ValueError(
-            f"unknown second stage {stage!r} in {spec!r}; stages: {', '.join(sorted(STAGES))}"
-        )
     parts = split_outside_brackets(first, "+")
     if not 1 <= len(parts) <= 2:
         raise ValueError(f"strategy {spec!r} must be SAMPLER+LOSS, e.g. class_balanced+focal")
     if len(parts) == 1:
         name, _ = _parse_part(parts[0])
-        parts = [parts[0], "ce"] if name in SAMPLERS else ["instance", parts[0]]
+        one_sampler = name in REGISTRY["sampler"]
+        parts = [parts[0], DEFAULT_LOSS] if one_sampler else [DEFAULT_SAMPLER, parts[0]]
     (s_name, s_params), (l_name, l_params) = _parse_part(parts[0]), _parse_part(parts[1])
-    if s_name not in SAMPLERS:
-        raise ValueError(
-            f"unknown sampler {s_name!r} in {spec!r}; samplers: {', '.join(sorted(SAMPLERS))}"
-        )
-    if l_name not in LOSSES:
-        raise ValueError(
-            f"unknown loss {l_name!r} in {spec!r}; losses: {', '.join(sorted(LOSSES))}"
-        )
-    _check_params("sampler", s_name, s_params, spec)
-    _check_params("loss", l_name, l_params, spec)
+    if stage is not None:
+        _known("stage", stage, spec)
+    _check_params("sampler", _known("sampler", s_name, spec), s_params, spec)
+    _check_params("loss", _known("loss", l_name, spec), l_params, spec)
     if stage is not None:
         _check_params("stage", stage, stage_params, spec)
     return Strategy(s_name, l_name, s_params, l_params, spec.strip(), stage, stage_params)

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from longtail.losses import log_prior, make_loss, tau_normalize
-from longtail.sampling import make_sampler
+from longtail.losses import ClassBalancedLoss, CrossEntropyLoss, log_prior, tau_normalize
+from longtail.sampling import ClassBalancedSampler, InstanceSampler
 from longtail.strategies.lifecycle import EpochSampler, LossPart, Part
 
 TAU_GRID = tuple(round(0.1 * k, 1) for k in range(21))
@@ -157,9 +157,9 @@ class BalancedClassifierStage(Stage):
         self.epochs, self.lr = _epochs(epochs, self.name), _lr(lr, self.name)
         self.num_classes = len(counts)
         self.sampler = EpochSampler(
-            make_sampler("class_balanced", targets, seed=seed, num_classes=self.num_classes)
+            ClassBalancedSampler(targets, seed=seed, num_classes=self.num_classes)
         )
-        self.loss = LossPart(make_loss("ce", counts))
+        self.loss = LossPart(CrossEntropyLoss())
 
 
 class ClassifierRetraining(BalancedClassifierStage):
@@ -277,10 +277,8 @@ class WeightBalancing(Stage):
             raise ValueError(f"max_norm must be > 0, got {max_norm}")
         self.weight_decay = float(weight_decay)
         self.max_norm = None if max_norm is None else float(max_norm)
-        self.sampler = EpochSampler(
-            make_sampler("instance", targets, seed=seed, num_classes=len(counts))
-        )
-        self.loss = LossPart(make_loss("cb_ce", counts))
+        self.sampler = EpochSampler(InstanceSampler(targets, seed=seed, num_classes=len(counts)))
+        self.loss = LossPart(ClassBalancedLoss(counts, base="ce"))
 
     def begin(self, ctx: StageContext) -> None:
         weight = _classifier_weight(ctx.get_classifier(), self.name)
@@ -314,25 +312,3 @@ def _lr(lr: Any, stage: str) -> float | None:
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
         raise ValueError(f"{stage}: lr must be a number > 0, got {lr!r}")
     return None if lr is None else float(lr)
-
-
-STAGES: dict[str, Callable[..., Stage]] = {
-    "crt": lambda targets, counts, seed, **kw: ClassifierRetraining(targets, counts, seed, **kw),
-    "lws": lambda targets, counts, seed, **kw: LearnableWeightScaling(targets, counts, seed, **kw),
-    "tau_norm": lambda targets, counts, seed, **kw: TauNormalisation(**kw),
-    "logit_adjust": lambda targets, counts, seed, **kw: PostHocLogitAdjustment(counts, **kw),
-    "weight_balancing": lambda targets, counts, seed, **kw: WeightBalancing(
-        targets, counts, seed, **kw
-    ),
-}
-"""Second stages by name: (training targets, class counts, seed, **params) -> :class:`Stage`."""
-
-
-def make_stage(name: str, targets: Any, counts: np.ndarray, seed: int, **params: Any) -> Stage:
-    """The second stage registered as ``name``; unknown parameters raise ``ValueError``."""
-    if name not in STAGES:
-        raise ValueError(f"unknown second stage {name!r}; stages: {', '.join(sorted(STAGES))}")
-    try:
-        return STAGES[name](targets, counts, seed, **params)
-    except TypeError as err:
-        raise ValueError(f"bad parameters {sorted(params)} for stage {name!r}: {err}") from None

@@ -39,6 +39,7 @@ from longtail.data.loading import (
 from longtail.distribution import ClassDistribution
 from longtail.metrics import ClassificationReport, MetricAccumulator
 from longtail.strategies import build_strategy, parse_strategy
+from longtail.strategies.registry import ClassifierHead
 from longtail.strategies.stages import StageContext
 from longtail.training.checkpoint import load, save_atomic
 from longtail.training.identity import check_identity, run_identity, saved_identity
@@ -259,18 +260,19 @@ COSINE_SCALE = 30.0
 
 
 def classifier_head(
-    asked: str | None, strategy_head: tuple[str, float] | None, loss_params: dict[str, Any]
+    asked: str | None, needed: ClassifierHead | None, loss: str, loss_params: dict[str, Any]
 ) -> tuple[str, float]:
-    """(head, scale): the one asked for, else the strategy's, else a linear head. A cosine head
-    asked for by the user has scale 30 unless the strategy scales its logits itself."""
+    """(head, scale): the one asked for, else the one the loss ``needed``, else a linear head. A
+    cosine head asked for by the user has scale 30 unless the loss scales its logits itself."""
     if asked is None:
-        return strategy_head or ("linear", 1.0)
+        return (needed.kind, needed.scale) if needed else ("linear", 1.0)
     if asked == "cosine":
-        return "cosine", strategy_head[1] if strategy_head else COSINE_SCALE
-    if strategy_head is not None and "s" not in loss_params:
+        return "cosine", needed.scale if needed else COSINE_SCALE
+    if needed is not None and needed.scale_param not in loss_params:
+        param = needed.scale_param
         raise ValueError(
-            "this loss scales cosine logits by s = 30; with --head linear give it s yourself, "
-            "e.g. ldam_drw[s=1]"
+            f"{loss} scales {needed.kind} logits by its parameter {param}; with --head linear "
+            f"give {param} yourself, e.g. {loss}[{param}=1]"
         )
     return "linear", 1.0
 
@@ -358,7 +360,7 @@ def _train(
         epochs=config.epochs,
         batch_size=config.batch_size,
     )
-    head, head_scale = classifier_head(config.head, built.head, strategy.loss_params)
+    head, head_scale = classifier_head(config.head, built.head, strategy.loss, strategy.loss_params)
     seed_everything(config.seed)
     model = build_model(
         config.model,

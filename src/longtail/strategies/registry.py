@@ -1,0 +1,347 @@
+"""One record per strategy component: every sampler, loss and second stage is declared here once.
+
+A :class:`ComponentSpec` holds what the rest of longtail needs to know about a component: its
+factory, the part that answers the training loop's events (:mod:`longtail.strategies.lifecycle`),
+the classifier head a loss is defined on, what a stage cannot follow, and the parameters a
+strategy string may give it. Parsing (:mod:`longtail.strategies.spec`), building
+(:mod:`longtail.strategies.build`), the CLI's help and the parameter checks read only these
+records, so adding a component is adding one record (or calling :func:`register`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from torch import nn
+from torch.utils.data import Sampler
+
+from longtail.losses import (
+    BalancedSoftmaxLoss,
+    ClassBalancedLoss,
+    CrossEntropyLoss,
+    FocalLoss,
+    LDAMLoss,
+    LogitAdjustedLoss,
+    weighted_cross_entropy,
+)
+from longtail.sampling import (
+    BalancedBatchSampler,
+    ClassBalancedSampler,
+    CurriculumSampler,
+    HybridSampler,
+    InstanceSampler,
+    PowerSampler,
+    ProgressiveSampler,
+    RepeatFactorSampler,
+    WeightedSampler,
+)
+from longtail.strategies.lifecycle import (
+    BatchSamplerPart,
+    EpochSampler,
+    FeedbackSampler,
+    LossPart,
+    Part,
+    ScheduledLoss,
+)
+from longtail.strategies.stages import (
+    ClassifierRetraining,
+    LearnableWeightScaling,
+    PostHocLogitAdjustment,
+    TauNormalisation,
+    WeightBalancing,
+)
+
+Kind = Literal["sampler", "loss", "stage"]
+KINDS: tuple[Kind, ...] = ("sampler", "loss", "stage")
+
+FLOAT, BOOL, TEXT = "a finite number", "true or false", "a name"
+COUNT, EPOCH = "an integer >= 1", "an integer >= 0"
+"""The kinds of value a strategy-string parameter takes."""
+
+SCHEME_KEYS = ("alpha", "q", "beta")
+_SCHEME = {"scheme": TEXT, **dict.fromkeys(SCHEME_KEYS, FLOAT)}
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a factory may read about the run it builds for: the training targets and class
+    counts, the run's seed (None: follow torch's RNG), first-stage epochs and batch size."""
+
+    targets: Any = None
+    counts: np.ndarray | None = None
+    seed: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+
+    @property
+    def num_classes(self) -> int | None:
+        return None if self.counts is None else len(self.counts)
+
+
+@dataclass(frozen=True)
+class ClassifierHead:
+    """The classifier head a loss is defined on: ``kind`` (``cosine``) with its ``scale``, and the
+    loss parameter that scales the logits itself (which a user must give with a linear head)."""
+
+    kind: str
+    scale: float
+    scale_param: str
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """One sampler, loss or second stage.
+
+    ``factory(ctx, **params)`` builds it for a run (:class:`BuildContext`); ``part`` wraps the
+    sampler or loss in the part that answers the loop's events (stages are parts themselves);
+    ``params`` maps each parameter a strategy string may set to the kind of value it takes;
+    ``head`` is the classifier head a loss needs (None: any); ``rescales_rows`` marks a stage that
+    re-scales the rows of a linear classifier, which cannot follow a loss with a cosine head."""
+
+    name: str
+    kind: Kind
+    factory: Callable[..., Any]
+    params: Mapping[str, str] = field(default_factory=dict)
+    part: Callable[[Any], Part] | None = None
+    head: ClassifierHead | None = None
+    rescales_rows: bool = False
+    summary: str = ""
+
+    def build(self, ctx: BuildContext, **params: Any) -> Any:
+        """The component for the run described by ``ctx``; a parameter its constructor does not
+        take raises ``ValueError``."""
+        try:
+            return self.factory(ctx, **params)
+        except TypeError as err:
+            raise ValueError(
+                f"bad parameters {sorted(params)} for {self.kind} {self.name!r}: {err}"
+            ) from err
+
+    def wrap(self, component: Any) -> Part:
+        """``component`` in the part that answers the loop's events."""
+        default = {"sampler": EpochSampler, "loss": LossPart}.get(self.kind)
+        adapter = self.part or default
+        return component if adapter is None else adapter(component)
+
+
+def _sampler_args(ctx: BuildContext, params: dict[str, Any]) -> dict[str, Any]:
+    return {"seed": ctx.seed, "num_classes": ctx.num_classes, **params}
+
+
+def _scheme_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """Weight-scheme parameters (alpha, q, beta) moved into ``scheme_kwargs``."""
+    scheme = {k: params.pop(k) for k in SCHEME_KEYS if k in params}
+    return {**params, "scheme_kwargs": scheme} if scheme else params
+
+
+def _progressive(ctx: BuildContext, **p: Any) -> ProgressiveSampler:
+    if ctx.epochs is None:
+        raise ValueError(
+            "the 'progressive' sampler needs total_epochs (the epoch at which it is class-balanced)"
+        )
+    return ProgressiveSampler(ctx.targets, total_epochs=ctx.epochs, **_sampler_args(ctx, p))
+
+
+def _balanced_batch(ctx: BuildContext, **p: Any) -> BalancedBatchSampler:
+    """P x M batches; by default M = 4 and P as many classes as fill the run's batch."""
+    p.setdefault("samples_per_class", 4)
+    if ctx.batch_size is not None and ctx.counts is not None:
+        filled = ctx.batch_size // p["samples_per_class"]
+        p.setdefault("classes_per_batch", max(1, min(np.count_nonzero(ctx.counts), filled)))
+    return BalancedBatchSampler(ctx.targets, **_sampler_args(ctx, p))
+
+
+def _ldam_drw(ctx: BuildContext, **p: Any) -> LDAMLoss:
+    """LDAM with DRW from 80% of the epochs (10 when not known), s = 30 on cosine logits."""
+    p.setdefault("drw_epoch", max(1, int(0.8 * (ctx.epochs or 10))))
+    return LDAMLoss(ctx.counts, **p)
+
+
+def _sampler(name: str, cls: Callable[..., Sampler], params: Mapping[str, str], **kw: Any):
+    return ComponentSpec(
+        name,
+        "sampler",
+        lambda ctx, **p: cls(ctx.targets, **_sampler_args(ctx, p)),
+        params,
+        **kw,
+    )
+
+
+SAMPLER_SPECS = (
+    _sampler("instance", InstanceSampler, {}, summary="every image once per epoch"),
+    ComponentSpec(
+        "weighted",
+        "sampler",
+        lambda ctx, **p: WeightedSampler(
+            labels=ctx.targets, **_sampler_args(ctx, _scheme_kwargs(p))
+        ),
+        _SCHEME,
+        summary="draws with replacement by a class weight scheme",
+    ),
+    _sampler("class_balanced", ClassBalancedSampler, {"cycle": BOOL}, summary="classes equally"),
+    _sampler("sqrt", PowerSampler, {"q": FLOAT}, summary="class share ~ count^q (q = 0.5)"),
+    ComponentSpec("progressive", "sampler", _progressive, {}, summary="instance to balanced"),
+    _sampler("hybrid", HybridSampler, {"under_ratio": FLOAT, "over_max": FLOAT}),
+    _sampler(
+        "curriculum",
+        CurriculumSampler,
+        dict.fromkeys(("temperature", "max_ratio", "momentum", "eps"), FLOAT) | {"base": TEXT},
+        part=FeedbackSampler,
+        summary="follows per-class validation recall",
+    ),
+    _sampler("repeat_factor", RepeatFactorSampler, {"threshold": FLOAT}),
+    ComponentSpec(
+        "balanced_batch",
+        "sampler",
+        _balanced_batch,
+        {"classes_per_batch": COUNT, "samples_per_class": COUNT},
+        part=BatchSamplerPart,
+        summary="P classes x M images per batch",
+    ),
+)
+
+
+def _loss(name: str, build: Callable[..., nn.Module], params: Mapping[str, str], **kw: Any):
+    return ComponentSpec(name, "loss", build, params, **kw)
+
+
+LOSS_SPECS = (
+    _loss("ce", lambda ctx, **p: CrossEntropyLoss(**p), {"label_smoothing": FLOAT}),
+    _loss(
+        "weighted_ce",
+        lambda ctx, **p: weighted_cross_entropy(ctx.counts, **p),
+        {**_SCHEME, "label_smoothing": FLOAT},
+    ),
+    _loss("focal", lambda ctx, **p: FocalLoss(**p), {"gamma": FLOAT}),
+    _loss(
+        "cb_focal",
+        lambda ctx, **p: ClassBalancedLoss(ctx.counts, base="focal", **p),
+        {"beta": FLOAT, "gamma": FLOAT},
+    ),
+    _loss("cb_ce", lambda ctx, **p: ClassBalancedLoss(ctx.counts, base="ce", **p), {"beta": FLOAT}),
+    _loss(
+        "ldam_drw",
+        _ldam_drw,
+        {"max_margin": FLOAT, "s": FLOAT, "drw_epoch": EPOCH, "drw_beta": FLOAT},
+        part=ScheduledLoss,
+        head=ClassifierHead("cosine", 1.0, "s"),  # LDAM scales cos(x, w_j) by its own s = 30
+    ),
+    _loss("balanced_softmax", lambda ctx, **p: BalancedSoftmaxLoss(ctx.counts, **p), {}),
+    _loss("logit_adjusted", lambda ctx, **p: LogitAdjustedLoss(ctx.counts, **p), {"tau": FLOAT}),
+)
+
+_TRAINS = {"epochs": COUNT, "lr": FLOAT}
+STAGE_SPECS = (
+    ComponentSpec(
+        "crt",
+        "stage",
+        lambda ctx, **p: ClassifierRetraining(ctx.targets, ctx.counts, ctx.seed, **p),
+        _TRAINS,
+    ),
+    ComponentSpec(
+        "lws",
+        "stage",
+        lambda ctx, **p: LearnableWeightScaling(ctx.targets, ctx.counts, ctx.seed, **p),
+        _TRAINS,
+    ),
+    ComponentSpec(
+        "tau_norm", "stage", lambda ctx, **p: TauNormalisation(**p), {}, rescales_rows=True
+    ),
+    ComponentSpec(
+        "logit_adjust", "stage", lambda ctx, **p: PostHocLogitAdjustment(ctx.counts, **p)
+    ),
+    ComponentSpec(
+        "weight_balancing",
+        "stage",
+        lambda ctx, **p: WeightBalancing(ctx.targets, ctx.counts, ctx.seed, **p),
+        {**_TRAINS, "weight_decay": FLOAT, "max_norm": FLOAT},
+        rescales_rows=True,
+    ),
+)
+
+REGISTRY: dict[Kind, dict[str, ComponentSpec]] = {
+    kind: {s.name: s for s in (*SAMPLER_SPECS, *LOSS_SPECS, *STAGE_SPECS) if s.kind == kind}
+    for kind in KINDS
+}
+"""Every component by kind and name; change it through :func:`register` / :func:`unregister`."""
+
+
+def register(spec: ComponentSpec) -> ComponentSpec:
+    """Add ``spec`` to the registry (a name already taken raises ``ValueError``)."""
+    if spec.kind not in REGISTRY:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {spec.kind!r}")
+    if spec.name in REGISTRY[spec.kind]:
+        raise ValueError(f"a {spec.kind} named {spec.name!r} is registered already")
+    REGISTRY[spec.kind][spec.name] = spec
+    return spec
+
+
+def unregister(kind: Kind, name: str) -> None:
+    """Remove the component ``name`` of ``kind`` (added by :func:`register`)."""
+    REGISTRY[kind].pop(name, None)
+
+
+_WORDS = {
+    "sampler": ("sampler", "samplers"),
+    "loss": ("loss", "losses"),
+    "stage": ("second stage", "stages"),
+}
+
+
+def names(kind: Kind) -> list[str]:
+    """The registered names of ``kind``, sorted."""
+    return sorted(REGISTRY[kind])
+
+
+def component(kind: Kind, name: str) -> ComponentSpec:
+    """The record of ``name``; an unknown name raises ``ValueError`` listing the known ones."""
+    spec = REGISTRY[kind].get(name)
+    if spec is None:
+        label, plural = _WORDS[kind]
+        raise ValueError(f"unknown {label} {name!r}; {plural}: {', '.join(names(kind))}")
+    return spec
+
+
+def make_sampler(
+    name: str,
+    labels: Any,
+    *,
+    total_epochs: int | None = None,
+    batch_size: int | None = None,
+    **params: Any,
+) -> Sampler:
+    """The sampler registered as ``name`` over ``labels``; ``params`` go to its constructor
+    (``seed``, ``generator``, ``num_replicas``, ``rank``, its own parameters)."""
+    ctx = BuildContext(labels, epochs=total_epochs, batch_size=batch_size)
+    return component("sampler", name).build(ctx, **params)
+
+
+def make_loss(
+    name: str, counts: Any, *, total_epochs: int | None = None, **params: Any
+) -> nn.Module:
+    """The loss registered as ``name`` for training class ``counts``."""
+    ctx = BuildContext(counts=np.asarray(counts), epochs=total_epochs)
+    return component("loss", name).build(ctx, **params)
+
+
+__all__ = [
+    "BOOL",
+    "COUNT",
+    "EPOCH",
+    "FLOAT",
+    "KINDS",
+    "REGISTRY",
+    "TEXT",
+    "BuildContext",
+    "ClassifierHead",
+    "ComponentSpec",
+    "component",
+    "make_loss",
+    "make_sampler",
+    "names",
+    "register",
+    "unregister",
+]
