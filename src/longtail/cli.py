@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
+from longtail.data import IMAGE_SIZE
+
 if TYPE_CHECKING:
     from longtail.data.bundle import DataBundle
 
@@ -140,7 +142,7 @@ def _bundle(args: argparse.Namespace, out: Path):
     with bar:
         return folder_bundle(
             args.data,
-            image_size=args.image_size or 64,
+            image_size=args.image_size or IMAGE_SIZE,
             level=args.level,
             seed=args.split_seed or 0,
             rescan=args.rescan,
@@ -151,28 +153,9 @@ def _bundle(args: argparse.Namespace, out: Path):
 
 
 def _config(args: argparse.Namespace, strategy: str, seed: int):
-    from longtail.training.loop import TrainConfig
+    from longtail.training.config import from_arguments
 
-    return TrainConfig(
-        strategy=strategy,
-        model=args.model,
-        pretrained=args.pretrained,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        momentum=args.momentum,
-        warmup_epochs=args.warmup_epochs,
-        select_best=not args.last_epoch,
-        head=args.head,
-        augment=args.augment,
-        seed=seed,
-        device=args.device,
-        num_workers=args.workers,
-        amp=not args.no_amp,
-        progress=not args.no_progress,
-    )
+    return from_arguments(args, args.config_class, strategy=strategy, seed=seed)
 
 
 def _report_bad_images(data: DataBundle, out: Path) -> None:
@@ -247,7 +230,9 @@ ALLOW_OUTSIDE_HELP = (
 )
 
 
-def _add_training_options(p: argparse.ArgumentParser) -> None:
+def _add_training_options(p: argparse.ArgumentParser, config_class: type) -> None:
+    from longtail.training.config import add_options
+
     g = p.add_argument_group("data")
     g.add_argument(
         "--data",
@@ -262,61 +247,14 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--image-size",
         type=int,
-        help="side of the square input images for folder data (default 64)",
+        help=f"side of the square input images for folder data (default {IMAGE_SIZE})",
     )
     g.add_argument(
         "--split-seed", type=int, help="seed of the stratified train/val/test split (default 0)"
     )
     g.add_argument("--rescan", action="store_true", help="ignore the cached index")
     g.add_argument("--allow-outside", action="store_true", help=ALLOW_OUTSIDE_HELP)
-    g = p.add_argument_group("training")
-    g.add_argument(
-        "--model",
-        default="mlp",
-        help="mlp, small_cnn, a torchvision classifier (resnet18, ...) or timm:NAME",
-    )
-    g.add_argument(
-        "--pretrained",
-        help="local weights file, or a torchvision weights name (needs network once)",
-    )
-    g.add_argument("--epochs", type=int, default=10)
-    g.add_argument("--batch-size", type=int, default=128)
-    g.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    g.add_argument("--lr", type=float, default=1e-3)
-    g.add_argument("--weight-decay", type=float, default=1e-4)
-    g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    g.add_argument(
-        "--warmup-epochs",
-        type=int,
-        default=1,
-        help="linear learning-rate warm-up before the cosine decay (default 1 epoch)",
-    )
-    g.add_argument(
-        "--head",
-        choices=("linear", "cosine"),
-        help="classifier head (default: the strategy's, cosine for ldam_drw, else linear); "
-        "a cosine head scales its logits by 30",
-    )
-    g.add_argument(
-        "--augment",
-        choices=("standard", "aerial", "none"),
-        help="training augmentation (default standard): standard = random-resized crop + "
-        "horizontal flip (embedded set: padded random crop + flip); aerial = the crop in any of "
-        "the 8 flips/90-degree rotations, for overhead imagery; none. Evaluation is never augmented",
-    )
-    g.add_argument(
-        "--last-epoch",
-        action="store_true",
-        help="test the last epoch's model instead of the one with the best validation balanced accuracy",
-    )
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    g.add_argument(
-        "--workers",
-        type=int,
-        help="DataLoader workers (default: from the CPU count; 0 for in-memory data)",
-    )
-    g.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
-    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_options(p.add_argument_group("training"), config_class)
     p.add_argument("--out", type=Path, help="output folder (default runs/COMMAND-<timestamp>)")
     p.add_argument(
         "--config",
@@ -326,7 +264,13 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(config_class: type | None = None) -> argparse.ArgumentParser:
+    """The ``longtail`` command line; the training options are those of ``config_class``
+    (:class:`~longtail.training.config.TrainConfig` or a subclass that adds settings)."""
+    if config_class is None:
+        from longtail.training.config import TrainConfig
+
+        config_class = TrainConfig
     parser = argparse.ArgumentParser(
         prog="longtail", description="Long-tailed image classification toolkit."
     )
@@ -366,8 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
-    _add_training_options(p)
-    p.set_defaults(func=_train)
+    _add_training_options(p, config_class)
+    p.set_defaults(func=_train, config_class=config_class)
 
     p = sub.add_parser(
         "compare", help="train several strategies under identical conditions and compare them"
@@ -377,10 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated strategies (default: a set covering the standard methods)",
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds per strategy (default 3)")
-    _add_training_options(p)
-    p.set_defaults(func=_compare)
+    _add_training_options(p, config_class)
+    p.set_defaults(func=_compare, config_class=config_class)
     parser.commands = {"train": train_parser, "compare": p}  # type: ignore[attr-defined]
     return parser
+
+
+def _long_name(action: argparse.Action) -> str:
+    """The name an option file gives ``action``: its long flag with underscores."""
+    return max(action.option_strings, key=len).lstrip("-").replace("-", "_")
 
 
 def _apply_config_file(parser: argparse.ArgumentParser, command: str, path: Path) -> None:
@@ -389,38 +338,49 @@ def _apply_config_file(parser: argparse.ArgumentParser, command: str, path: Path
     from longtail.config_file import read_options
 
     sub = parser.commands[command]  # type: ignore[attr-defined]
-    actions = {a.dest: a for a in sub._actions if a.dest not in ("help", "config")}
+    actions = {_long_name(a): a for a in sub._actions if a.option_strings and a.dest != "help"}
+    actions.pop("config", None)
     defaults: dict[str, Any] = {}
-    for key, value in read_options(path).items():
+    for key, value in read_options(path, _config_class(parser, command)).items():
         action = actions.get(key)
         if action is None:
             names = ", ".join(sorted(d.replace("_", "-") for d in actions))
             raise ValueError(f"--config {path}: {command} has no option {key!r}; options: {names}")
-        if value is None:
-            continue
-        flag = action.option_strings[0]
-        if isinstance(action, argparse._StoreTrueAction):
-            if not isinstance(value, bool):
-                raise ValueError(f"--config {path}: {key} must be true or false, got {value!r}")
-        elif key == "strategies" and isinstance(value, list):
-            value = ",".join(str(v) for v in value)
-        elif action.type in (int, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"--config {path}: {flag} takes a number, got {value!r}")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"--config {path}: {flag} takes a finite number, got {value!r}")
-            if action.type is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError(f"--config {path}: {flag} takes an integer, got {value!r}")
-            value = action.type(value)
-        elif not isinstance(value, str):
-            raise ValueError(f"--config {path}: {flag} takes text, got {value!r}")
-        elif action.type is Path:
-            value = Path(value)
-        if action.choices is not None and value not in action.choices:
-            choices = ", ".join(map(str, action.choices))
-            raise ValueError(f"--config {path}: {flag} must be one of {choices}, got {value!r}")
-        defaults[key] = value
+        if value is not None:
+            defaults[action.dest] = _option_value(action, key, value, path)
     sub.set_defaults(**defaults)
+
+
+def _config_class(parser: argparse.ArgumentParser, command: str) -> type:
+    """The config class whose settings ``command``'s training options are."""
+    return parser.commands[command].get_default("config_class")  # type: ignore[attr-defined]
+
+
+def _option_value(action: argparse.Action, key: str, value: Any, path: Path) -> Any:
+    """``value`` from an option file, checked and converted as the command line would."""
+    flag = action.option_strings[0]
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise ValueError(f"--config {path}: {key} must be true or false, got {value!r}")
+        return value if isinstance(action, argparse._StoreTrueAction) else not value
+    if key == "strategies" and isinstance(value, list):
+        value = ",".join(str(v) for v in value)
+    elif action.type in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"--config {path}: {flag} takes a number, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"--config {path}: {flag} takes a finite number, got {value!r}")
+        if action.type is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"--config {path}: {flag} takes an integer, got {value!r}")
+        value = action.type(value)
+    elif not isinstance(value, str):
+        raise ValueError(f"--config {path}: {flag} takes text, got {value!r}")
+    elif action.type is Path:
+        value = Path(value)
+    if action.choices is not None and value not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        raise ValueError(f"--config {path}: {flag} must be one of {choices}, got {value!r}")
+    return value
 
 
 def one_line(err: BaseException) -> str:
@@ -447,11 +407,11 @@ def _interrupted(args: argparse.Namespace) -> str:
     return "interrupted"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, config_class: type | None = None) -> int:
     from longtail._lock import FolderLocked
     from longtail.training.loop import TrainingDiverged
 
-    parser = build_parser()
+    parser = build_parser(config_class)
     args = parser.parse_args(argv)
     if getattr(args, "config", None) is not None:
         try:

@@ -31,17 +31,12 @@ EMBEDDED_SOURCE = "embedded Fashion-MNIST-LT"
 MAX_BYTES = 1 << 20
 """The largest option file read (1 MiB): option files are a few lines."""
 
-_RUN_SETTINGS = {  # TrainConfig field -> (option, how its value maps)
-    "num_workers": ("workers", lambda v: v),
-    "select_best": ("last_epoch", lambda v: not v),
-    "amp": ("no_amp", lambda v: not v),
-    "progress": ("no_progress", lambda v: not v),
-}
 
-
-def read_options(path: str | Path) -> dict[str, Any]:
+def read_options(path: str | Path, config_class: type | None = None) -> dict[str, Any]:
     """The options in the file at ``path`` as ``{option_dest: value}`` (dashes become
-    underscores); a run's ``config.json`` is turned into the options that make that run."""
+    underscores); a run's ``config.json`` is turned into the options that make that run, read
+    through the settings of ``config_class`` (default
+    :class:`~longtail.training.config.TrainConfig`)."""
     path = Path(path)
     if path.suffix.lower() not in (".toml", ".json"):
         raise ValueError(f"--config {path}: give a .toml or .json file")
@@ -61,16 +56,19 @@ def read_options(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ValueError(f"--config {path} must hold a table of options, not {type(raw).__name__}")
     if isinstance(raw.get("identity"), dict) and isinstance(raw.get("config"), dict):
-        return _saved_run(raw)
+        return _saved_run(raw, config_class)
     return {str(k).replace("-", "_"): v for k, v in raw.items()}
 
 
-def _saved_run(saved: dict[str, Any]) -> dict[str, Any]:
+def _saved_run(saved: dict[str, Any], config_class: type | None) -> dict[str, Any]:
     """Options that make again the run whose ``config.json`` is ``saved``."""
+    from longtail.training.config import TrainConfig, option_names
+
+    flags = option_names(config_class or TrainConfig)
     options: dict[str, Any] = {}
     for key, value in saved["config"].items():
-        option, convert = _RUN_SETTINGS.get(key, (key, lambda v: v))
-        options[option] = convert(value)
+        option, negated = flags.get(key, (key, False))
+        options[option] = (not value) if negated and isinstance(value, bool) else value
     data = saved["identity"].get("data", {})
     source = data.get("source")
     if source != EMBEDDED_SOURCE:

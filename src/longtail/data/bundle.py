@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from longtail.data import IMAGE_SIZE
 from longtail.data.datasets import ArrayDataset, FolderDataset, bad_images
 from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
 from longtail.data.index import ImageIndex, Progress, build_index, check_no_shared_files
@@ -116,7 +117,7 @@ def embedded_bundle() -> DataBundle:
 def folder_bundle(
     source: str | Path,
     *,
-    image_size: int = 64,
+    image_size: int = IMAGE_SIZE,
     level: int | None = None,
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,

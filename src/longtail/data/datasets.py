@@ -22,6 +22,7 @@ from PIL.Image import DecompressionBombError
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
+from longtail.data import IMAGE_SIZE
 from longtail.data.augment import (
     apply_symmetry,
     batch_uniforms,
@@ -138,7 +139,7 @@ class FolderDataset(BatchDataset):
         self,
         index: ImageIndex,
         indices: np.ndarray | None = None,
-        image_size: int = 64,
+        image_size: int = IMAGE_SIZE,
         level: int | None = None,
         transform: Callable[[Tensor], Tensor] | None = None,
         mean: Sequence[float] = IMAGENET_MEAN,

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from longtail._io import jsonable, strict_loads
-
-EXECUTION_FIELDS = ("device", "num_workers", "progress")
+from longtail.training.config import execution_fields
 
 
 class RunMismatch(ValueError):
@@ -25,7 +24,8 @@ class RunMismatch(ValueError):
 
 def run_identity(config: Any, fingerprint: dict[str, Any]) -> dict[str, Any]:
     """The identity of training ``config`` (a dataclass) on data with ``fingerprint``."""
-    settings = {k: v for k, v in asdict(config).items() if k not in EXECUTION_FIELDS}
+    execution = execution_fields(type(config))
+    settings = {k: v for k, v in asdict(config).items() if k not in execution}
     return jsonable({"data": fingerprint, "training": settings})
 
 

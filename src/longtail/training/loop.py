@@ -6,14 +6,13 @@ import contextlib
 import csv
 import io
 import logging
-import math
 import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,10 +25,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from longtail._io import jsonable, write_json, write_text
 from longtail._lock import folder_lock
-from longtail.data.augment import PRESETS
 from longtail.data.bundle import DataBundle
 from longtail.data.loading import (
-    OWN_TRANSFORMS,
     feed_device,
     install_augmentation,
     keyed_batches,
@@ -42,76 +39,15 @@ from longtail.strategies import build_strategy, parse_strategy
 from longtail.strategies.registry import ClassifierHead
 from longtail.strategies.stages import StageContext
 from longtail.training.checkpoint import load, save_atomic
+from longtail.training.config import TrainConfig
 from longtail.training.identity import check_identity, run_identity, saved_identity
-from longtail.training.models import HEADS, build_model, find_classifier
+from longtail.training.models import build_model, find_classifier
 from longtail.training.schedule import best_epoch, lr_factor
 
 log = logging.getLogger("longtail")
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
-
-
-MAX_EPOCHS = 100_000
-MAX_SEED = 2**32 - 1
-MAX_COUNT = 2**31 - 1
-"""Bounds of TrainConfig's integers: a larger value is a typo, and would overflow later."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (saved beside its results)."""
-
-    strategy: str = "instance+ce"
-    model: str = "mlp"
-    pretrained: str | None = None
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    warmup_epochs: int = 1
-    select_best: bool = True
-    head: str | None = None  # None: the strategy's head (cosine for ldam_drw), else linear
-    augment: str | None = None  # None: "standard" for longtail's datasets, else their own
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int | None = None
-    amp: bool = True
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        def integer(name: str, low: int, high: int = MAX_COUNT) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(
-                    f"{name} must be an integer >= {low} (at most {high:,}), got {repr(value)[:40]}"
-                )
-
-        def number(name: str, positive: bool) -> None:
-            value = getattr(self, name)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not ok or not math.isfinite(value) or value < 0 or (positive and value == 0):
-                need = "> 0" if positive else ">= 0"
-                raise ValueError(f"{name} must be a finite number {need}, got {value!r}")
-
-        integer("epochs", 1, MAX_EPOCHS)
-        integer("batch_size", 1)
-        integer("seed", 0, MAX_SEED)
-        integer("warmup_epochs", 0, MAX_EPOCHS)
-        if self.num_workers is not None:
-            integer("num_workers", 0, 1024)
-        number("lr", True)
-        number("weight_decay", False)
-        number("momentum", False)
-        if self.head not in (None, *HEADS):
-            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
-        if self.augment not in (None, OWN_TRANSFORMS, *PRESETS):
-            choices = ", ".join(PRESETS)
-            raise ValueError(f"augment must be one of {choices}, got {self.augment!r}")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
 
 
 class TrainingDiverged(RuntimeError):

@@ -1,0 +1,211 @@
+"""The settings of a training run, each declared once with what the command line needs.
+
+Every :class:`TrainConfig` field carries an :class:`Option` in its metadata: its flag, help,
+choices, and whether it belongs to the run's **identity** (it changes the result) or only to its
+**execution** (device, workers, progress bars). The command line's options
+(:func:`add_options`), option files and a run's ``config.json`` read back
+(:mod:`longtail.config_file`), and the identity (:mod:`longtail.training.identity`) are all
+derived from these fields, so adding a setting is adding one field, in a subclass if need be.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from longtail.data.augment import PRESETS
+from longtail.data.loading import OWN_TRANSFORMS
+from longtail.training.models import HEADS
+
+MAX_EPOCHS = 100_000
+MAX_SEED = 2**32 - 1
+MAX_COUNT = 2**31 - 1
+"""Bounds of TrainConfig's integers: a larger value is a typo, and would overflow later."""
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a setting appears on the command line and whether it is part of a run's identity.
+
+    ``flag`` is its long option (None: set by the command itself, as ``--strategy`` and
+    ``--seed`` are); ``negated`` marks a true-by-default setting whose flag turns it off
+    (``--no-amp`` sets ``amp`` to false); ``execution`` marks a setting that does not change the
+    result, left out of the identity. ``low`` / ``high`` bound an integer, ``positive`` a number;
+    ``also`` lists values accepted from code but not offered on the command line."""
+
+    help: str
+    flag: str | None = None
+    choices: tuple[str, ...] | None = None
+    negated: bool = False
+    execution: bool = False
+    low: int = 0
+    high: int | None = None
+    positive: bool = False
+    also: tuple[str, ...] = ()
+
+
+def option(default: Any, help: str, flag: str | None = None, **kw: Any) -> Any:
+    """A dataclass field whose metadata is its :class:`Option`."""
+    return field(default=default, metadata={"option": Option(help, flag, **kw)})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved beside its results)."""
+
+    strategy: str = option("instance+ce", "SAMPLER+LOSS[:STAGE]")
+    model: str = option(
+        "mlp", "mlp, small_cnn, a torchvision classifier (resnet18, ...) or timm:NAME", "--model"
+    )
+    pretrained: str | None = option(
+        None,
+        "local weights file, a torchvision weights name or a timm tag (needs network once)",
+        "--pretrained",
+    )
+    epochs: int = option(10, "first-stage epochs", "--epochs", low=1, high=MAX_EPOCHS)
+    batch_size: int = option(128, "images per batch", "--batch-size", low=1)
+    optimizer: str = option("adamw", "optimiser", "--optimizer", choices=OPTIMIZERS)
+    lr: float = option(1e-3, "learning rate", "--lr", positive=True)
+    weight_decay: float = option(1e-4, "weight decay", "--weight-decay")
+    momentum: float = option(0.9, "SGD momentum", "--momentum")
+    warmup_epochs: int = option(
+        1,
+        "linear learning-rate warm-up before the cosine decay",
+        "--warmup-epochs",
+        low=0,
+        high=MAX_EPOCHS,
+    )
+    select_best: bool = option(
+        True,
+        "test the last epoch's model instead of the one with the best validation balanced accuracy",
+        "--last-epoch",
+        negated=True,
+    )
+    head: str | None = option(
+        None,
+        "classifier head (default: the one the loss needs, cosine for ldam_drw, else linear); "
+        "a cosine head scales its logits by 30",
+        "--head",
+        choices=HEADS,
+    )
+    augment: str | None = option(
+        None,
+        "training augmentation (default standard): standard = random-resized crop + horizontal "
+        "flip (embedded set: padded random crop + flip); aerial = the crop in any of the 8 "
+        "flips/90-degree rotations, for overhead imagery; none. Evaluation is never augmented",
+        "--augment",
+        choices=PRESETS,
+        also=(OWN_TRANSFORMS,),
+    )
+    seed: int = option(0, "random seed of the run", low=0, high=MAX_SEED)
+    device: str = option("auto", "auto, cpu, cuda, cuda:1, ...", "--device", execution=True)
+    num_workers: int | None = option(
+        None,
+        "DataLoader workers (default: from the CPU count; 0 for in-memory data)",
+        "--workers",
+        execution=True,
+        low=0,
+        high=1024,
+    )
+    amp: bool = option(True, "disable mixed precision on CUDA", "--no-amp", negated=True)
+    progress: bool = option(True, "no progress bars", "--no-progress", negated=True, execution=True)
+
+    def __post_init__(self) -> None:
+        for f, opt in settings(type(self)):
+            check_value(f.name, getattr(self, f.name), f.default, opt)
+
+
+def settings(cls: type) -> Iterator[tuple[Any, Option]]:
+    """(field, its :class:`Option`) of every setting of the config class ``cls``."""
+    for f in fields(cls):
+        opt = f.metadata.get("option")
+        if opt is not None:
+            yield f, opt
+
+
+def execution_fields(cls: type) -> tuple[str, ...]:
+    """The settings of ``cls`` that do not change a run's result."""
+    return tuple(f.name for f, opt in settings(cls) if opt.execution)
+
+
+def check_value(name: str, value: Any, default: Any, opt: Option) -> None:
+    """Refuse ``value`` for the setting ``name`` unless it is of the default's kind, within the
+    option's bounds and among its choices; None is taken where the default is None."""
+    if value is None and default is None:
+        return
+    if opt.choices is not None and value not in (*opt.choices, *opt.also):
+        raise ValueError(f"{name} must be one of {', '.join(opt.choices)}, got {value!r}")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+    elif isinstance(default, int) or opt.high is not None:
+        high = opt.high or MAX_COUNT
+        if not number or not isinstance(value, int) or not opt.low <= value <= high:
+            raise ValueError(
+                f"{name} must be an integer >= {opt.low} (at most {high:,}), got {repr(value)[:40]}"
+            )
+    elif isinstance(default, float):
+        if not number or not math.isfinite(value) or value < 0 or (opt.positive and value == 0):
+            need = "> 0" if opt.positive else ">= 0"
+            raise ValueError(f"{name} must be a finite number {need}, got {value!r}")
+
+
+def add_options(parser: argparse._ActionsContainer, cls: type = TrainConfig) -> None:
+    """Add a command-line option for every setting of ``cls`` that has a flag."""
+    for f, opt in settings(cls):
+        if opt.flag is None:
+            continue
+        if opt.negated:
+            parser.add_argument(opt.flag, dest=f.name, action="store_false", help=opt.help)
+            continue
+        kind = type(f.default) if f.default is not None else (int if opt.high else str)
+        shown = "" if f.default is None else f" (default {f.default})"
+        parser.add_argument(
+            opt.flag,
+            dest=f.name,
+            type=kind,
+            default=f.default,
+            choices=opt.choices,
+            metavar=None if opt.choices else opt.flag.lstrip("-").upper().replace("-", "_"),
+            help=opt.help + shown,
+        )
+
+
+def from_arguments(args: argparse.Namespace, cls: type = TrainConfig, **given: Any) -> TrainConfig:
+    """The config of class ``cls`` whose settings are ``args``' (parsed with :func:`add_options`),
+    with ``given`` (the command's own: strategy, seed) on top."""
+    values = {f.name: getattr(args, f.name) for f, opt in settings(cls) if opt.flag is not None}
+    return cls(**{**values, **given})
+
+
+def option_names(cls: type = TrainConfig) -> dict[str, tuple[str, bool]]:
+    """For each setting with a flag: (its option name with underscores, whether it is negated),
+    as option files spell it (``last_epoch`` for ``select_best``)."""
+    return {
+        f.name: (opt.flag.lstrip("-").replace("-", "_"), opt.negated)
+        for f, opt in settings(cls)
+        if opt.flag is not None
+    }
+
+
+__all__ = [
+    "MAX_COUNT",
+    "MAX_EPOCHS",
+    "MAX_SEED",
+    "OPTIMIZERS",
+    "Option",
+    "TrainConfig",
+    "add_options",
+    "check_value",
+    "execution_fields",
+    "from_arguments",
+    "option",
+    "option_names",
+    "settings",
+]
