@@ -73,7 +73,7 @@ def main() -> None:
         for seed in range(args.seeds):
             with tempfile.TemporaryDirectory() as out:
                 r = train(replace(config, strategy=strategy, seed=seed), data, out)
-            scores.append(100 * r["test"]["summary"]["balanced_accuracy"])
+            scores.append(100 * r.test.summary["balanced_accuracy"])
         return float(np.mean(scores)), scores
 
     def line(name: str, scores: list[float], extra: str = "") -> None:

@@ -29,8 +29,8 @@ def main(data: str, out: str) -> None:
         json.dumps(
             {
                 "world": dist.get_world_size(),
-                "summary": result["test"]["summary"],
-                "stages": [r["stage"] for r in result["history"]],
+                "summary": result.test.summary,
+                "stages": [r["stage"] for r in result.history],
             }
         )
     )

@@ -259,8 +259,8 @@ def test_an_augmented_run_killed_mid_epoch_resumes_to_the_same_result(
         progress=False,
     )
     full = train(config, data, tmp_path / "full")
-    assert full["config"]["augment"] == "aerial"
-    assert full["identity"]["training"]["augment"] == "aerial"
+    assert full.config["augment"] == "aerial"
+    assert full.identity["training"]["augment"] == "aerial"
 
     class Killed(Exception):
         pass
@@ -282,11 +282,9 @@ def test_an_augmented_run_killed_mid_epoch_resumes_to_the_same_result(
     resumed = train(
         TrainConfig(**{**config.__dict__, "num_workers": 2}), data, tmp_path / "killed", resume=True
     )
-    assert resumed["epochs_run"] == 2
-    assert resumed["test"]["summary"] == full["test"]["summary"]
-    assert [r["train_loss"] for r in resumed["history"]] == [
-        r["train_loss"] for r in full["history"]
-    ]
+    assert resumed.epochs_run == 2
+    assert resumed.test.summary == full.test.summary
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
     # the preset is part of the identity: another one is another run
     with pytest.raises(ValueError, match=r"training.augment \('aerial' there, 'standard' now\)"):
         train(TrainConfig(**{**config.__dict__, "augment": "standard"}), data, tmp_path / "killed")

@@ -304,5 +304,5 @@ def test_torchgeo_million_aid_counts_levels_samplers_and_training(million_aid, t
     assert data.distribution.class_names == dist.class_names
     config = TrainConfig(strategy="class_balanced+focal", epochs=1, batch_size=4, num_workers=0)
     result = train(replace(config, progress=False), data, tmp_path / "run")
-    assert result["config"]["augment"] == "dataset"  # torchgeo's own transforms, if any
-    assert len(result["test"]["per_class"]) == 5
+    assert result.config["augment"] == "dataset"  # torchgeo's own transforms, if any
+    assert len(result.test.per_class) == 5

@@ -12,7 +12,17 @@ from longtail.strategies import build_strategy, parse_strategy
 from longtail.strategies.lifecycle import BatchSamplerPart, FeedbackSampler, ScheduledLoss
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "longtail"
-CORE = ("distribution", "weights", "sampling", "losses", "metrics", "_checks", "_io", "_lock")
+CORE = (
+    "distribution",
+    "weights",
+    "sampling",
+    "losses",
+    "metrics",
+    "_checks",
+    "_distributed",
+    "_io",
+    "_lock",
+)
 ABOVE = {
     "core": ("data", "training", "experiments", "report", "cli", "strategies", "integrations"),
     "strategies": ("data", "training", "experiments", "report", "cli", "integrations"),

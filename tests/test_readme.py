@@ -95,5 +95,5 @@ def test_the_torchgeo_example_runs_as_written(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(code, str(README), "exec"), namespace)
     result = namespace["result"]
-    assert result["config"]["model"] == "small_cnn" and len(result["test"]["per_class"]) == 5
+    assert result.config["model"] == "small_cnn" and len(result.test.per_class) == 5
     assert namespace["dist"].at_level(1).counts.tolist() == [47, 28]

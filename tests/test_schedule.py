@@ -86,9 +86,9 @@ def test_a_run_tests_its_best_validation_epoch_and_logs_the_schedule(tmp_path, m
         progress=False,
     )
     result = train(config, data, tmp_path / "run")
-    history = result["history"]
+    history = result.history
     assert [r["val_balanced_accuracy"] for r in history] == [0.1, 1.0, 0.1, 0.1]
-    assert best_epoch(history) == 2 and result["selected_epoch"] == 2
+    assert best_epoch(history) == 2 and result.selected_epoch == 2
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["selected_epoch"] == 2
     saved = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
     assert_same_weights(saved, scripted.states[2])  # the weights validated at epoch 2
@@ -97,7 +97,7 @@ def test_a_run_tests_its_best_validation_epoch_and_logs_the_schedule(tmp_path, m
     model.load_state_dict(saved)
     report = evaluate_model(model, data.test, data.distribution, torch.device("cpu"))
     assert report.summary()["balanced_accuracy"] == pytest.approx(
-        result["test"]["summary"]["balanced_accuracy"]
+        result.test.summary["balanced_accuracy"]
     )
     steps = -(-len(data.train) // 512)  # class-balanced sampling draws N per epoch
     with open(tmp_path / "run" / "log.csv") as fh:

@@ -172,8 +172,8 @@ def test_crt_retrains_the_classifier_and_leaves_the_backbone_bit_identical(small
     backbone = [k for k in a if k.startswith("features.")]
     assert backbone and all(torch.equal(a[k], b[k]) for k in backbone)
     assert not torch.equal(a["classifier.weight"], b["classifier.weight"])
-    assert [r["stage"] for r in crt["history"]] == [1, 1, 1, 2, 2]
-    assert crt["selected_epoch"] in (4, 5) and plain["selected_epoch"] <= 3
+    assert [r["stage"] for r in crt.history] == [1, 1, 1, 2, 2]
+    assert crt.selected_epoch in (4, 5) and plain.selected_epoch <= 3
 
 
 def test_post_hoc_tau_is_chosen_on_validation_never_on_test(small_data, tmp_path):
@@ -185,7 +185,7 @@ def test_post_hoc_tau_is_chosen_on_validation_never_on_test(small_data, tmp_path
     rare = va.labels == 9
     data.val = ArrayDataset(va.images[rare], va.labels[rare], data.train.mean, data.train.std)
     result = train(config("instance+ce:logit_adjust"), data, tmp_path / "la")
-    chosen = result["stages"][0]["tau"]
+    chosen = result.stages[0]["tau"]
     model_state = torch.load(tmp_path / "la" / "checkpoint.pt", weights_only=True)["model"]
     offset = model_state["classifier.offset"]
     log_prior = torch.log(torch.as_tensor(data.distribution.counts / data.distribution.total))
@@ -238,8 +238,8 @@ def test_a_run_resumed_across_the_stage_boundary_is_the_uninterrupted_run(
             on_epoch_end=kill_at_the_end_of_stage_one,
         )
     resumed = train(config(strategy), small_data, tmp_path / "killed", resume=True)
-    assert resumed["test"]["summary"] == full["test"]["summary"]
-    assert resumed["stages"] == full["stages"]
+    assert resumed.test.summary == full.test.summary
+    assert resumed.stages == full.stages
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -252,5 +252,5 @@ def test_a_run_resumed_across_the_stage_boundary_is_the_uninterrupted_run(
         with pytest.raises(Killed):
             train(config(strategy), small_data, tmp_path / "k2", on_epoch_end=kill_in_stage_two)
         again = train(config(strategy), small_data, tmp_path / "k2", resume=True)
-        assert again["test"]["summary"] == full["test"]["summary"]
-        assert again["epochs_run"] == 1
+        assert again.test.summary == full.test.summary
+        assert again.epochs_run == 1

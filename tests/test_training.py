@@ -18,7 +18,7 @@ from longtail.data.datasets import ArrayDataset, FolderDataset, batch_collate
 from longtail.data.decode import read_image
 from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
 from longtail.data.index import build_index
-from longtail.data.loading import feed_device
+from longtail.data.loading import device_view
 from longtail.distribution import ClassDistribution
 from longtail.strategies import parse_strategy
 from longtail.training.loop import TrainConfig, train
@@ -58,7 +58,7 @@ def test_train_end_to_end_with_corrupt_image(image_tree, tmp_path, caplog):
         rows = list(csv.DictReader(fh))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert all(np.isfinite(float(r["train_loss"])) for r in rows)
-    assert set(result["test"]["summary"]) >= {"balanced_accuracy", "tail_recall", "head_f1", "ece"}
+    assert set(result.test.summary) >= {"balanced_accuracy", "tail_recall", "head_f1", "ece"}
     assert json.loads((out / "metrics.json").read_text())["test"]["per_class"][0]["class"] == "cat"
     # the corrupt file was reported (path and reason), once, and did not stop training
     lines = bad_log.read_text().splitlines()
@@ -91,13 +91,13 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
     with pytest.raises(Killed):
         train(config, data, tmp_path / "killed", on_epoch_end=kill_after_second_epoch)
     resumed = train(config, data, tmp_path / "killed", resume=True)
-    assert resumed["epochs_run"] == 1
-    assert resumed["test"]["summary"] == pytest.approx(full["test"]["summary"])
+    assert resumed.epochs_run == 1
+    assert resumed.test.summary == pytest.approx(full.test.summary)
 
     def without_time(rows):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
-    assert without_time(resumed["history"]) == without_time(full["history"])
+    assert without_time(resumed.history) == without_time(full.history)
     a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -314,9 +314,11 @@ def test_folder_dataset_feeds_uint8_normalised_on_the_device(tmp_path):
     expected = FolderDataset(index, image_size=16).batch([1, 3])[0]
     for device in ("cuda", "cpu"):  # only the device's type is read
         ds = FolderDataset(index, image_size=16)
-        finish = feed_device(Subset(ds, [1, 3]), torch.device(device))
-        xb, _ = ds.batch([1, 3])
-        assert not ds.normalize and xb.dtype == torch.uint8 and ds[1][0].dtype == torch.uint8
+        view, finish = device_view(Subset(ds, [1, 3]), torch.device(device))
+        assert isinstance(view, Subset) and view.indices == [1, 3]
+        xb, _ = view.dataset.batch([1, 3])
+        assert xb.dtype == torch.uint8 and view[0][0].dtype == torch.uint8
+        assert ds.normalize and ds[1][0].dtype == torch.float32  # the dataset given is unchanged
         torch.testing.assert_close(finish(xb), expected)  # the step that runs on the device
     with pytest.raises(TypeError, match="uint8"):
         ds.normalize_batch(expected)
@@ -341,10 +343,7 @@ def test_train_on_torchvision_image_folder(tmp_path):
         data,
         tmp_path / "run",
     )
-    assert (
-        result["test"]["per_class"][2]["class"] == "c"
-        and result["test"]["per_class"][2]["support"] == 2
-    )
+    assert result.test.per_class[2]["class"] == "c" and result.test.per_class[2]["support"] == 2
     with pytest.raises(ValueError, match="targets"):
         bundle_from_datasets(ds, torch.utils.data.TensorDataset(torch.zeros(2)))
 

@@ -215,7 +215,7 @@ def test_a_corrupt_image_is_reported_once_per_run(tmp_path, caplog):
     assert len(log.read_text().splitlines()) == 1
     warnings = [r for r in caplog.records if "broken.jpg" in r.getMessage()]
     assert len(warnings) == 1
-    assert result["unreadable_images"] == 1
+    assert result.unreadable_images == 1
 
 
 # ------------------------------------------------------------------ 12. groups

@@ -172,6 +172,7 @@ def _train(args: argparse.Namespace) -> int:
     from longtail.report.tables import print_table, rich_table
     from longtail.strategies import parse_strategy
     from longtail.training.loop import train
+    from longtail.training.results import Comparison
 
     _check_data_options(args)
     parse_strategy(args.strategy)
@@ -179,14 +180,9 @@ def _train(args: argparse.Namespace) -> int:
     with _output_folder(args.out) as out:
         data = _bundle(args, out)
         result = train(config, data, out, resume=args.resume)
-    if "test" in result:
-        print_table(
-            console,
-            rich_table(
-                compare_runs({args.strategy: [result["test"]["summary"]]}),
-                title=f"{args.strategy} on {data.name} (test)",
-            ),
-        )
+    if result.test is not None:
+        table = Comparison.from_table(compare_runs({args.strategy: [result.test.summary]}))
+        print_table(console, rich_table(table, title=f"{args.strategy} on {data.name} (test)"))
     _report_bad_images(data, out)
     console.print(
         f"Run written to [bold]{escape(str(out))}[/bold] (log.csv, checkpoint.pt, metrics.json)"

@@ -3,6 +3,7 @@ the training device."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -30,12 +31,6 @@ def resolve_augmentation(dataset: Dataset, asked: str | None) -> str:
             "applies its own transforms: leave augment unset, or give the dataset the transform"
         )
     return OWN_TRANSFORMS
-
-
-def install_augmentation(dataset: Dataset, preset: str) -> None:
-    """Make ``dataset`` (one of longtail's) augment its items with ``preset``."""
-    if preset != OWN_TRANSFORMS:
-        dataset.augment = check_preset(preset)  # type: ignore[attr-defined]
 
 
 def keyed_batches(
@@ -78,19 +73,38 @@ def loader_kwargs(
     return kw
 
 
-def feed_device(dataset: Dataset, device: torch.device) -> Callable[[Tensor], Tensor]:
-    """Set up ``dataset`` to feed ``device`` and return the step each batch needs once there.
+def device_view(
+    dataset: Dataset, device: torch.device, augment: str = OWN_TRANSFORMS
+) -> tuple[Dataset, Callable[[Tensor], Tensor]]:
+    """A view of ``dataset`` that feeds ``device``, augmented with the preset ``augment`` (one of
+    longtail's datasets; :data:`OWN_TRANSFORMS` leaves it as it is), and the step each batch needs
+    once there. ``dataset`` itself is left unchanged: the view is a shallow copy that shares its
+    images (and, under a ``Subset``, the same subset of the copy).
 
-    A :class:`FolderDataset` hands out uint8 batches, a quarter of the bytes to pass from the
-    DataLoader workers and to copy to a GPU, normalised by the returned step on the training
+    A :class:`FolderDataset` view hands out uint8 batches, a quarter of the bytes to pass from
+    the DataLoader workers and to copy to a GPU, normalised by the returned step on the training
     device (on a CPU in the main process, which costs less than handing over float batches:
-    ``benchmarks/pipeline.py``). Other datasets are left as they are. Call it before creating
-    the DataLoader, whose workers copy the dataset."""
+    ``benchmarks/pipeline.py``). Create the DataLoader on the view, whose workers copy it."""
     base = _unwrap(dataset)
+    changes: dict[str, Any] = {}
+    if augment != OWN_TRANSFORMS:
+        changes["augment"] = check_preset(augment)
     if isinstance(base, FolderDataset):
-        base.normalize = False
-        return base.normalize_batch
-    return _identity
+        changes["normalize"] = False
+    if not changes:
+        return dataset, _identity
+    view = copy.copy(base)
+    for name, value in changes.items():
+        setattr(view, name, value)
+    finish = view.normalize_batch if isinstance(view, FolderDataset) else _identity
+    return _rewrap(dataset, view), finish
+
+
+def _rewrap(dataset: Dataset, base: Dataset) -> Dataset:
+    """``dataset``'s chain of ``Subset`` wrappers around ``base`` instead of its own base."""
+    if isinstance(dataset, Subset):
+        return Subset(_rewrap(dataset.dataset, base), dataset.indices)
+    return base
 
 
 def _identity(x: Tensor) -> Tensor:

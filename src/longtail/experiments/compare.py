@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,35 +12,63 @@ import numpy as np
 from rich.console import Console
 from rich.markup import escape
 
-from longtail._io import markdown_cell, strict_loads, write_text
+from longtail._io import write_text
 from longtail._lock import folder_lock
 from longtail.data.bundle import DataBundle
 from longtail.metrics import HEADLINE, compare_runs
+from longtail.report.comparison import comparison_markdown
 from longtail.report.plots import (
     plot_class_counts,
     plot_confusion,
     plot_per_class_recall,
     plot_recall_change,
 )
-from longtail.report.tables import markdown_table, print_table, rich_table, write_tables
-from longtail.strategies import build_strategy, parse_strategy
+from longtail.report.tables import print_table, rich_table, write_tables
+from longtail.strategies import Strategy, build_strategy, parse_strategy
 from longtail.training.identity import run_identity
 from longtail.training.loop import TrainConfig, TrainingDiverged, resolved_config, train
+from longtail.training.results import Comparison, Divergence, RunResult
 
 
-def _finished(run_dir: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
-    """A finished (or diverged) run's record when its identity is the one asked for, so compare
+def _finished(run_dir: Path, identity: dict[str, Any]) -> RunResult | None:
+    """A finished (or diverged) run's result when its identity is the one asked for, so compare
     resumes; a run of another identity is left for :func:`train` to refuse."""
     path = run_dir / "metrics.json"
     if not path.exists():
         return None
     try:
-        result = strict_loads(path.read_text())
+        result = RunResult.load(path)
     except ValueError:
         return None
-    if result.get("identity") != identity:
+    if result.identity != identity:
         return None
-    return result if "test" in result or "diverged" in result else None
+    return result if result.test is not None or result.diverged is not None else None
+
+
+@dataclass
+class Collected:
+    """The results of a comparison's runs as they come in: per strategy, the finished runs
+    (in seed order), the first divergence message, and the wall time over its seeds."""
+
+    runs: dict[str, list[RunResult]] = field(default_factory=dict)
+    diverged: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def add(self, label: str, result: RunResult, seconds: float) -> None:
+        self.timings[label] = self.timings.get(label, 0.0) + seconds
+        if result.diverged is not None:
+            self.diverged.setdefault(label, result.diverged.message)
+        else:
+            self.runs.setdefault(label, []).append(result)
+
+    def converged(self, labels: list[str]) -> list[str]:
+        return [n for n in labels if n in self.runs and n not in self.diverged]
+
+    def mean_recall(self, label: str) -> np.ndarray:
+        return np.mean([r.test.recall for r in self.runs[label]], axis=0)
+
+    def confusion(self, label: str) -> np.ndarray:
+        return sum(r.test.confusion_matrix for r in self.runs[label])
 
 
 def run_compare(
@@ -50,7 +78,7 @@ def run_compare(
     base: TrainConfig,
     out: str | Path,
     console: Console | None = None,
-) -> dict[str, Any]:
+) -> Comparison:
     """Train every strategy with every seed (same model, epochs, split) and write the comparison:
     ``report.md``, ``results.csv``, ``results.json``, ``comparison.md``, plots, and each run's
     log, checkpoint and metrics under ``runs/STRATEGY/seedN``.
@@ -63,24 +91,21 @@ def run_compare(
         return _run_compare(data, strategies, seeds, base, Path(out), console or Console())
 
 
-def _run_compare(
-    data: DataBundle,
-    strategies: Sequence[str],
-    seeds: Sequence[int],
-    base: TrainConfig,
-    out: Path,
-    console: Console,
-) -> dict[str, Any]:
+def _checked(
+    data: DataBundle, strategies: Sequence[str], seeds: Sequence[int], base: TrainConfig
+) -> list[Strategy]:
+    """The strategies parsed and built once, so that a typo or a bad parameter fails now, not
+    after hours of other runs."""
     if not strategies:
         raise ValueError(
             "no strategies given; pass e.g. --strategies instance+ce,class_balanced+focal"
         )
-    parsed = [parse_strategy(s) for s in strategies]  # fail early on a typo
+    parsed = [parse_strategy(s) for s in strategies]
     if len({p.slug for p in parsed}) != len(parsed):
         raise ValueError(f"strategies must be distinct, got {list(strategies)}")
     if not seeds:
         raise ValueError("at least one seed is needed")
-    for strategy in parsed:  # a bad parameter fails now, not after hours of other runs
+    for strategy in parsed:
         try:
             build_strategy(
                 strategy,
@@ -92,109 +117,35 @@ def _run_compare(
             )
         except ValueError as err:
             raise ValueError(f"strategy {strategy.label}: {err}") from None
+    return parsed
+
+
+def _run_compare(
+    data: DataBundle,
+    strategies: Sequence[str],
+    seeds: Sequence[int],
+    base: TrainConfig,
+    out: Path,
+    console: Console,
+) -> Comparison:
+    parsed = _checked(data, strategies, seeds, base)
     dist = data.distribution
     plot_class_counts(
         dist,
         out / "class_counts.png",
         title=f"Training set: {dist.num_classes} classes, imbalance ratio {dist.imbalance_ratio:.0f}",
     )
-    summaries: dict[str, list[dict[str, float]]] = {}
-    recalls: dict[str, list[np.ndarray]] = {}
-    confusions: dict[str, np.ndarray] = {}
-    timings: dict[str, float] = {}
-    fingerprint = data.fingerprint()
-    diverged: dict[str, str] = {}
-    selected: dict[str, list[int | None]] = {}
-    taus: dict[str, list[float]] = {}
     started = time.perf_counter()
+    collected = Collected()
     total = len(parsed) * len(seeds)
-    done = 0
-    for strategy in parsed:
-        for seed in seeds:
-            done += 1
-            config = resolved_config(replace(base, strategy=strategy.label, seed=seed), data)
-            run_dir = out / "runs" / strategy.slug / f"seed{seed}"
-            t0 = time.perf_counter()
-            result = _finished(run_dir, run_identity(config, fingerprint))
-            reused = result is not None
-            if result is None:
-                try:
-                    result = train(config, data, run_dir, resume=True)
-                except TrainingDiverged as err:
-                    result = {"diverged": {"message": str(err)}}
-            timings[strategy.label] = timings.get(strategy.label, 0.0) + time.perf_counter() - t0
-            if "diverged" in result:
-                diverged.setdefault(strategy.label, result["diverged"]["message"])
-                console.print(
-                    f"[{done}/{total}] {escape(strategy.label)} seed {seed}: [red]diverged[/red] "
-                    f"({escape(result['diverged']['message'])})"
-                )
-                continue
-            selected.setdefault(strategy.label, []).append(result.get("selected_epoch"))
-            for choice in result.get("stages", []):
-                if choice.get("tau") is not None:
-                    taus.setdefault(strategy.label, []).append(choice["tau"])
-            test = result["test"]
-            summaries.setdefault(strategy.label, []).append(test["summary"])
-            recalls.setdefault(strategy.label, []).append(
-                np.array(
-                    [np.nan if c["recall"] is None else c["recall"] for c in test["per_class"]],
-                    dtype=np.float64,
-                )
-            )
-            cm = np.array(test["confusion"])
-            confusions[strategy.label] = confusions.get(strategy.label, 0) + cm
-            s = test["summary"]
-            console.print(
-                f"[{done}/{total}] {escape(strategy.label)} seed {seed}: balanced accuracy {100 * s['balanced_accuracy']:.1f}%, "
-                f"tail recall {100 * s['tail_recall']:.1f}%"
-                + (" (reused)" if reused else f" ({time.perf_counter() - t0:.1f}s)")
-            )
-    converged = [p.label for p in parsed if p.label in summaries and p.label not in diverged]
-    if not converged:
-        raise TrainingDiverged(
-            "every strategy diverged (non-finite loss); lower the learning rate, e.g. "
-            f"--lr {base.lr / 10:g}. First message: {next(iter(diverged.values()))}",
-            0,
-            0,
-        )
-    comparison = compare_runs({n: summaries[n] for n in converged}, metrics=HEADLINE)
-    comparison["strategies"] = [p.label for p in parsed]
-    comparison["diverged"] = diverged
-    comparison["unreadable_images"] = len(data.unreadable_images())
-    comparison["selected_epochs"] = {n: selected[n] for n in converged}
-    comparison["chosen_tau"] = {n: taus[n] for n in converged if n in taus}
-    comparison["seeds"] = list(seeds)
-    comparison["config"] = {
-        k: v
-        for k, v in asdict(resolved_config(base, data)).items()
-        if k not in ("strategy", "seed", "progress")
-    }
-    comparison["data"] = data.name
-    comparison["seconds"] = time.perf_counter() - started
-    mean_recall = {name: np.mean(recalls[name], axis=0) for name in converged}
-    comparison["classes"] = list(dist.class_names)
-    comparison["class_counts"] = dist.counts.tolist()
-    comparison["per_class_recall"] = {n: r.tolist() for n, r in mean_recall.items()}
-    write_tables(comparison, out)
-    plot_per_class_recall(mean_recall, dist, out / "per_class_recall.png")
-    best = _argmax(comparison["metrics"]["balanced_accuracy"])
-    baseline = comparison["baseline"]
-    if len(mean_recall) > 1:
-        plot_recall_change(mean_recall, baseline, dist, out / "recall_change.png")
-    plot_confusion(
-        confusions[baseline],
-        dist.class_names,
-        out / "confusion_baseline.png",
-        f"{baseline} (baseline), summed over seeds",
-    )
-    plot_confusion(
-        confusions[best],
-        dist.class_names,
-        out / "confusion_best.png",
-        f"{best} (best balanced accuracy), summed over seeds",
-    )
-    write_text(out / "report.md", _report(comparison, data, best, mean_recall, timings))
+    for done, (strategy, seed) in enumerate(((st, sd) for st in parsed for sd in seeds), start=1):
+        t0 = time.perf_counter()
+        result, reused = _run_one(data, base, strategy, seed, out)
+        collected.add(strategy.label, result, time.perf_counter() - t0)
+        line = _progress_line(result, reused, time.perf_counter() - t0)
+        console.print(f"[{done}/{total}] {escape(strategy.label)} seed {seed}: {line}")
+    comparison = _comparison(collected, parsed, seeds, base, data, time.perf_counter() - started)
+    _write_outputs(comparison, collected, dist, out)
     print_table(
         console,
         rich_table(
@@ -203,111 +154,98 @@ def _run_compare(
         ),
     )
     console.print(
-        f"Report written to [bold]{escape(str(out))}/report.md[/bold] ({comparison['seconds']:.0f}s)"
+        f"Report written to [bold]{escape(str(out))}/report.md[/bold] ({comparison.seconds:.0f}s)"
     )
     return comparison
 
 
-def _argmax(row: dict[str, dict[str, float]]) -> str | None:
-    """The strategy with the largest finite mean (None when no mean is finite)."""
-    finite = {n: e["mean"] for n, e in row.items() if np.isfinite(e["mean"])}
-    return max(finite, key=finite.__getitem__) if finite else None
+def _run_one(
+    data: DataBundle, base: TrainConfig, strategy: Strategy, seed: int, out: Path
+) -> tuple[RunResult, bool]:
+    """(the run of ``strategy`` with ``seed``, whether it was reused as it was)."""
+    config = resolved_config(replace(base, strategy=strategy.label, seed=seed), data)
+    run_dir = out / "runs" / strategy.slug / f"seed{seed}"
+    identity = run_identity(config, data.fingerprint())
+    result = _finished(run_dir, identity)
+    if result is not None:
+        return result, True
+    try:
+        return train(config, data, run_dir, resume=True), False
+    except TrainingDiverged as err:
+        return RunResult(identity, asdict(config), diverged=Divergence(str(err))), False
 
 
-def _report(
-    comparison: dict[str, Any],
+def _progress_line(result: RunResult, reused: bool, seconds: float) -> str:
+    if result.diverged is not None:
+        return f"[red]diverged[/red] ({escape(result.diverged.message)})"
+    test = result.test
+    assert test is not None
+    return (
+        f"balanced accuracy {100 * test.metric('balanced_accuracy'):.1f}%, "
+        f"tail recall {100 * test.metric('tail_recall'):.1f}%"
+        + (" (reused)" if reused else f" ({seconds:.1f}s)")
+    )
+
+
+def _comparison(
+    collected: Collected,
+    parsed: list[Strategy],
+    seeds: Sequence[int],
+    base: TrainConfig,
     data: DataBundle,
-    best: str,
-    recalls: dict[str, np.ndarray],
-    timings: dict[str, float],
-) -> str:
-    m = comparison["metrics"]
-    baseline = comparison["baseline"]
-    dist = data.distribution
-    cfg = comparison["config"]
-    best_tail = _argmax(m["tail_recall"]) or best
-    lines = [
-        f"# Strategy comparison on {data.name}",
-        "",
-        f"Training set: {dist.total:,} images in {dist.num_classes} classes, imbalance ratio {dist.imbalance_ratio:.1f} "
-        f"(head / medium / tail = {', '.join(str(len(v)) for v in dist.group_indices().values())} classes by count thirds). "
-        f"Model `{cfg['model']}`, {cfg['epochs']} epochs, batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']}, "
-        f"training augmentation `{cfg['augment']}`, "
-        f"seeds {comparison['seeds']}; every number below was measured in this run on the test split.",
-        "",
-        "## Results",
-        "",
-        "Percent, mean ± std over seeds; in brackets the change against the baseline in points. "
-        + (
-            "Each run's tested model is its epoch with the best validation balanced accuracy "
-            "(epochs chosen, by seed: "
-            + "; ".join(
-                f"{n} {', '.join(str(e) for e in eps)}"
-                for n, eps in comparison["selected_epochs"].items()
-            )
-            + ")."
-            if cfg.get("select_best", True)
-            else "Each run's tested model is its last epoch's."
+    seconds: float,
+) -> Comparison:
+    labels = [p.label for p in parsed]
+    converged = collected.converged(labels)
+    if not converged:
+        raise TrainingDiverged(
+            "every strategy diverged (non-finite loss); lower the learning rate, e.g. "
+            f"--lr {base.lr / 10:g}. First message: {next(iter(collected.diverged.values()))}",
+            0,
+            0,
         )
-        + (
-            " Second stages chose tau on the validation split (by seed: "
-            + "; ".join(
-                f"{n} {', '.join(f'{t:g}' for t in ts)}"
-                for n, ts in comparison.get("chosen_tau", {}).items()
-            )
-            + ")."
-            if comparison.get("chosen_tau")
-            else ""
-        ),
-        "",
-        markdown_table(comparison),
-        "## Reading the table",
-        "",
-        *(
-            f"- **{name}** diverged (its loss became nan or infinite), so it has no results: {msg}"
-            for name, msg in comparison["diverged"].items()
-        ),
-        *(
-            [
-                f"- {comparison['unreadable_images']} unreadable image(s) were replaced by other "
-                "images of their class (listed in `bad_images.log`)."
-            ]
-            if comparison["unreadable_images"]
-            else []
-        ),
-        f"- Best balanced accuracy: **{best}** ({100 * m['balanced_accuracy'][best]['mean']:.1f}%, "
-        f"{m['balanced_accuracy'][best].get('delta_points', 0):+.1f} points against {baseline}).",
-        f"- Best tail recall: **{best_tail}** ({100 * m['tail_recall'][best_tail]['mean']:.1f}%, "
-        f"{m['tail_recall'][best_tail].get('delta_points', 0):+.1f} points); its head recall changed by "
-        f"{m['head_recall'][best_tail].get('delta_points', 0):+.1f} points.",
-        "",
-        *(
-            ["![change in per-class recall against the baseline](recall_change.png)", ""]
-            if len(comparison["per_class_recall"]) > 1
-            else []
-        ),
-        "![per-class recall](per_class_recall.png)",
-        "",
-        "![training distribution](class_counts.png)",
-        "",
-        "| confusion, baseline | confusion, best |",
-        "|---|---|",
-        "| ![baseline](confusion_baseline.png) | ![best](confusion_best.png) |",
-        "",
-        "## Per-class recall (%)",
-        "",
-        "| class | train images | group | " + " | ".join(recalls) + " |",
-        "|---|---|---|" + "---|" * len(recalls),
-    ]
-    groups = dist.groups
-    for i in np.argsort(-dist.counts, kind="stable"):
-        cells = " | ".join(f"{100 * r[i]:.1f}" for r in recalls.values())
-        name = markdown_cell(dist.class_names[i])
-        lines.append(f"| {name} | {int(dist.counts[i]):,} | {groups[i]} | {cells} |")
-    lines += [
-        "",
-        "Wall time per strategy (all seeds): "
-        + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
-        "",
-    ]
-    return "\n".join(lines)
+    summaries = {n: [r.test.summary for r in collected.runs[n]] for n in converged}
+    config = asdict(resolved_config(base, data))
+    return Comparison.from_table(
+        compare_runs(summaries, metrics=HEADLINE),
+        strategies=labels,
+        diverged=collected.diverged,
+        unreadable_images=len(data.unreadable_images()),
+        selected_epochs={n: [r.selected_epoch for r in collected.runs[n]] for n in converged},
+        chosen_tau={
+            n: taus
+            for n in converged
+            if (taus := [t for r in collected.runs[n] for t in r.chosen_taus])
+        },
+        seeds=list(seeds),
+        config={k: v for k, v in config.items() if k not in ("strategy", "seed", "progress")},
+        data=data.name,
+        seconds=seconds,
+        classes=list(data.distribution.class_names),
+        class_counts=data.distribution.counts.tolist(),
+        per_class_recall={n: collected.mean_recall(n).tolist() for n in converged},
+    )
+
+
+def _write_outputs(comparison: Comparison, collected: Collected, dist: Any, out: Path) -> None:
+    """The tables, plots and ``report.md`` of ``comparison``."""
+    write_tables(comparison, out)
+    mean_recall = {n: collected.mean_recall(n) for n in comparison.per_class_recall}
+    plot_per_class_recall(mean_recall, dist, out / "per_class_recall.png")
+    best = comparison.best("balanced_accuracy")
+    baseline = comparison.baseline
+    if len(mean_recall) > 1:
+        plot_recall_change(mean_recall, baseline, dist, out / "recall_change.png")
+    plot_confusion(
+        collected.confusion(baseline),
+        dist.class_names,
+        out / "confusion_baseline.png",
+        f"{baseline} (baseline), summed over seeds",
+    )
+    plot_confusion(
+        collected.confusion(best),
+        dist.class_names,
+        out / "confusion_best.png",
+        f"{best} (best balanced accuracy), summed over seeds",
+    )
+    write_text(out / "report.md", comparison_markdown(comparison, dist, collected.timings))

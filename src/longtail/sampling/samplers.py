@@ -36,26 +36,11 @@ import torch
 from torch.utils.data import DistributedSampler, Sampler
 
 from longtail._checks import check_probability_vector
+from longtail._distributed import rank_and_world
 from longtail.sampling import plans
 from longtail.weights import check_scheme_params, class_weights
 
 ITER_CHUNK = 1 << 16
-
-
-def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
-    dist = torch.distributed
-    initialised = dist.is_available() and dist.is_initialized()
-    if num_replicas is None:
-        num_replicas = dist.get_world_size() if initialised else 1
-    if rank is None:  # num_replicas=1 asks for the whole plan, whatever this process's rank
-        rank = dist.get_rank() if initialised and num_replicas > 1 else 0
-    if num_replicas < 1:
-        raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
-    if not 0 <= rank < num_replicas:
-        raise ValueError(
-            f"rank must lie in [0, num_replicas - 1] = [0, {num_replicas - 1}], got {rank}"
-        )
-    return num_replicas, rank
 
 
 def shard(plan: np.ndarray, num_replicas: int, rank: int, drop_last: bool = False) -> np.ndarray:
@@ -120,7 +105,7 @@ class EpochSeeded:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         self.generator = generator
-        self.num_replicas, self.rank = _world(num_replicas, rank)
+        self.rank, self.num_replicas = rank_and_world(rank, num_replicas)
         self.drop_last = bool(drop_last)
         self.epoch = 0
         self._pinned = False  # set_epoch() was called: stay on that epoch

@@ -1,0 +1,144 @@
+"""The comparison report (``report.md``): a :class:`~longtail.training.results.Comparison` as
+Markdown, with the plots written beside it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from longtail._io import markdown_cell
+from longtail.distribution import ClassDistribution
+from longtail.report.tables import markdown_table
+from longtail.training.results import Comparison
+
+
+def comparison_markdown(
+    comparison: Comparison, dist: ClassDistribution, timings: dict[str, float]
+) -> str:
+    """``report.md``: the set-up, the results table, a reading of it, the plots and per-class
+    recall; ``timings`` is each strategy's wall time over its seeds."""
+    best = comparison.best("balanced_accuracy")
+    lines = [
+        f"# Strategy comparison on {comparison.data}",
+        "",
+        _setup(comparison, dist),
+        "",
+        "## Results",
+        "",
+        _results_note(comparison),
+        "",
+        markdown_table(comparison),
+        "## Reading the table",
+        "",
+        *_reading(comparison, best),
+        "",
+        *_figures(comparison),
+        "## Per-class recall (%)",
+        "",
+        *_per_class(comparison, dist),
+        "",
+        "Wall time per strategy (all seeds): "
+        + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _setup(comparison: Comparison, dist: ClassDistribution) -> str:
+    cfg = comparison.config
+    groups = ", ".join(str(len(v)) for v in dist.group_indices().values())
+    return (
+        f"Training set: {dist.total:,} images in {dist.num_classes} classes, imbalance ratio "
+        f"{dist.imbalance_ratio:.1f} (head / medium / tail = {groups} classes by count thirds). "
+        f"Model `{cfg['model']}`, {cfg['epochs']} epochs, batch {cfg['batch_size']}, "
+        f"{cfg['optimizer']} lr {cfg['lr']}, training augmentation `{cfg['augment']}`, "
+        f"seeds {comparison.seeds}; every number below was measured in this run on the test split."
+    )
+
+
+def _results_note(comparison: Comparison) -> str:
+    text = "Percent, mean ± std over seeds; in brackets the change against the baseline in points. "
+    if comparison.config.get("select_best", True):
+        chosen = "; ".join(
+            f"{n} {', '.join(str(e) for e in eps)}" for n, eps in comparison.selected_epochs.items()
+        )
+        text += (
+            "Each run's tested model is its epoch with the best validation balanced accuracy "
+            f"(epochs chosen, by seed: {chosen})."
+        )
+    else:
+        text += "Each run's tested model is its last epoch's."
+    if comparison.chosen_tau:
+        taus = "; ".join(
+            f"{n} {', '.join(f'{t:g}' for t in ts)}" for n, ts in comparison.chosen_tau.items()
+        )
+        text += f" Second stages chose tau on the validation split (by seed: {taus})."
+    return text
+
+
+def _points(comparison: Comparison, metric: str, name: str) -> tuple[float, float]:
+    """(mean in percent, change against the baseline in points) of ``name``'s ``metric``."""
+    stat = comparison.metrics[metric][name]
+    return 100 * stat.mean, stat.delta_points or 0.0
+
+
+def _reading(comparison: Comparison, best: str | None) -> list[str]:
+    baseline = comparison.baseline
+    best_tail = comparison.best("tail_recall") or best
+    lines = [
+        f"- **{name}** diverged (its loss became nan or infinite), so it has no results: {msg}"
+        for name, msg in comparison.diverged.items()
+    ]
+    if comparison.unreadable_images:
+        lines.append(
+            f"- {comparison.unreadable_images} unreadable image(s) were replaced by other "
+            "images of their class (listed in `bad_images.log`)."
+        )
+    value, delta = _points(comparison, "balanced_accuracy", best)
+    lines.append(
+        f"- Best balanced accuracy: **{best}** ({value:.1f}%, {delta:+.1f} points against {baseline})."
+    )
+    tail, tail_delta = _points(comparison, "tail_recall", best_tail)
+    _, head_delta = _points(comparison, "head_recall", best_tail)
+    lines.append(
+        f"- Best tail recall: **{best_tail}** ({tail:.1f}%, {tail_delta:+.1f} points); its head "
+        f"recall changed by {head_delta:+.1f} points."
+    )
+    return lines
+
+
+def _figures(comparison: Comparison) -> list[str]:
+    lines = []
+    if len(comparison.per_class_recall) > 1:
+        lines += ["![change in per-class recall against the baseline](recall_change.png)", ""]
+    return lines + [
+        "![per-class recall](per_class_recall.png)",
+        "",
+        "![training distribution](class_counts.png)",
+        "",
+        "| confusion, baseline | confusion, best |",
+        "|---|---|",
+        "| ![baseline](confusion_baseline.png) | ![best](confusion_best.png) |",
+        "",
+    ]
+
+
+def _per_class(comparison: Comparison, dist: ClassDistribution) -> list[str]:
+    recalls = {n: recall_array(r) for n, r in comparison.per_class_recall.items()}
+    lines = [
+        "| class | train images | group | " + " | ".join(recalls) + " |",
+        "|---|---|---|" + "---|" * len(recalls),
+    ]
+    groups = dist.groups
+    for i in np.argsort(-dist.counts, kind="stable"):
+        cells = " | ".join(f"{100 * r[i]:.1f}" for r in recalls.values())
+        name = markdown_cell(dist.class_names[i])
+        lines.append(f"| {name} | {int(dist.counts[i]):,} | {groups[i]} | {cells} |")
+    return lines
+
+
+def recall_array(values: list[float | None]) -> np.ndarray:
+    """Per-class recall as floats, nan where a class has none."""
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+__all__ = ["comparison_markdown", "recall_array"]

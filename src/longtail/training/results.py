@@ -1,0 +1,225 @@
+"""What a run and a comparison produce, as dataclasses with a strict JSON round trip.
+
+``RunResult.to_dict()`` is exactly what a run's ``metrics.json`` holds (and has held), and
+``RunResult.from_dict`` reads such a file back, refusing a key it does not know; the same holds
+for :class:`Comparison` and ``results.json``. Layers above the loop read attributes of these, never
+keys of nested dictionaries. A value that is not a number (a recall without test images) is
+``None`` in JSON and nan in the arrays these give.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from longtail._io import jsonable, strict_loads, write_json
+from longtail.metrics import ClassificationReport
+
+
+def _strict(cls: type, record: Any, required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``record`` as keyword arguments of ``cls``; an unknown or missing key raises ValueError."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{cls.__name__}: expected an object, got {type(record).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(record) - known)
+    missing = [k for k in required if k not in record]
+    if unknown or missing:
+        raise ValueError(
+            f"{cls.__name__}: unknown keys {unknown} / missing keys {missing}; written by "
+            "another version of longtail?"
+        )
+    return dict(record)
+
+
+def _number(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """A run stopped by a non-finite loss: where (1-based epoch and step) and the message."""
+
+    message: str
+    epoch: int | None = None
+    step: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"epoch": self.epoch, "step": self.step, "message": self.message}
+        return {k: v for k, v in out.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, record: Any) -> Divergence:
+        return cls(**_strict(cls, record, ("message",)))
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """Metrics of a run's tested model: ``summary`` (headline numbers), one row per class
+    (``per_class``: class, precision, recall, f1, support, group) and the confusion matrix."""
+
+    __test__ = False  # not a test case, whatever its name
+
+    summary: dict[str, float | None]
+    per_class: list[dict[str, Any]]
+    confusion: list[list[int]]
+
+    @classmethod
+    def from_report(cls, report: ClassificationReport) -> TestResult:
+        return cls.from_dict(jsonable(report.to_dict()))
+
+    @classmethod
+    def from_dict(cls, record: Any) -> TestResult:
+        return cls(**_strict(cls, record, ("summary", "per_class", "confusion")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary, "per_class": self.per_class, "confusion": self.confusion}
+
+    def metric(self, name: str) -> float:
+        """A headline number (nan when it has no value, e.g. a group without classes)."""
+        return _number(self.summary.get(name))
+
+    @property
+    def recall(self) -> np.ndarray:
+        """Per-class recall [K] (nan for a class without test images)."""
+        return np.array([_number(row["recall"]) for row in self.per_class], dtype=np.float64)
+
+    @property
+    def confusion_matrix(self) -> np.ndarray:
+        return np.array(self.confusion, dtype=np.int64)
+
+
+@dataclass
+class RunResult:
+    """A finished run (``test`` set when the data has a test split) or a diverged one
+    (``diverged`` set): what its ``metrics.json`` holds."""
+
+    identity: dict[str, Any]
+    config: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    epochs_run: int | None = None
+    selected_epoch: int | None = None
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    test: TestResult | None = None
+    unreadable_images: int = 0
+    diverged: Divergence | None = None
+
+    @property
+    def chosen_taus(self) -> list[float]:
+        """The tau each second stage chose on validation (for stages that choose one)."""
+        return [float(s["tau"]) for s in self.stages if s.get("tau") is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        head = {"identity": self.identity, "config": self.config, "history": self.history}
+        if self.diverged is not None:
+            return jsonable({**head, "diverged": self.diverged.to_dict()})
+        out: dict[str, Any] = {
+            **head,
+            "epochs_run": self.epochs_run,
+            "selected_epoch": self.selected_epoch,
+            "stages": self.stages,
+        }
+        if self.test is not None:
+            out["test"] = self.test.to_dict()
+        out["unreadable_images"] = self.unreadable_images
+        return jsonable(out)
+
+    @classmethod
+    def from_dict(cls, record: Any) -> RunResult:
+        kw = _strict(cls, record, ("identity", "config"))
+        if kw.get("test") is not None:
+            kw["test"] = TestResult.from_dict(kw["test"])
+        if kw.get("diverged") is not None:
+            kw["diverged"] = Divergence.from_dict(kw["diverged"])
+        return cls(**kw)
+
+    def save(self, path: Path) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path) -> RunResult:
+        return cls.from_dict(strict_loads(path.read_text()))
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One metric of one strategy over seeds: mean, std, number of seeds, and the change of the
+    mean against the baseline in percentage points (None when the baseline has no value)."""
+
+    mean: float
+    std: float
+    n: int
+    delta_points: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"mean": self.mean, "std": self.std, "n": self.n}
+        return out if self.delta_points is None else {**out, "delta_points": self.delta_points}
+
+    @classmethod
+    def from_dict(cls, record: Any) -> Stat:
+        kw = _strict(cls, record, ("mean", "std", "n"))
+        return cls(**{k: v if k == "n" or v is not None else float("nan") for k, v in kw.items()})
+
+
+@dataclass
+class Comparison:
+    """Strategies compared under identical conditions: what ``results.json`` holds.
+
+    ``metrics[metric][strategy]`` is a :class:`Stat` (test split, over ``seeds``); ``diverged``
+    maps a strategy that diverged in any seed to its first message; ``per_class_recall`` holds
+    each strategy's mean per-class recall."""
+
+    baseline: str
+    strategies: list[str]
+    metrics: dict[str, dict[str, Stat]]
+    diverged: dict[str, str] = field(default_factory=dict)
+    unreadable_images: int = 0
+    selected_epochs: dict[str, list[int | None]] = field(default_factory=dict)
+    chosen_tau: dict[str, list[float]] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    data: str = ""
+    seconds: float = 0.0
+    classes: list[str] = field(default_factory=list)
+    class_counts: list[int] = field(default_factory=list)
+    per_class_recall: dict[str, list[float | None]] = field(default_factory=dict)
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any], **rest: Any) -> Comparison:
+        """From :func:`longtail.metrics.compare_runs`'s table and the other fields."""
+        return cls.from_dict({**table, **rest})
+
+    def stat(self, metric: str, strategy: str) -> Stat | None:
+        return self.metrics.get(metric, {}).get(strategy)
+
+    def best(self, metric: str) -> str | None:
+        """The strategy with the largest finite mean of ``metric`` (None when none is finite)."""
+        row = {n: s.mean for n, s in self.metrics.get(metric, {}).items() if np.isfinite(s.mean)}
+        return max(row, key=row.__getitem__) if row else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["metrics"] = {
+            m: {n: s.to_dict() for n, s in row.items()} for m, row in self.metrics.items()
+        }
+        return jsonable(out)
+
+    @classmethod
+    def from_dict(cls, record: Any) -> Comparison:
+        kw = _strict(cls, record, ("baseline", "strategies", "metrics"))
+        kw["metrics"] = {
+            m: {n: Stat.from_dict(s) for n, s in row.items()} for m, row in kw["metrics"].items()
+        }
+        return cls(**kw)
+
+    def save(self, path: Path) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: Path) -> Comparison:
+        return cls.from_dict(strict_loads(path.read_text()))
+
+
+__all__ = ["Comparison", "Divergence", "RunResult", "Stat", "TestResult"]

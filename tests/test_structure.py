@@ -1,0 +1,198 @@
+"""The shape of the code: short functions, components known only through their records, options
+declared once, and the caller's datasets left as they were."""
+
+import ast
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import write_tree
+from longtail.data.bundle import embedded_bundle, folder_bundle
+from longtail.data.datasets import ArrayDataset
+from longtail.distribution import ClassDistribution
+from longtail.losses import CrossEntropyLoss
+from longtail.strategies import parse_strategy
+from longtail.strategies.registry import FLOAT, REGISTRY, ComponentSpec, register, unregister
+from longtail.training.config import TrainConfig, option
+from longtail.training.identity import run_identity
+from longtail.training.loop import train
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "longtail"
+MAX_LINES = 80
+CORE = {"distribution.py", "weights.py", "losses.py", "metrics.py", "sampling"}
+"""Below the registry: these modules do not know the components' names (a string there, such as
+a class-balanced loss's ``base="focal"``, is a parameter of their own)."""
+
+
+def _sources(skip_core: bool = False) -> list[Path]:
+    paths = sorted(SRC.rglob("*.py"))
+    if skip_core:
+        paths = [p for p in paths if p.relative_to(SRC).parts[0] not in CORE]
+    return paths
+
+
+def test_no_function_is_longer_than_80_lines():
+    long = []
+    for path in _sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_LINES:
+                    long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({lines})")
+    assert not long, long
+
+
+def _strings(node: ast.AST) -> set[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return set().union(*(_strings(e) for e in node.elts)) if node.elts else set()
+    return set()
+
+
+def test_no_component_name_is_compared_as_a_string_outside_its_record():
+    names = {name for specs in REGISTRY.values() for name in specs}
+    found = []
+    for path in _sources(skip_core=True):
+        if path.name == "registry.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                hit = set().union(*(_strings(x) for x in (node.left, *node.comparators)))
+            elif isinstance(node, ast.Dict):  # a table keyed by component name
+                hit = set().union(*(_strings(k) for k in node.keys if k is not None))
+            else:
+                continue
+            if hit & names:
+                found.append(f"{path.relative_to(SRC)}:{node.lineno} {ast.unparse(node)[:80]}")
+    assert not found, found
+
+
+def test_the_scan_above_would_see_a_name_compared():
+    tree = ast.parse('if strategy.loss == "ldam_drw": pass')
+    compare = next(n for n in ast.walk(tree) if isinstance(n, ast.Compare))
+    assert "ldam_drw" in set().union(*(_strings(x) for x in (compare.left, *compare.comparators)))
+
+
+class DoubleCrossEntropy(CrossEntropyLoss):
+    """2 x cross-entropy: a loss no one else knows about."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return 2 * super().forward(logits, target)
+
+
+def test_a_loss_registered_in_one_place_runs_in_compare(tmp_path):
+    from longtail.experiments.compare import run_compare
+    from longtail.report.comparison import recall_array
+
+    spec = ComponentSpec(
+        "double_ce",
+        "loss",
+        lambda ctx, **p: DoubleCrossEntropy(**p),
+        {"label_smoothing": FLOAT},
+    )
+    register(spec)
+    try:
+        with pytest.raises(ValueError, match="already"):
+            register(spec)
+        data = _small_embedded(20)
+        base = TrainConfig(epochs=1, batch_size=256, progress=False, augment="none")
+        strategies = ["instance+ce", "instance+double_ce[label_smoothing=0.1]"]
+        comparison = run_compare(data, strategies, [0], base, tmp_path / "cmp")
+        slug = parse_strategy(strategies[1]).slug
+    finally:
+        unregister("loss", "double_ce")
+    assert comparison.strategies == strategies
+    stat = comparison.stat("balanced_accuracy", strategies[1])
+    assert stat is not None and 0.0 < stat.mean <= 1.0
+    saved = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert strategies[1] in saved["metrics"]["balanced_accuracy"]
+    assert recall_array(saved["per_class_recall"][strategies[1]]).shape == (10,)
+    run = tmp_path / "cmp" / "runs" / slug / "seed0"
+    assert json.loads((run / "config.json").read_text())["config"]["strategy"] == strategies[1]
+    with pytest.raises(ValueError, match="unknown loss 'double_ce'"):
+        parse_strategy("instance+double_ce")
+
+
+def _small_embedded(step: int):
+    """The embedded bundle with every ``step``-th training image."""
+    data = embedded_bundle()
+    data.train = _subsample(data.train, step)
+    names = data.distribution.class_names
+    data.distribution = ClassDistribution.from_labels(data.train.targets.numpy(), class_names=names)
+    return data
+
+
+def _subsample(dataset: ArrayDataset, step: int) -> ArrayDataset:
+    """Every ``step``-th image of an in-memory dataset (a new dataset)."""
+    view = ArrayDataset.__new__(ArrayDataset)
+    view.__dict__.update(dataset.__dict__)
+    view.x, view.targets = dataset.x[::step], dataset.targets[::step]
+    return view
+
+
+@dataclass
+class EmaConfig(TrainConfig):
+    """A config with one more setting, declared only here."""
+
+    ema_decay: float = option(0.0, "decay of an exponential moving average", "--ema-decay")
+
+
+def test_an_option_declared_once_reaches_help_option_files_config_and_identity(tmp_path):
+    from longtail.cli import _apply_config_file, _config, build_parser
+
+    parser = build_parser(EmaConfig)
+    assert "--ema-decay" in parser.commands["train"].format_help()
+    assert "--ema-decay" in parser.commands["compare"].format_help()
+    args = parser.parse_args(["train", "--ema-decay", "0.5"])
+    config = _config(args, "instance+ce", 3)
+    assert isinstance(config, EmaConfig) and config.ema_decay == 0.5 and config.seed == 3
+    (tmp_path / "opts.toml").write_text("ema-decay = 0.25\n")
+    _apply_config_file(parser, "train", tmp_path / "opts.toml")
+    assert _config(parser.parse_args(["train"]), "instance+ce", 0).ema_decay == 0.25
+    with pytest.raises(ValueError, match="ema_decay must be a finite number"):
+        EmaConfig(ema_decay=float("nan"))
+    fingerprint = embedded_bundle().fingerprint()
+    assert run_identity(config, fingerprint)["training"]["ema_decay"] == 0.5
+    assert "ema_decay" not in run_identity(TrainConfig(), fingerprint)["training"]
+
+
+def test_an_execution_option_stays_out_of_the_identity():
+    @dataclass
+    class Verbose(TrainConfig):
+        chatty: bool = option(False, "say more", "--chatty", execution=True)
+
+    fingerprint = embedded_bundle().fingerprint()
+    assert "chatty" not in run_identity(Verbose(chatty=True), fingerprint)["training"]
+    assert "device" not in run_identity(Verbose(), fingerprint)["training"]
+
+
+def _items(dataset, positions) -> list[tuple[torch.Tensor, int]]:
+    return [(dataset[i][0].clone(), int(dataset[i][1])) for i in positions]
+
+
+def test_train_leaves_the_datasets_it_is_given_as_they_were(tmp_path):
+    root = write_tree(tmp_path / "d", {"a": 12, "b": 8}, size=20)
+    folder = folder_bundle(root, image_size=16)
+    data = _small_embedded(40)
+    for bundle, model in ((folder, "small_cnn"), (data, "mlp")):
+        splits = [bundle.train, bundle.val, bundle.test]
+        before = [_items(s, range(min(4, len(s)))) for s in splits]
+        attributes = [dict(vars(s)) for s in splits]
+        config = TrainConfig(model=model, epochs=1, batch_size=16, num_workers=0, progress=False)
+        train(config, bundle, tmp_path / f"run-{model}")
+        for split, old, attrs in zip(splits, before, attributes, strict=True):
+            assert vars(split).keys() == attrs.keys()
+            assert all(vars(split)[k] is v for k, v in attrs.items())  # nothing set on it
+            for (x_old, y_old), (x_new, y_new) in zip(
+                old, _items(split, range(len(old))), strict=True
+            ):
+                assert y_old == y_new and x_old.dtype == x_new.dtype
+                torch.testing.assert_close(x_old, x_new, rtol=0, atol=0)
+        assert splits[0][0][0].dtype == torch.float32  # normalised, as handed over
+        assert getattr(splits[0], "augment", "none") == "none"
+    assert np.isfinite(float(folder.val[0][0].float().mean()))
