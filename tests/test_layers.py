@@ -57,8 +57,19 @@ def test_no_module_imports_a_layer_above_it(path):
     assert not upward, f"{path.relative_to(SRC)} imports {sorted(upward)} from above its layer"
 
 
+@pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
+def test_every_module_says_what_it_exports(path):
+    import importlib
+
+    module = ".".join(("longtail", *path.relative_to(SRC).with_suffix("").parts))
+    module = importlib.import_module(module.removesuffix(".__init__"))
+    assert isinstance(getattr(module, "__all__", None), list), f"{path.name} has no __all__"
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert not missing, f"{path.name} exports names it does not have: {missing}"
+
+
 def test_the_loop_asks_no_strategy_what_type_it_is():
-    tree = ast.parse((SRC / "training" / "loop.py").read_text())
+    tree = ast.parse((SRC / "training" / "trainer.py").read_text())
     names = {"Sampler", "Loss", "Curriculum", "BalancedBatch", "LDAM", "Focal"}
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) in (

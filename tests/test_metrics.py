@@ -7,6 +7,7 @@ from sklearn.metrics import confusion_matrix as sk_confusion
 from longtail.distribution import ClassDistribution
 from longtail.metrics import MetricAccumulator, compare_runs, confusion_matrix, evaluate
 from longtail.report.tables import csv_table, markdown_table
+from longtail.training.results import Comparison
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -94,9 +95,9 @@ def test_compare_runs_and_tables():
     c = compare_runs(runs, metrics=("balanced_accuracy", "tail_recall"))
     assert c["metrics"]["tail_recall"]["focal"]["delta_points"] == pytest.approx(24.0)
     assert c["metrics"]["balanced_accuracy"]["ce"]["std"] == pytest.approx(0.01)
-    md = markdown_table(c)
+    md = markdown_table(Comparison.from_table(c))
     assert "| tail recall | 41.0 ± 1.0 | 65.0 ± 5.0 (+24.0) |" in md
-    assert "tail_recall,focal,0.650000,0.050000,2,24.000" in csv_table(c)
+    assert "tail_recall,focal,0.650000,0.050000,2,24.000" in csv_table(Comparison.from_table(c))
     with pytest.raises(ValueError, match="baseline"):
         compare_runs(runs, baseline="ldam")
 

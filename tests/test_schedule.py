@@ -49,10 +49,10 @@ class ScriptedValidation:
 
     def __init__(self, monkeypatch, val, best: set[int]) -> None:
         from longtail.metrics import MetricAccumulator
-        from longtail.training import loop
+        from longtail.training import trainer
 
         self.val, self.best, self.states = val, best, {}
-        real = loop.evaluate_model
+        real = trainer.evaluate_model
 
         def evaluate(model, dataset, distribution, device, **kw):
             if dataset is not self.val:
@@ -65,7 +65,7 @@ class ScriptedValidation:
             acc.update(torch.nn.functional.one_hot(right, distribution.num_classes).float(), y)
             return acc.compute(distribution)
 
-        monkeypatch.setattr(loop, "evaluate_model", evaluate)
+        monkeypatch.setattr(trainer, "evaluate_model", evaluate)
 
 
 def assert_same_weights(a, b):

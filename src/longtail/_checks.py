@@ -102,3 +102,11 @@ def check_probability_vector(weights: Any, name: str = "weights") -> np.ndarray:
     if arr.sum() <= 0:
         raise ValueError(f"{name} are all zero: at least one must be positive")
     return arr
+
+
+__all__ = [
+    "as_counts",
+    "as_labels",
+    "check_names",
+    "check_probability_vector",
+]

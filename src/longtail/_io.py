@@ -106,3 +106,16 @@ def strict_loads(text: str) -> Any:
         raise ValueError(f"invalid JSON number {token}")
 
     return json.loads(text, parse_constant=refuse)
+
+
+__all__ = [
+    "OUTPUT_MARKER",
+    "atomic_write",
+    "jsonable",
+    "markdown_cell",
+    "read_regular_file",
+    "strict_loads",
+    "to_json",
+    "write_json",
+    "write_text",
+]

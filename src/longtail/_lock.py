@@ -84,3 +84,10 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
             fh.close()  # releases the lock
         else:
             _held[key] = (fh, depth - 1)
+
+
+__all__ = [
+    "LOCK_NAME",
+    "folder_lock",
+    "FolderLocked",
+]

@@ -433,3 +433,10 @@ def main(argv: Sequence[str] | None = None, config_class: type | None = None) ->
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+__all__ = [
+    "build_parser",
+    "main",
+    "one_line",
+]

@@ -77,3 +77,10 @@ def _saved_run(saved: dict[str, Any], config_class: type | None) -> dict[str, An
         options["level"] = data.get("level")
         options["split_seed"] = data.get("split_seed")
     return options
+
+
+__all__ = [
+    "EMBEDDED_SOURCE",
+    "MAX_BYTES",
+    "read_options",
+]

@@ -346,3 +346,11 @@ class ClassDistribution:
             for name, n in zip(sub.class_names, sub.counts, strict=True):
                 lines.append(f"| {markdown_cell(name)} | {int(n):,} | {within[name]:.1f} |")
         return "\n".join(lines) + "\n"
+
+
+__all__ = [
+    "GROUPS",
+    "ClassDistribution",
+    "GroupRule",
+    "GroupRuleSpec",
+]

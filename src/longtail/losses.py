@@ -105,7 +105,19 @@ class _ClassLoss(nn.Module):
 class CrossEntropyLoss(_ClassLoss):
     """Cross-entropy -w_y log softmax(z)_y, optionally class-weighted (any :mod:`longtail.weights`
     scheme) and with label smoothing eps (Szegedy et al., CVPR 2016): the target is
-    (1 - eps) e_y + eps / K, as in ``F.cross_entropy(label_smoothing=eps)``."""
+    (1 - eps) e_y + eps / K, as in ``F.cross_entropy(label_smoothing=eps)``.
+
+    Args:
+        weight: per-class weights [K] (finite, >= 0), or None for none.
+        label_smoothing: eps in [0, 1).
+        reduction: ``"mean"`` (the weighted mean, as ``F.cross_entropy``), ``"sum"`` or
+            ``"none"`` (one value per sample).
+        ignore_index: a target value that contributes nothing (default -100).
+
+    Shape:
+        logits [B, K] (any float dtype; computed in float32), target [B] integer class indices in
+        [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
+    """
 
     def __init__(
         self,
@@ -144,6 +156,17 @@ class FocalLoss(_ClassLoss):
     FL = -alpha_t (1 - p_t)^gamma log p_t, with alpha a per-class weight vector or None.
 
     gamma = 0 and alpha = None is cross-entropy; gamma = 0 with alpha is weighted cross-entropy.
+
+    Args:
+        alpha: per-class weights [K] (finite, >= 0), or None.
+        gamma: the focusing parameter (>= 0; default 2).
+        reduction: ``"mean"`` (the weighted mean, as ``F.cross_entropy``), ``"sum"`` or
+            ``"none"`` (one value per sample).
+        ignore_index: a target value that contributes nothing (default -100).
+
+    Shape:
+        logits [B, K] (any float dtype; computed in float32), target [B] integer class indices in
+        [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
     """
 
     def __init__(
@@ -172,6 +195,19 @@ class ClassBalancedLoss(_ClassLoss):
     CVPR 2019): weights w_j = (1 - beta) / (1 - beta^n_j), normalised to sum to K, applied to a base
     loss: softmax focal (``base="focal"``), softmax cross-entropy (``"ce"``) or sigmoid (binary
     cross-entropy on one-hot targets, focal-modulated when gamma > 0; summed over classes).
+
+    Args:
+        counts: training images per class [K] (every class > 0).
+        beta: in [0, 1); 0.9999 by default (beta -> 1 approaches inverse frequency).
+        base: ``"focal"``, ``"ce"`` or ``"sigmoid"``.
+        gamma: the focal parameter of the focal and sigmoid bases.
+        reduction: ``"mean"`` (the weighted mean, as ``F.cross_entropy``), ``"sum"`` or
+            ``"none"`` (one value per sample).
+        ignore_index: a target value that contributes nothing (default -100).
+
+    Shape:
+        logits [B, K] (any float dtype; computed in float32), target [B] integer class indices in
+        [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
     """
 
     def __init__(
@@ -219,6 +255,21 @@ class LDAMLoss(_ClassLoss):
     Deferred re-weighting (DRW): from epoch ``drw_epoch`` on (see :meth:`set_epoch`) the class weights
     w switch from 1 to effective-number weights with ``drw_beta``, normalised to sum to K.
     ``s`` scales the logits; the paper uses s = 30 on cosine (normalised) logits, s = 1 suits raw logits.
+
+    Args:
+        counts: training images per class [K] (every class > 0).
+        max_margin: the largest margin (the rarest class's; > 0).
+        s: the logit scale (> 0).
+        drw_epoch: the first epoch (0-based) with re-weighting; None: never. The caller calls
+            :meth:`set_epoch` at the start of every epoch.
+        drw_beta: beta of the effective-number weights after ``drw_epoch``.
+        reduction: ``"mean"`` (the weighted mean, as ``F.cross_entropy``), ``"sum"`` or
+            ``"none"`` (one value per sample).
+        ignore_index: a target value that contributes nothing (default -100).
+
+    Shape:
+        logits [B, K] (any float dtype; computed in float32), target [B] integer class indices in
+        [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
     """
 
     def __init__(
@@ -261,7 +312,19 @@ class LDAMLoss(_ClassLoss):
 
 class LogitAdjustedLoss(_ClassLoss):
     """Logit-adjusted cross-entropy (Menon et al., "Long-tail learning via logit adjustment", ICLR 2021):
-    L = CE(z + tau * log pi, y) with pi_j = n_j / N the training prior."""
+    L = CE(z + tau * log pi, y) with pi_j = n_j / N the training prior.
+
+    Args:
+        counts: training images per class [K] (every class > 0).
+        tau: the strength of the adjustment (1 = balanced softmax).
+        reduction: ``"mean"`` (the weighted mean, as ``F.cross_entropy``), ``"sum"`` or
+            ``"none"`` (one value per sample).
+        ignore_index: a target value that contributes nothing (default -100).
+
+    Shape:
+        logits [B, K] (any float dtype; computed in float32), target [B] integer class indices in
+        [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
+    """
 
     def __init__(
         self, counts: Any, tau: float = 1.0, reduction: Reduction = "mean", ignore_index: int = -100
@@ -277,7 +340,18 @@ class LogitAdjustedLoss(_ClassLoss):
 
 class BalancedSoftmaxLoss(LogitAdjustedLoss):
     """Balanced softmax (Ren et al., "Balanced Meta-Softmax", NeurIPS 2020): CE(z + log pi, y),
-    i.e. :class:`LogitAdjustedLoss` with tau = 1."""
+    i.e. :class:`LogitAdjustedLoss` with tau = 1.
+
+    Args:
+        counts: training images per class [K] (every class > 0).
+        reduction: ``"mean"`` (the weighted mean, as ``F.cross_entropy``), ``"sum"`` or
+            ``"none"`` (one value per sample).
+        ignore_index: a target value that contributes nothing (default -100).
+
+    Shape:
+        logits [B, K] (any float dtype; computed in float32), target [B] integer class indices in
+        [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
+    """
 
     def __init__(
         self, counts: Any, reduction: Reduction = "mean", ignore_index: int = -100

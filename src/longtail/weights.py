@@ -172,3 +172,12 @@ def sample_weights(
             f"normalize must be None or 'samples' for sample weights, got {normalize!r}"
         )
     return w
+
+
+__all__ = [
+    "SCHEMES",
+    "SCHEME_PARAMS",
+    "check_scheme_params",
+    "class_weights",
+    "sample_weights",
+]

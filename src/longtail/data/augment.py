@@ -208,3 +208,22 @@ class KeyedBatchSampler(Sampler[KeyedBatch]):
             start = self.rank + self.num_replicas * seen
             yield KeyedBatch(batch, self.seed, self.epoch, start, self.num_replicas)
             seen += len(batch)
+
+
+__all__ = [
+    "CROP_ATTEMPTS",
+    "CROP_RATIO",
+    "CROP_SCALE",
+    "DRAWS",
+    "PAD",
+    "PRESETS",
+    "apply_symmetry",
+    "batch_uniforms",
+    "check_preset",
+    "key_uniforms",
+    "KeyedBatch",
+    "KeyedBatchSampler",
+    "pad_crop_flip",
+    "resized_crop_boxes",
+    "symmetries",
+]

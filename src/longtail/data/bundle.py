@@ -255,3 +255,13 @@ def bundle_from_datasets(
     dist = ClassDistribution.from_labels(targets, k, names)
     source = {"datasets": [type(d).__name__ for d in (train, val, test) if d is not None]}
     return DataBundle(train, val, test, dist, in_channels, image_size, name, source=source)
+
+
+__all__ = [
+    "MIN_VALIDATION_IMAGES",
+    "bundle_from_datasets",
+    "DataBundle",
+    "embedded_bundle",
+    "folder_bundle",
+    "split_digest",
+]

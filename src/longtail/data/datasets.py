@@ -367,3 +367,18 @@ class SampleBatch(Sequence):
 def batch_collate(batch: Any) -> Any:
     """Collate that keeps a :class:`SampleBatch` whole; anything else goes to torch's default."""
     return batch.tensors if isinstance(batch, SampleBatch) else default_collate(batch)
+
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "READ_ERRORS",
+    "ArrayDataset",
+    "bad_images",
+    "batch_collate",
+    "BatchDataset",
+    "FolderDataset",
+    "record_bad_image",
+    "SampleBatch",
+    "UnreadableClassError",
+]

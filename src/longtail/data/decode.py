@@ -433,3 +433,29 @@ def center_crop_resize(pixels: Tensor, size: int, resize_size: int) -> Tensor:
     then ``CenterCrop(size)``, on a channels-last view (the fast uint8 kernel)."""
     pixels = pixels.permute(1, 2, 0).contiguous().permute(2, 0, 1)  # no copy if already HWC
     return TF.center_crop(TF.resize(pixels, [resize_size], antialias=True), [size])
+
+
+__all__ = [
+    "DECODED_FRAMES",
+    "FORMATS",
+    "JPEG_DECODERS",
+    "MAX_FILE_BYTES",
+    "ORIENTATION",
+    "TRANSPOSING",
+    "WIDE_MODES",
+    "Box",
+    "center_crop_resize",
+    "check_jpeg_data",
+    "check_pixels",
+    "decode_jpeg_rgb",
+    "decode_resized_crop",
+    "EncodedImage",
+    "header_segments",
+    "installed_jpeg_decoders",
+    "jpeg_frame",
+    "JpegFrame",
+    "read_encoded",
+    "read_image",
+    "read_resized_crop",
+    "Segment",
+]

@@ -113,3 +113,18 @@ def build_fashion_mnist_lt(source: str | Path) -> dict[str, np.ndarray]:
         "test_images": raw["test_images"],
         "test_labels": raw["test_labels"],
     }
+
+
+__all__ = [
+    "CLASS_NAMES",
+    "FILE_NAME",
+    "IMBALANCE_RATIO",
+    "N_MAX",
+    "SEED",
+    "SPLITS",
+    "VAL_PER_CLASS",
+    "ArraySplit",
+    "build_fashion_mnist_lt",
+    "load_fashion_mnist_lt",
+    "read_idx",
+]

@@ -567,3 +567,22 @@ def build_index(
         except OSError:
             pass
     return index
+
+
+__all__ = [
+    "CACHE_VERSION",
+    "IMAGE_EXTENSIONS",
+    "LABEL_COLUMNS",
+    "PATH_COLUMNS",
+    "available_cpus",
+    "build_index",
+    "check_no_shared_files",
+    "check_one_label_per_file",
+    "default_cache_dir",
+    "ImageIndex",
+    "Progress",
+    "read_manifest",
+    "same_files",
+    "scan_folder",
+    "Scanned",
+]

@@ -181,3 +181,17 @@ def _decode(
         raise RuntimeError(f"buffer_for({pitch * height}) gave {out.size} bytes, {out.dtype}")
     handle.check(lib.tj3Decompress8(ptr, data, len(data), out.ctypes.data, pitch, TJPF_RGB))
     return out.reshape(height, decoded_width, 3)[:, left - x0 : left - x0 + width]
+
+
+__all__ = [
+    "ENV_VAR",
+    "LIBRARY",
+    "MCU_WIDTH",
+    "TJINIT_DECOMPRESS",
+    "TJPARAM_JPEGWIDTH",
+    "TJPARAM_STOPONWARNING",
+    "TJPARAM_SUBSAMP",
+    "TJPF_RGB",
+    "decode_region",
+    "load_library",
+]

@@ -115,3 +115,12 @@ def _unwrap(dataset: Dataset) -> Dataset:
     while isinstance(dataset, Subset):
         dataset = dataset.dataset
     return dataset
+
+
+__all__ = [
+    "OWN_TRANSFORMS",
+    "device_view",
+    "keyed_batches",
+    "loader_kwargs",
+    "resolve_augmentation",
+]

@@ -74,3 +74,11 @@ class MillionAID(FolderDataset):
             )
         super().__init__(index, None, image_size, None if level == 3 else level, **kwargs)
         self.level = level
+
+
+__all__ = [
+    "LEVEL1",
+    "NUM_LEAVES",
+    "URL",
+    "MillionAID",
+]

@@ -50,3 +50,9 @@ def stratified_split(
     bounds = np.cumsum(sizes, axis=0)  # [parts-1, K]
     part_of = (rank[None, :] >= np.repeat(bounds, counts, axis=1)).sum(0)
     return [np.sort(order[part_of == p]) for p in range(parts)]
+
+
+__all__ = [
+    "random_rank_within_class",
+    "stratified_split",
+]

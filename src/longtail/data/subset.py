@@ -88,3 +88,10 @@ def make_long_tailed(
         )
     order, rank = random_rank_within_class(y, seed)
     return np.sort(order[rank < np.repeat(target, available)])
+
+
+__all__ = [
+    "long_tailed_counts",
+    "make_long_tailed",
+    "Profile",
+]

@@ -249,3 +249,9 @@ def _write_outputs(comparison: Comparison, collected: Collected, dist: Any, out:
         f"{best} (best balanced accuracy), summed over seeds",
     )
     write_text(out / "report.md", comparison_markdown(comparison, dist, collected.timings))
+
+
+__all__ = [
+    "Collected",
+    "run_compare",
+]

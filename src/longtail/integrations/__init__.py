@@ -9,3 +9,8 @@ def require(module: str, extra: str) -> None:
         importlib.import_module(module)
     except ImportError:
         raise ImportError(f"this needs {module}: pip install 'longtail[{extra}]'") from None
+
+
+__all__ = [
+    "require",
+]

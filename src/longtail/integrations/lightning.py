@@ -103,3 +103,8 @@ class LongtailMetrics(Callback):
         if isinstance(sampler, CurriculumSampler):
             report = self.report
             sampler.update(np.where(report.support > 0, report.recall, np.nan))
+
+
+__all__ = [
+    "LongtailMetrics",
+]

@@ -101,3 +101,8 @@ def _ancestors(
     }
     hierarchy = tuple(found.get(c, ()) for c in range(num_classes))
     return hierarchy if any(hierarchy) else None
+
+
+__all__ = [
+    "TorchGeoClassification",
+]

@@ -1,1 +1,3 @@
 """Reports: Markdown/JSON/CSV writers and matplotlib plots."""
+
+__all__: list[str] = []

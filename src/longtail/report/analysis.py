@@ -81,3 +81,9 @@ def write_analysis(
         f"Report written to [bold]{escape(str(out))}[/bold] (report.md, distribution.json, class_counts.png, lorenz.png)"
     )
     return out
+
+
+__all__ = [
+    "distribution_tables",
+    "write_analysis",
+]

@@ -202,3 +202,14 @@ def plot_confusion(
     ax.set_title(title or "Confusion matrix (row-normalised)")
     fig.colorbar(im, ax=ax, fraction=0.046)
     return _save(fig, path)
+
+
+__all__ = [
+    "GROUP_COLOURS",
+    "plot_class_counts",
+    "plot_confusion",
+    "plot_lorenz",
+    "plot_per_class_recall",
+    "plot_recall_change",
+    "recall_change",
+]

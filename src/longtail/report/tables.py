@@ -136,3 +136,14 @@ def write_tables(comparison: Comparison, out: str | Path) -> None:
     write_text(out / "results.csv", csv_table(comparison))
     comparison.save(out / "results.json")
     write_text(out / "comparison.md", markdown_table(comparison))
+
+
+__all__ = [
+    "LABELS",
+    "SHORT",
+    "csv_table",
+    "markdown_table",
+    "print_table",
+    "rich_table",
+    "write_tables",
+]

@@ -293,3 +293,23 @@ def balanced_batches(
     shuffled = groups.shuffled_order(rng)
     idx = shuffled[groups.starts[chosen][..., None] + window]
     return idx.reshape(num_batches, classes_per_batch * samples_per_class)
+
+
+__all__ = [
+    "CHUNK",
+    "alias_table",
+    "balanced_batches",
+    "check_class_probs",
+    "class_then_cycle",
+    "class_then_instance",
+    "ClassGroups",
+    "epoch_rng",
+    "group_by_value",
+    "hybrid_plan",
+    "hybrid_targets",
+    "power_class_probs",
+    "repeat_factor_plan",
+    "repeat_factors",
+    "weighted_with_replacement",
+    "weighted_without_replacement",
+]

@@ -634,3 +634,22 @@ class BalancedBatchSampler(EpochSeeded, Sampler[list[int]]):
 
     def __len__(self) -> int:
         return shard_length(self.num_batches, self.num_replicas, self.drop_last)
+
+
+__all__ = [
+    "ITER_CHUNK",
+    "MAX_DISTINCT_WEIGHTS",
+    "BalancedBatchSampler",
+    "ClassBalancedSampler",
+    "CurriculumSampler",
+    "EpochSeeded",
+    "HybridSampler",
+    "InstanceSampler",
+    "PlanSampler",
+    "PowerSampler",
+    "ProgressiveSampler",
+    "RepeatFactorSampler",
+    "shard",
+    "shard_length",
+    "WeightedSampler",
+]

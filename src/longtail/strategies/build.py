@@ -127,3 +127,9 @@ def build_strategy(
         None if second is None else second.weight_decay,
     )
     return BuiltStrategy([first] if second is None else [first, second], loss_spec.head)
+
+
+__all__ = [
+    "build_strategy",
+    "BuiltStrategy",
+]

@@ -86,3 +86,13 @@ class ScheduledLoss(LossPart):
 
     def on_epoch_start(self, epoch: int) -> None:
         self.module.set_epoch(epoch)
+
+
+__all__ = [
+    "BatchSamplerPart",
+    "EpochSampler",
+    "FeedbackSampler",
+    "LossPart",
+    "Part",
+    "ScheduledLoss",
+]

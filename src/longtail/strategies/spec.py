@@ -192,3 +192,14 @@ class-balanced sampling with focal loss, two of the strongest published losses (
 softmax, LDAM with deferred re-weighting), and the decoupled second stages in their strongest
 pairing on the demo (classifier re-training and post-hoc logit adjustment after square-root
 sampling, learnable weight scaling after inverse-frequency sampling, weight balancing)."""
+
+
+__all__ = [
+    "DEFAULT_LOSS",
+    "DEFAULT_SAMPLER",
+    "DEFAULT_STRATEGIES",
+    "MAX_INT",
+    "parse_strategy",
+    "split_outside_brackets",
+    "Strategy",
+]

@@ -312,3 +312,21 @@ def _lr(lr: Any, stage: str) -> float | None:
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
         raise ValueError(f"{stage}: lr must be a number > 0, got {lr!r}")
     return None if lr is None else float(lr)
+
+
+__all__ = [
+    "TAU_GRID",
+    "AdjustedClassifier",
+    "BalancedClassifierStage",
+    "ClassifierRetraining",
+    "FirstStage",
+    "Head",
+    "LearnableWeightScaling",
+    "PostHocLogitAdjustment",
+    "ScaledClassifier",
+    "Stage",
+    "StageContext",
+    "TauNormalisation",
+    "TunedOnValidation",
+    "WeightBalancing",
+]

@@ -1,1 +1,3 @@
 """Training: models, the training loop, checkpoints."""
+
+__all__: list[str] = []

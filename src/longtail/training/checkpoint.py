@@ -51,3 +51,9 @@ def load(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"{path} is not a longtail checkpoint (no model state); delete it")
     return state
+
+
+__all__ = [
+    "load",
+    "save_atomic",
+]

@@ -77,3 +77,12 @@ def saved_identity(run_dir: Path, name: str = "config.json") -> dict[str, Any] |
     except ValueError:
         return {"unreadable": str(path)}
     return record.get("identity") if isinstance(record, dict) else None
+
+
+__all__ = [
+    "check_identity",
+    "differences",
+    "run_identity",
+    "RunMismatch",
+    "saved_identity",
+]

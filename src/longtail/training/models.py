@@ -296,3 +296,17 @@ def load_pretrained(model: nn.Module, path: str | Path) -> PretrainedLoad:
             f"; {len(report.unused)} of the file's tensors unused" if report.unused else "",
         )
     return report
+
+
+__all__ = [
+    "BUILTIN",
+    "HEADS",
+    "MLP",
+    "build_model",
+    "check_input_size",
+    "CosineClassifier",
+    "find_classifier",
+    "load_pretrained",
+    "PretrainedLoad",
+    "SmallCNN",
+]

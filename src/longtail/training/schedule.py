@@ -39,3 +39,9 @@ def best_epoch(history: Sequence[dict[str, float]], key: str = "val_balanced_acc
         if value is not None and not math.isnan(value) and value > best_value:
             best, best_value = int(row["epoch"]), value
     return best or int(history[-1]["epoch"])
+
+
+__all__ = [
+    "best_epoch",
+    "lr_factor",
+]
