@@ -104,8 +104,35 @@ def check_probability_vector(weights: Any, name: str = "weights") -> np.ndarray:
     return arr
 
 
+def check_int(value: Any, name: str, low: int = 0, high: int | None = None) -> int:
+    """``value`` as an int when it is an integer (not a bool) in [low, high], else ``ValueError``
+    naming ``name`` and the range."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not ok or value < low or (high is not None and value > high):
+        most = "" if high is None else f" (at most {high:,})"
+        raise ValueError(f"{name} must be an integer >= {low}{most}, got {repr(value)[:40]}")
+    return int(value)
+
+
+def check_number(value: Any, name: str, positive: bool = False) -> float:
+    """``value`` as a float when it is a finite number >= 0 (> 0 with ``positive``), else
+    ``ValueError`` naming ``name``."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    try:
+        finite = ok and np.isfinite(float(value))
+    except OverflowError:  # an integer beyond any float
+        finite = False
+    if not finite or value < 0 or (positive and value == 0):
+        raise ValueError(
+            f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}"
+        )
+    return float(value)
+
+
 __all__ = [
     "as_counts",
+    "check_int",
+    "check_number",
     "as_labels",
     "check_names",
     "check_probability_vector",

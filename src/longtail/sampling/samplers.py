@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler, Sampler
 
-from longtail._checks import check_probability_vector
+from longtail._checks import check_int, check_probability_vector
 from longtail._distributed import rank_and_world
 from longtail.sampling import plans
 from longtail.weights import check_scheme_params, class_weights
@@ -604,12 +604,8 @@ class BalancedBatchSampler(EpochSeeded, Sampler[list[int]]):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        for name, value in (
-            ("classes_per_batch", classes_per_batch),
-            ("samples_per_class", samples_per_class),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_int(classes_per_batch, "classes_per_batch", low=1)
+        check_int(samples_per_class, "samples_per_class", low=1)
         self.groups = plans.ClassGroups.from_labels(labels, num_classes)
         self.P, self.M = int(classes_per_batch), int(samples_per_class)
         if self.P > np.count_nonzero(self.groups.counts):

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from longtail._checks import check_int
 from longtail.losses import ClassBalancedLoss, CrossEntropyLoss, log_prior, tau_normalize
 from longtail.sampling import ClassBalancedSampler, InstanceSampler
 from longtail.strategies.lifecycle import EpochSampler, LossPart, Part
@@ -303,9 +304,7 @@ class WeightBalancing(Stage):
 
 
 def _epochs(epochs: Any, stage: str) -> int:
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"{stage}: epochs must be an integer >= 1, got {epochs!r}")
-    return epochs
+    return check_int(epochs, f"{stage}: epochs", low=1)
 
 
 def _lr(lr: Any, stage: str) -> float | None:

@@ -11,11 +11,11 @@ derived from these fields, so adding a setting is adding one field, in a subclas
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from longtail._checks import check_int, check_number
 from longtail.data.augment import PRESETS
 from longtail.data.loading import OWN_TRANSFORMS
 from longtail.training.models import HEADS
@@ -140,20 +140,13 @@ def check_value(name: str, value: Any, default: Any, opt: Option) -> None:
         return
     if opt.choices is not None and value not in (*opt.choices, *opt.also):
         raise ValueError(f"{name} must be one of {', '.join(opt.choices)}, got {value!r}")
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false, got {value!r}")
     elif isinstance(default, int) or opt.high is not None:
-        high = opt.high or MAX_COUNT
-        if not number or not isinstance(value, int) or not opt.low <= value <= high:
-            raise ValueError(
-                f"{name} must be an integer >= {opt.low} (at most {high:,}), got {repr(value)[:40]}"
-            )
+        check_int(value, name, opt.low, opt.high or MAX_COUNT)
     elif isinstance(default, float):
-        if not number or not math.isfinite(value) or value < 0 or (opt.positive and value == 0):
-            need = "> 0" if opt.positive else ">= 0"
-            raise ValueError(f"{name} must be a finite number {need}, got {value!r}")
+        check_number(value, name, opt.positive)
 
 
 def add_options(parser: argparse._ActionsContainer, cls: type = TrainConfig) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from longtail._checks import check_int
+
 BUILTIN = ("mlp", "small_cnn")
 
 
@@ -107,8 +109,7 @@ def build_model(
     layer is re-initialised when its shape differs), or a torchvision weights name such as
     ``IMAGENET1K_V1`` (downloaded to the torch cache when online).
     """
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+    check_int(image_size, "image_size", low=1)
     if (
         pretrained
         and not os.path.isfile(pretrained)
