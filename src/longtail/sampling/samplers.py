@@ -225,6 +225,19 @@ class InstanceSampler(_ClassSampler):
     replacement, a fresh random permutation of all N samples each epoch (``num_samples`` truncates
     it or concatenates further permutations); with ``replacement=True``, ``num_samples`` uniform
     draws (default N). Sharded under DDP; seeded as every longtail sampler (module docstring).
+
+    Yields sample indices; without replacement unless ``replacement``.
+
+    Args:
+        labels: class index per sample (array, tensor, list, or a dataset with ``targets``).
+        num_classes: the number of classes (default: the largest label + 1).
+        replacement: draw with replacement.
+        num_samples: indices per epoch over all ranks (default N, the number of samples).
+        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
+            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
+            torch's global RNG).
+        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
+            initialised process group); each rank yields its disjoint share.
     """
 
     def __init__(
@@ -267,6 +280,21 @@ class WeightedSampler(PlanSampler):
         >>> s = WeightedSampler(labels=[0, 0, 0, 1], scheme="inverse", num_samples=4, seed=1)
         >>> len(s)
         4
+
+    Yields sample indices drawn with replacement (default) or without.
+
+    Args:
+        weights: per-sample weights [N] (finite, >= 0, positive sum), or None with ``labels``.
+        num_samples: indices per epoch over all ranks (default N, the number of samples).
+        replacement: draw with replacement (default True).
+        labels, scheme, scheme_kwargs: class labels and a :mod:`longtail.weights` scheme
+            (``inverse`` by default) with its parameters, instead of ``weights``.
+        num_classes: the number of classes, with ``labels``.
+        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
+            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
+            torch's global RNG).
+        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
+            initialised process group); each rank yields its disjoint share.
     """
 
     def __init__(
@@ -376,6 +404,19 @@ class ClassBalancedSampler(_ClassSampler):
 
     ``cycle=True`` walks each class's images in a fresh random order and repeats only after all have
     been used (fewer duplicates than i.i.d. draws; the class counts are multinomial either way).
+
+    Yields sample indices, drawn with replacement.
+
+    Args:
+        labels: class index per sample (array, tensor, list, or a dataset with ``targets``).
+        num_classes: the number of classes (default: the largest label + 1).
+        num_samples: indices per epoch over all ranks (default N, the number of samples).
+        cycle: walk each class in a fresh random order before repeating an image.
+        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
+            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
+            torch's global RNG).
+        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
+            initialised process group); each rank yields its disjoint share.
     """
 
     def __init__(
@@ -396,7 +437,21 @@ class ClassBalancedSampler(_ClassSampler):
 class PowerSampler(ClassBalancedSampler):
     """Class j drawn with probability p_j proportional to n_j^q, instances uniform within a class
     (Kang et al., "Decoupling Representation and Classifier", ICLR 2020): q = 1 instance-balanced,
-    q = 0.5 square-root, q = 0 class-balanced."""
+    q = 0.5 square-root, q = 0 class-balanced.
+
+    Yields sample indices, drawn with replacement.
+
+    Args:
+        labels: class index per sample (array, tensor, list, or a dataset with ``targets``).
+        num_classes: the number of classes (default: the largest label + 1).
+        num_samples: indices per epoch over all ranks (default N, the number of samples).
+        q: the exponent (finite; 0.5 = square-root sampling).
+        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
+            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
+            torch's global RNG).
+        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
+            initialised process group); each rank yields its disjoint share.
+    """
 
     def __init__(
         self, labels: Any, num_samples: int | None = None, *, q: float = 0.5, **kwargs: Any
@@ -412,7 +467,22 @@ class PowerSampler(ClassBalancedSampler):
 
 class ProgressiveSampler(ClassBalancedSampler):
     """Moves from instance- to class-balanced sampling over ``total_epochs`` (Kang et al., ICLR 2020):
-    p_j(t) = (1 - t/T) p_j^IB + (t/T) p_j^CB, with t = epoch clipped to [0, T]."""
+    p_j(t) = (1 - t/T) p_j^IB + (t/T) p_j^CB, with t = epoch clipped to [0, T].
+
+    Yields sample indices, drawn with replacement; call ``set_epoch`` every epoch so the
+    mixture follows the epoch.
+
+    Args:
+        labels: class index per sample (array, tensor, list, or a dataset with ``targets``).
+        num_classes: the number of classes (default: the largest label + 1).
+        num_samples: indices per epoch over all ranks (default N, the number of samples).
+        total_epochs: T, the epoch from which sampling is class-balanced (>= 1).
+        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
+            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
+            torch's global RNG).
+        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
+            initialised process group); each rank yields its disjoint share.
+    """
 
     def __init__(
         self, labels: Any, num_samples: int | None = None, *, total_epochs: int, **kwargs: Any
@@ -434,7 +504,21 @@ class HybridSampler(_ClassSampler):
     """Hybrid under/over-sampling, a fresh random selection each epoch: classes above the median
     count are under-sampled to ``under_ratio`` of their images (without replacement), classes below
     the 25th percentile over-sampled to min(n_j * over_max, N) (all images plus draws with
-    replacement), the rest kept once. ``len()`` is the sum of these sizes (sharded)."""
+    replacement), the rest kept once. ``len()`` is the sum of these sizes (sharded).
+
+    Yields sample indices: without replacement within the kept and under-sampled classes.
+
+    Args:
+        labels: class index per sample (array, tensor, list, or a dataset with ``targets``).
+        num_classes: the number of classes (default: the largest label + 1).
+        under_ratio: the share of a large class kept, in (0, 1].
+        over_max: the largest over-sampling factor of a small class (>= 1).
+        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
+            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
+            torch's global RNG).
+        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
+            initialised process group); each rank yields its disjoint share.
+    """
 
     def __init__(
         self, labels: Any, *, under_ratio: float = 0.8, over_max: float = 3.0, **kwargs: Any
@@ -454,7 +538,20 @@ class HybridSampler(_ClassSampler):
 class RepeatFactorSampler(_ClassSampler):
     """Repeat-factor sampling (Gupta et al., "LVIS", CVPR 2019): each image of class j is repeated
     r_j = max(1, sqrt(t / f_j)) times on average (stochastic rounding per epoch), f_j = n_j / N.
-    The epoch length varies with the rounding; ``len()`` is exact for the current epoch."""
+    The epoch length varies with the rounding; ``len()`` is exact for the current epoch.
+
+    Yields sample indices, each image ``floor(r_j)`` or ``ceil(r_j)`` times.
+
+    Args:
+        labels: class index per sample (array, tensor, list, or a dataset with ``targets``).
+        num_classes: the number of classes (default: the largest label + 1).
+        threshold: t, the frequency below which a class is repeated.
+        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
+            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
+            torch's global RNG).
+        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
+            initialised process group); each rank yields its disjoint share.
+    """
 
     def __init__(self, labels: Any, *, threshold: float = 0.1, **kwargs: Any) -> None:
         super().__init__(labels, None, **kwargs)
@@ -482,6 +579,24 @@ class CurriculumSampler(_ClassSampler):
     A class without a measurement (nan: no validation images) keeps its last performance; one
     never measured takes the mean adjustment of the measured classes, so its share is neither
     raised nor cut for want of data.
+
+    Yields sample indices, drawn with replacement; the caller calls :meth:`update` after
+    each validation (and ``set_epoch`` every epoch).
+
+    Args:
+        labels: class index per sample (array, tensor, list, or a dataset with ``targets``).
+        num_classes: the number of classes (default: the largest label + 1).
+        num_samples: indices per epoch over all ranks (default N, the number of samples).
+        base: the :mod:`longtail.weights` scheme of the base weights.
+        temperature: how strongly weak classes are favoured (>= 0).
+        max_ratio: the largest ratio between two classes' adjustments (>= 1).
+        momentum: smoothing of the performance over updates, in [0, 1).
+        eps: added to the performance before inverting it (> 0).
+        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
+            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
+            torch's global RNG).
+        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
+            initialised process group); each rank yields its disjoint share.
     """
 
     def __init__(
@@ -591,7 +706,22 @@ class BalancedBatchSampler(EpochSeeded, Sampler[list[int]]):
     distinct classes and ``samples_per_class`` (M) images of each (distinct when the class has >= M
     images), as in P x M sampling for metric learning (Hermans et al., 2017). ``num_batches``
     defaults to N // (P*M); batches are split across DDP ranks like samples are by the other
-    samplers, and seeds and epochs follow the same rules (module docstring)."""
+    samplers, and seeds and epochs follow the same rules (module docstring).
+
+    Yields lists of indices (whole batches); pass it as ``batch_sampler=``.
+
+    Args:
+        labels: class index per sample (array, tensor, list, or a dataset with ``targets``).
+        num_classes: the number of classes (default: the largest label + 1).
+        classes_per_batch: P, distinct classes per batch (>= 1, at most the non-empty classes).
+        samples_per_class: M, images per class in a batch (>= 1).
+        num_batches: batches per epoch over all ranks (default N // (P * M)).
+        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
+            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
+            torch's global RNG).
+        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
+            initialised process group); each rank yields its disjoint share.
+    """
 
     def __init__(
         self,
