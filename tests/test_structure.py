@@ -196,3 +196,28 @@ def test_train_leaves_the_datasets_it_is_given_as_they_were(tmp_path):
         assert splits[0][0][0].dtype == torch.float32  # normalised, as handed over
         assert getattr(splits[0], "augment", "none") == "none"
     assert np.isfinite(float(folder.val[0][0].float().mean()))
+
+
+def test_results_round_trip_through_the_files_they_are_written_to(tmp_path):
+    from longtail.experiments.compare import run_compare
+    from longtail.training.results import Comparison, Divergence, RunResult
+
+    data = _small_embedded(10)  # every class keeps training images (a prior for logit_adjust)
+    base = TrainConfig(epochs=1, batch_size=256, progress=False, augment="none")
+    comparison = run_compare(data, ["instance+ce", "sqrt+ce:logit_adjust"], [0], base, tmp_path)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert Comparison.load(tmp_path / "results.json").to_dict() == saved == comparison.to_dict()
+    run = tmp_path / "runs" / "sqrt+ce_logit_adjust" / "seed0" / "metrics.json"
+    result = RunResult.load(run)
+    assert result.to_dict() == json.loads(run.read_text())
+    assert result.test is not None and result.test.recall.shape == (10,)
+    assert result.chosen_taus == [result.stages[0]["tau"]]
+    diverged = RunResult({"a": 1}, {"b": 2}, [], diverged=Divergence("nan loss", 2, 5))
+    record = diverged.to_dict()
+    assert set(record) == {"identity", "config", "history", "diverged"}
+    assert record["diverged"] == {"epoch": 2, "step": 5, "message": "nan loss"}
+    assert RunResult.from_dict(record) == diverged
+    with pytest.raises(ValueError, match="unknown keys \\['extra'\\]"):
+        RunResult.from_dict({**record, "extra": 1})
+    with pytest.raises(ValueError, match="missing keys \\['metrics'\\]"):
+        Comparison.from_dict({"baseline": "x", "strategies": []})
