@@ -27,7 +27,7 @@ from longtail.report.tables import print_table, rich_table, write_tables
 from longtail.strategies import Strategy, build_strategy, parse_strategy
 from longtail.training.identity import run_identity
 from longtail.training.loop import TrainConfig, TrainingDiverged, resolved_config, train
-from longtail.training.results import Comparison, Divergence, RunResult
+from longtail.training.results import Comparison, RunResult
 
 
 def _finished(run_dir: Path, identity: dict[str, Any]) -> RunResult | None:
@@ -172,7 +172,7 @@ def _run_one(
     try:
         return train(config, data, run_dir, resume=True), False
     except TrainingDiverged as err:
-        return RunResult(identity, asdict(config), diverged=Divergence(str(err))), False
+        return RunResult(identity, asdict(config), diverged=err.divergence), False
 
 
 def _progress_line(result: RunResult, reused: bool, seconds: float) -> str:
