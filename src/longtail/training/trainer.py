@@ -117,7 +117,7 @@ class Trainer:
         self,
         config: TrainConfig,
         data: DataBundle,
-        recorder_out: Path,
+        out: Path,
         resume: bool = False,
         on_epoch_end: EpochCallback | None = None,
     ) -> None:
@@ -127,9 +127,7 @@ class Trainer:
         self.data, self.on_epoch_end = data, on_epoch_end
         self.strategy = parse_strategy(config.strategy)
         identity = run_identity(config, data.fingerprint())
-        self.recorder = RunRecorder(
-            recorder_out, identity, asdict(config), self.rank == 0, self.world
-        )
+        self.recorder = RunRecorder(out, identity, asdict(config), self.rank == 0, self.world)
         self.recorder.check_folder()
         self.built = build_strategy(
             self.strategy,
