@@ -40,6 +40,13 @@ class BuiltStrategy:
     def total_epochs(self) -> int:
         return sum(stage.epochs for stage in self.stages)
 
+    def first_stage_settings(self) -> dict[str, Any]:
+        """The training settings the first stage runs with in place of the run's (weight
+        balancing's weight decay), so that it can be trained on its own as the strategy
+        ``SAMPLER+LOSS`` with these settings."""
+        decay = self.stages[0].weight_decay
+        return {} if decay is None else {"weight_decay": decay}
+
     def stage_bounds(self) -> list[tuple[int, int]]:
         """[first, last + 1) epochs of each stage (0-based, numbered across stages)."""
         bounds, start = [], 0

@@ -118,6 +118,12 @@ class Strategy:
     stage_params: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def first_stage(self) -> str:
+        """The label of the first stage alone (``SAMPLER+LOSS``; the whole label without a
+        second stage)."""
+        return split_outside_brackets(self.label, ":")[0]
+
+    @property
     def slug(self) -> str:
         """A file-system friendly name."""
         return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", self.label).strip("_")

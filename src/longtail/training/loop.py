@@ -17,7 +17,13 @@ from longtail.training.evaluation import evaluate_model, score_heads
 from longtail.training.recorder import BEST, CHECKPOINT, LOG_FIELDS
 from longtail.training.results import RunResult
 from longtail.training.runtime import join_process_group, resolve_device, seed_everything
-from longtail.training.trainer import Trainer, TrainingDiverged, classifier_head, resolved_config
+from longtail.training.trainer import (
+    Trainer,
+    TrainingDiverged,
+    classifier_head,
+    first_stage_config,
+    resolved_config,
+)
 
 
 def train(
@@ -27,6 +33,7 @@ def train(
     *,
     resume: bool = False,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    first_stage: str | Path | None = None,
 ) -> RunResult:
     """Train ``config.strategy`` on ``data`` and evaluate on the test split.
 
@@ -60,13 +67,19 @@ def train(
     (``stages``). The checkpoint records the stage, so ``resume`` continues on either side of the
     boundary.
 
+    With ``first_stage`` (the folder of a finished run of the strategy's first stage alone, see
+    :func:`~longtail.training.trainer.first_stage_config`), a two-stage strategy starts from that
+    run's tested model and history and runs only its second stage, to the result it would have
+    had trained in one piece (the second stage is seeded from (seed, epoch) alone).
+
     A non-finite loss stops the run with :class:`TrainingDiverged` (the last checkpoint is that of
     the last good epoch, and ``metrics.json`` records the divergence, not a result).
     """
     out = Path(out)
     rank, _ = join_process_group()
     with folder_lock(out) if rank == 0 else contextlib.nullcontext():
-        return Trainer(config, data, out, resume, on_epoch_end).run()
+        first = None if first_stage is None else Path(first_stage)
+        return Trainer(config, data, out, resume, on_epoch_end, first).run()
 
 
 __all__ = [
@@ -78,6 +91,7 @@ __all__ = [
     "TrainingDiverged",
     "classifier_head",
     "evaluate_model",
+    "first_stage_config",
     "resolve_device",
     "resolved_config",
     "score_heads",

@@ -3,7 +3,8 @@
 It owns ``config.json`` (the run's identity and settings), ``log.csv`` (one row per epoch),
 TensorBoard scalars in ``tensorboard/`` (when tensorboard is installed), ``checkpoint.pt`` (each
 epoch, atomically, loadable with ``weights_only=True``), ``best.pt`` (the best validation epoch's
-weights) and ``metrics.json`` (the :class:`~longtail.training.results.RunResult`, or the
+weights), ``tested.pt`` (the weights of the model tested, from which a second stage trained
+apart can start) and ``metrics.json`` (the :class:`~longtail.training.results.RunResult`, or the
 divergence). Under DDP only rank 0 writes; every rank may read. Files are replaced atomically,
 and what the recorder opens it closes (use it as a context manager).
 """
@@ -24,6 +25,7 @@ from longtail.training.results import RunResult
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
+TESTED = "tested.pt"
 LOG_FIELDS = [
     "epoch",
     "stage",
@@ -103,6 +105,11 @@ class RunRecorder:
             tdist.barrier()
         return load(self.out / BEST)["model"]
 
+    def save_tested(self, model_state: dict[str, Any]) -> None:
+        """Keep the weights of the model the run tests."""
+        if self.writes:
+            save_atomic({"model": model_state}, self.out / TESTED)
+
     def epoch_done(self, history: list[dict[str, float]]) -> None:
         """Write ``log.csv`` with every row so far and the last row's TensorBoard scalars."""
         if not self.writes:
@@ -135,4 +142,4 @@ class RunRecorder:
         return self._board
 
 
-__all__ = ["BEST", "CHECKPOINT", "LOG_FIELDS", "RunRecorder"]
+__all__ = ["BEST", "CHECKPOINT", "LOG_FIELDS", "TESTED", "RunRecorder"]

@@ -21,14 +21,15 @@ from torch.utils.data import DataLoader
 from longtail.data.bundle import DataBundle
 from longtail.data.loading import device_view, keyed_batches, loader_kwargs, resolve_augmentation
 from longtail.metrics import ClassificationReport
-from longtail.strategies import build_strategy, parse_strategy
+from longtail.strategies import BuiltStrategy, build_strategy, parse_strategy
 from longtail.strategies.registry import ClassifierHead
 from longtail.strategies.stages import Stage, StageContext
+from longtail.training.checkpoint import load
 from longtail.training.config import TrainConfig
 from longtail.training.evaluation import evaluate_model, score_heads
-from longtail.training.identity import run_identity
+from longtail.training.identity import differences, run_identity
 from longtail.training.models import build_model, find_classifier
-from longtail.training.recorder import RunRecorder
+from longtail.training.recorder import TESTED, RunRecorder
 from longtail.training.results import Divergence, RunResult, TestResult
 from longtail.training.runtime import (
     autocast,
@@ -73,6 +74,13 @@ def classifier_head(
             f"give {param} yourself, e.g. {loss}[{param}=1]"
         )
     return "linear", 1.0
+
+
+def first_stage_config(config: TrainConfig, built: BuiltStrategy) -> TrainConfig:
+    """The config of ``config``'s first stage trained alone: the strategy without its second
+    stage, with the settings that stage asks of the first (weight balancing's weight decay)."""
+    label = parse_strategy(config.strategy).first_stage
+    return replace(config, strategy=label, **built.first_stage_settings())
 
 
 def resolved_config(config: TrainConfig, data: DataBundle) -> TrainConfig:
@@ -120,6 +128,7 @@ class Trainer:
         out: Path,
         resume: bool = False,
         on_epoch_end: EpochCallback | None = None,
+        first_stage: Path | None = None,
     ) -> None:
         self.rank, self.world = join_process_group()
         self.device = resolve_device(config.device)
@@ -146,6 +155,9 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.start_epoch, self.current = 0, 0
         self.saved = self._restore() if resume else None
+        self.imported = False  # the first stage came from another run's folder
+        if self.saved is None and first_stage is not None:
+            self._import_first_stage(first_stage)
         self.progress = _progress_view(config.progress and self.rank == 0)
 
     # --- building -------------------------------------------------------------------------
@@ -202,6 +214,25 @@ class Trainer:
         self.start_epoch, self.history = saved["epoch"] + 1, saved["history"]
         return saved
 
+    def _import_first_stage(self, folder: Path) -> None:
+        """Start from the finished first stage in ``folder`` (a run of this strategy's first
+        stage alone): its tested model and its history; only the second stage runs here."""
+        if len(self.built.stages) < 2:
+            raise ValueError(f"{self.strategy.label} has no second stage to follow {folder}")
+        first = first_stage_config(self.config, self.built)
+        expected = run_identity(first, self.data.fingerprint())
+        result = RunResult.load(folder / "metrics.json")
+        if result.identity != expected or result.diverged is not None or result.test is None:
+            diff = "; ".join(differences(result.identity, expected)[:3]) or "it did not finish"
+            raise ValueError(
+                f"{folder} does not hold the finished first stage {first.strategy} of "
+                f"{self.strategy.label} ({diff}); train it there first"
+            )
+        self.model.load_state_dict(load(folder / TESTED)["model"])
+        self.history = list(result.history)
+        self.start_epoch = self.built.stage_bounds()[0][1]
+        self.imported = True
+
     # --- the run --------------------------------------------------------------------------
 
     def run(self) -> RunResult:
@@ -221,7 +252,7 @@ class Trainer:
 
     def begin_stage(self, k: int) -> None:
         """End of stage ``k - 1``: stage ``k`` begins on the chosen model of the one before."""
-        if self.config.select_best and self.stage_rows(k - 1):
+        if self.config.select_best and self.stage_rows(k - 1) and not self.imported:
             self.model.load_state_dict(self.recorder.best_weights())
         first = self.built.stage_bounds()[k][0]
         seed_everything(epoch_seed(self.config.seed, first))
@@ -394,6 +425,7 @@ class Trainer:
                 num_workers=self.config.num_workers,
             )
             test = TestResult.from_report(report)
+        recorder.save_tested(self.model.state_dict())
         self._announce_bad_images()
         result = RunResult(
             recorder.identity,
@@ -480,4 +512,10 @@ def _optimizer(
     return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
 
 
-__all__ = ["Trainer", "TrainingDiverged", "classifier_head", "resolved_config"]
+__all__ = [
+    "Trainer",
+    "TrainingDiverged",
+    "classifier_head",
+    "first_stage_config",
+    "resolved_config",
+]
