@@ -171,6 +171,14 @@ class FolderDataset(BatchDataset):
         self._lock = threading.Lock()
         self._next_in_class = _next_in_class(self.targets.numpy(), len(self.class_names))
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without its lock (for spawned processes: local jobs, Ray tasks)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def __len__(self) -> int:
         return len(self.indices)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,8 @@ from rich.markup import escape
 from longtail._io import write_text
 from longtail._lock import folder_lock
 from longtail.data.bundle import DataBundle
+from longtail.experiments.execute import Outcome, run_in_process, run_in_processes
+from longtail.experiments.plan import ComparisonPlan, Training, plan_comparison
 from longtail.metrics import HEADLINE, compare_runs
 from longtail.report.comparison import comparison_markdown
 from longtail.report.plots import (
@@ -25,24 +27,8 @@ from longtail.report.plots import (
 )
 from longtail.report.tables import print_table, rich_table, write_tables
 from longtail.strategies import Strategy, build_strategy, parse_strategy
-from longtail.training.identity import run_identity
-from longtail.training.loop import TrainConfig, TrainingDiverged, resolved_config, train
+from longtail.training.loop import TrainConfig, TrainingDiverged, resolved_config
 from longtail.training.results import Comparison, RunResult
-
-
-def _finished(run_dir: Path, identity: dict[str, Any]) -> RunResult | None:
-    """A finished (or diverged) run's result when its identity is the one asked for, so compare
-    resumes; a run of another identity is left for :func:`train` to refuse."""
-    path = run_dir / "metrics.json"
-    if not path.exists():
-        return None
-    try:
-        result = RunResult.load(path)
-    except ValueError:
-        return None
-    if result.identity != identity:
-        return None
-    return result if result.test is not None or result.diverged is not None else None
 
 
 @dataclass
@@ -53,6 +39,9 @@ class Collected:
     runs: dict[str, list[RunResult]] = field(default_factory=dict)
     diverged: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    trainings: int = 0
+    reused: int = 0
+    grid: int = 0
 
     def add(self, label: str, result: RunResult, seconds: float) -> None:
         self.timings[label] = self.timings.get(label, 0.0) + seconds
@@ -78,17 +67,25 @@ def run_compare(
     base: TrainConfig,
     out: str | Path,
     console: Console | None = None,
+    jobs: int = 1,
 ) -> Comparison:
     """Train every strategy with every seed (same model, epochs, split) and write the comparison:
     ``report.md``, ``results.csv``, ``results.json``, ``comparison.md``, plots, and each run's
     log, checkpoint and metrics under ``runs/STRATEGY/seedN``.
 
-    Finished runs whose identity matches are reused; a run folder of another identity is refused
-    (see :func:`~longtail.training.loop.train`). A strategy whose training diverges (non-finite
+    Strategies with the same first stage and seed share one training of it
+    (:mod:`longtail.experiments.plan`); with ``jobs`` > 1 independent trainings run in that many
+    local processes (:mod:`longtail.experiments.execute`), to the same numbers. Finished runs
+    whose identity matches are reused; a run folder of another identity is refused (see
+    :func:`~longtail.training.loop.train`). A strategy whose training diverges (non-finite
     loss) in any seed is marked "diverged" in every table, left out of the means and never called
     best. The output folder is locked for the duration."""
     with folder_lock(out):
-        return _run_compare(data, strategies, seeds, base, Path(out), console or Console())
+        return _run_compare(data, strategies, seeds, base, Path(out), console or Console(), jobs)
+
+
+class RunsFailed(RuntimeError):
+    """Some trainings of a comparison failed (the others finished and are kept)."""
 
 
 def _checked(
@@ -127,6 +124,7 @@ def _run_compare(
     base: TrainConfig,
     out: Path,
     console: Console,
+    jobs: int,
 ) -> Comparison:
     parsed = _checked(data, strategies, seeds, base)
     dist = data.distribution
@@ -136,14 +134,14 @@ def _run_compare(
         title=f"Training set: {dist.num_classes} classes, imbalance ratio {dist.imbalance_ratio:.0f}",
     )
     started = time.perf_counter()
-    collected = Collected()
-    total = len(parsed) * len(seeds)
-    for done, (strategy, seed) in enumerate(((st, sd) for st in parsed for sd in seeds), start=1):
-        t0 = time.perf_counter()
-        result, reused = _run_one(data, base, strategy, seed, out)
-        collected.add(strategy.label, result, time.perf_counter() - t0)
-        line = _progress_line(result, reused, time.perf_counter() - t0)
-        console.print(f"[{done}/{total}] {escape(strategy.label)} seed {seed}: {line}")
+    plan = plan_comparison(data, parsed, seeds, base, out)
+    progress = Progress(console, len(plan.trainings), jobs)
+    if jobs > 1:
+        outcomes = run_in_processes(plan, data, progress.report, jobs)
+    else:
+        outcomes = run_in_process(plan, data, progress.report)
+    _check_failures(plan, outcomes)
+    collected = _collect(plan, parsed, seeds, outcomes)
     comparison = _comparison(collected, parsed, seeds, base, data, time.perf_counter() - started)
     _write_outputs(comparison, collected, dist, out)
     print_table(
@@ -159,20 +157,69 @@ def _run_compare(
     return comparison
 
 
-def _run_one(
-    data: DataBundle, base: TrainConfig, strategy: Strategy, seed: int, out: Path
-) -> tuple[RunResult, bool]:
-    """(the run of ``strategy`` with ``seed``, whether it was reused as it was)."""
-    config = resolved_config(replace(base, strategy=strategy.label, seed=seed), data)
-    run_dir = out / "runs" / strategy.slug / f"seed{seed}"
-    identity = run_identity(config, data.fingerprint())
-    result = _finished(run_dir, identity)
-    if result is not None:
-        return result, True
-    try:
-        return train(config, data, run_dir, resume=True), False
-    except TrainingDiverged as err:
-        return RunResult(identity, asdict(config), diverged=err.divergence), False
+def _check_failures(plan: ComparisonPlan, outcomes: dict[int, Outcome]) -> None:
+    failed = [t for t in plan.trainings if outcomes[id(t)].result is None]
+    if failed:
+        names = ", ".join(t.name for t in failed)
+        raise RunsFailed(
+            f"{len(failed)} of {len(plan.trainings)} trainings failed ({names}); the others are "
+            "kept: fix the cause and run the same command again to finish"
+        )
+
+
+def _collect(
+    plan: ComparisonPlan,
+    parsed: list[Strategy],
+    seeds: Sequence[int],
+    outcomes: dict[int, Outcome],
+) -> Collected:
+    """Each strategy's runs in seed order, its wall time (with the first stage it needs), and how
+    many trainings this call ran and reused."""
+    collected = Collected(grid=plan.grid)
+    for strategy in parsed:
+        for seed in seeds:
+            training = plan.results[(strategy.label, seed)]
+            outcome = outcomes[id(training)]
+            seconds = outcome.seconds
+            if training.first is not None:
+                seconds += outcomes[id(training.first)].seconds
+            assert outcome.result is not None
+            collected.add(strategy.label, outcome.result, seconds)
+    for training in plan.trainings:
+        if training.trains:
+            reused = outcomes[id(training)].reused
+            collected.trainings += not reused
+            collected.reused += reused
+    return collected
+
+
+class Progress:
+    """One line per finished training: runs done / running / waiting, and an estimate of the
+    time left from the trainings that finished."""
+
+    def __init__(self, console: Console, total: int, jobs: int) -> None:
+        self.console, self.total, self.jobs = console, total, jobs
+        self.done, self.seconds = 0, 0.0
+
+    def report(self, training: Training, outcome: Outcome) -> None:
+        self.done += 1
+        trained = outcome.result is not None and not outcome.reused
+        self.seconds += outcome.seconds if trained else 0.0
+        left = self.total - self.done
+        running = min(self.jobs, left)
+        estimate = ""
+        if self.seconds and left:
+            estimate = f", about {_duration(self.seconds / self.done * left / self.jobs)} left"
+        state = f"[{self.done}/{self.total}, {running} running, {left - running} waiting{estimate}]"
+        if outcome.result is None:
+            text = f"[red]failed[/red]\n{escape(outcome.error or '')}"
+        else:
+            text = _progress_line(outcome.result, outcome.reused, outcome.seconds)
+        self.console.print(f"{escape(state)} {escape(training.name)}: {text}")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def _progress_line(result: RunResult, reused: bool, seconds: float) -> str:
@@ -224,6 +271,9 @@ def _comparison(
         classes=list(data.distribution.class_names),
         class_counts=data.distribution.counts.tolist(),
         per_class_recall={n: collected.mean_recall(n).tolist() for n in converged},
+        trainings=collected.trainings,
+        reused=collected.reused,
+        grid=collected.grid,
     )
 
 

@@ -51,7 +51,17 @@ def _setup(comparison: Comparison, dist: ClassDistribution) -> str:
         f"{dist.imbalance_ratio:.1f} (head / medium / tail = {groups} classes by count thirds). "
         f"Model `{cfg['model']}`, {cfg['epochs']} epochs, batch {cfg['batch_size']}, "
         f"{cfg['optimizer']} lr {cfg['lr']}, training augmentation `{cfg['augment']}`, "
-        f"seeds {comparison.seeds}; every number below was measured in this run on the test split."
+        f"seeds {comparison.seeds}; every number below was measured in this run on the test split. "
+        f"{_trainings(comparison)}"
+    )
+
+
+def _trainings(comparison: Comparison) -> str:
+    needed = comparison.trainings + comparison.reused
+    return (
+        f"The {comparison.grid} runs (strategies x seeds) needed {needed} stage trainings, first "
+        f"stages shared and post-hoc stages evaluated rather than trained: {comparison.trainings} "
+        f"trained by this call, {comparison.reused} finished ones reused."
     )
 
 

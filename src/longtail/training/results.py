@@ -169,7 +169,9 @@ class Comparison:
 
     ``metrics[metric][strategy]`` is a :class:`Stat` (test split, over ``seeds``); ``diverged``
     maps a strategy that diverged in any seed to its first message; ``per_class_recall`` holds
-    each strategy's mean per-class recall."""
+    each strategy's mean per-class recall; ``trainings`` counts the stage trainings this call
+    ran, ``reused`` the finished ones it took as they were, ``grid`` strategies x seeds (first
+    stages are shared, and a post-hoc second stage is an evaluation, not a training)."""
 
     baseline: str
     strategies: list[str]
@@ -185,6 +187,9 @@ class Comparison:
     classes: list[str] = field(default_factory=list)
     class_counts: list[int] = field(default_factory=list)
     per_class_recall: dict[str, list[float | None]] = field(default_factory=dict)
+    trainings: int = 0
+    reused: int = 0
+    grid: int = 0
 
     @classmethod
     def from_table(cls, table: dict[str, Any], **rest: Any) -> Comparison:
