@@ -153,7 +153,7 @@ def test_ctrl_c_says_where_the_checkpoint_is(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(loop, "train", interrupted)
     code, _, err = run(["train", "--out", tmp_path / "t", *QUIET], capsys)
     assert code == 130 and "checkpoint.pt" in err and "--resume" in err
-    monkeypatch.setattr("longtail.experiments.compare.train", interrupted)
+    monkeypatch.setattr("longtail.experiments.execute.train", interrupted)
     code, _, err = run(
         ["compare", "--seeds", "1", "--strategies", "instance+ce", "--out", tmp_path / "c", *QUIET],
         capsys,

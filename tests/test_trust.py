@@ -272,14 +272,14 @@ def test_a_diverged_run_stops_and_compare_never_calls_it_best(tmp_path, capsys):
     assert "test" not in strict_loads((out / "metrics.json").read_text())
     cmp = tmp_path / "c"
     argv = ["compare", "--strategies", "instance+ce,instance+focal[gamma=1]", "--seeds", "1"]
-    from longtail.experiments import compare as compare_module
+    from longtail.experiments import execute as compare_module
 
     real_train = compare_module.train
 
-    def focal_diverges(config, data, run_dir, resume):
+    def focal_diverges(config, data, run_dir, resume, first_stage=None):
         if "focal" in config.strategy:
             raise TrainingDiverged("training diverged: the loss became nan at epoch 1", 1, 1)
-        return real_train(config, data, run_dir, resume=resume)
+        return real_train(config, data, run_dir, resume=resume, first_stage=first_stage)
 
     compare_module.train = focal_diverges
     try:

@@ -179,7 +179,7 @@ def _train(args: argparse.Namespace) -> int:
     config = _config(args, args.strategy, args.seed)
     with _output_folder(args.out) as out:
         data = _bundle(args, out)
-        result = train(config, data, out, resume=args.resume)
+        result = train(config, data, out, resume=args.resume, first_stage=args.first_stage)
     if result.test is not None:
         table = Comparison.from_table(compare_runs({args.strategy: [result.test.summary]}))
         print_table(console, rich_table(table, title=f"{args.strategy} on {data.name} (test)"))
@@ -191,7 +191,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from longtail.experiments.compare import run_compare
+    from longtail.experiments.compare import list_runs, run_compare
     from longtail.strategies import (
         DEFAULT_STRATEGIES,
         parse_strategy,
@@ -213,11 +213,30 @@ def _compare(args: argparse.Namespace) -> int:
     if not 1 <= args.seeds <= MAX_SEEDS:
         raise ValueError(f"--seeds must be at least 1 (at most {MAX_SEEDS}), got {args.seeds}")
     base = _config(args, strategies[0], 0)
+    jobs = _jobs(args.jobs)
+    seeds = list(range(args.seeds))
     with _output_folder(args.out) as out:
         data = _bundle(args, out)
-        run_compare(data, strategies, list(range(args.seeds)), base, out, console)
+        if args.list_runs:
+            options = {o: getattr(args, o) for o in ("data", *_DATA_OPTIONS)}
+            options = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+            for line in list_runs(data, strategies, seeds, base, out, options):
+                print(line)
+            return 0
+        run_compare(data, strategies, seeds, base, out, console, jobs)
     _report_bad_images(data, out)
     return 0
+
+
+def _jobs(text: str) -> int:
+    """``--jobs``: a number of local jobs, or ``auto`` (one per GPU, else a split of the cores)."""
+    if text == "auto":
+        from longtail.experiments.execute import auto_jobs
+
+        return auto_jobs()
+    if not text.isdigit() or not 1 <= int(text) <= 256:
+        raise ValueError(f"--jobs takes a number of jobs from 1 to 256 or 'auto', got {text!r}")
+    return int(text)
 
 
 MAX_SEEDS = 1000
@@ -306,6 +325,12 @@ def build_parser(config_class: type | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
+    p.add_argument(
+        "--first-stage",
+        type=Path,
+        help="the folder of the finished first stage (SAMPLER+LOSS alone) that a two-stage "
+        "strategy starts from; only its second stage is trained",
+    )
     _add_training_options(p, config_class)
     p.set_defaults(func=_train, config_class=config_class)
 
@@ -317,6 +342,19 @@ def build_parser(config_class: type | None = None) -> argparse.ArgumentParser:
         help="comma-separated strategies (default: a set covering the standard methods)",
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds per strategy (default 3)")
+    p.add_argument(
+        "--jobs",
+        default="1",
+        help="trainings run at once in local processes, each pinned to a device: a number, or "
+        "auto (one per visible GPU; on a CPU up to 4 sharing the cores); default 1, in this process",
+    )
+    p.add_argument(
+        "--list-runs",
+        action="store_true",
+        help="print one 'longtail train --config FILE --out DIR' command per training, in "
+        "dependency order, for another scheduler (Slurm, Kubernetes); train nothing. The same "
+        "compare run afterwards collects the finished runs",
+    )
     _add_training_options(p, config_class)
     p.set_defaults(func=_compare, config_class=config_class)
     parser.commands = {"train": train_parser, "compare": p}  # type: ignore[attr-defined]
@@ -405,6 +443,7 @@ def _interrupted(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None, config_class: type | None = None) -> int:
     from longtail._lock import FolderLocked
+    from longtail.experiments.compare import RunsFailed
     from longtail.training.loop import TrainingDiverged
 
     parser = build_parser(config_class)
@@ -423,7 +462,7 @@ def main(argv: Sequence[str] | None = None, config_class: type | None = None) ->
     except KeyboardInterrupt:
         err_console.print(f"[bold red]{_interrupted(args)}[/bold red]")
         return 130
-    except TrainingDiverged as err:
+    except (TrainingDiverged, RunsFailed) as err:
         err_console.print(f"[bold red]error:[/bold red] {escape(one_line(err))}")
         return 1
     except (ValueError, OSError, FolderLocked) as err:  # bad input: a message, not a traceback

@@ -15,7 +15,12 @@ from rich.markup import escape
 from longtail._io import write_text
 from longtail._lock import folder_lock
 from longtail.data.bundle import DataBundle
-from longtail.experiments.execute import Outcome, run_in_process, run_in_processes
+from longtail.experiments.execute import (
+    Outcome,
+    run_in_process,
+    run_in_processes,
+    train_commands,
+)
 from longtail.experiments.plan import ComparisonPlan, Training, plan_comparison
 from longtail.metrics import HEADLINE, compare_runs
 from longtail.report.comparison import comparison_markdown
@@ -82,6 +87,22 @@ def run_compare(
     best. The output folder is locked for the duration."""
     with folder_lock(out):
         return _run_compare(data, strategies, seeds, base, Path(out), console or Console(), jobs)
+
+
+def list_runs(
+    data: DataBundle,
+    strategies: Sequence[str],
+    seeds: Sequence[int],
+    base: TrainConfig,
+    out: str | Path,
+    data_options: dict[str, Any],
+) -> list[str]:
+    """The ``longtail train`` commands of the comparison's trainings, in dependency order, with
+    their option files written under ``out/commands`` (see
+    :func:`~longtail.experiments.execute.train_commands`); nothing is trained."""
+    out = Path(out)
+    plan = plan_comparison(data, _checked(data, strategies, seeds, base), seeds, base, out)
+    return train_commands(plan, data_options, out)
 
 
 class RunsFailed(RuntimeError):
@@ -302,6 +323,8 @@ def _write_outputs(comparison: Comparison, collected: Collected, dist: Any, out:
 
 
 __all__ = [
+    "RunsFailed",
+    "list_runs",
     "Collected",
     "run_compare",
 ]

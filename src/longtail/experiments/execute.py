@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from longtail._io import strict_loads
+from longtail._io import strict_loads, write_json
 from longtail.data.bundle import DataBundle
 from longtail.data.index import available_cpus
 from longtail.experiments.plan import ComparisonPlan, Training
@@ -75,13 +75,27 @@ def run_training(training: Training, data: DataBundle, first: RunResult | None) 
     return Outcome(result, False, time.perf_counter() - t0)
 
 
+def training_threads() -> int:
+    """Torch's thread count for every training of a comparison: on a CPU the cores' share of
+    one ``--jobs auto`` job (1 on 2 cores), whatever ``--jobs`` is, because a CPU result can
+    depend on how many threads summed it; with GPUs, torch's own setting."""
+    if torch.cuda.device_count():
+        return torch.get_num_threads()
+    return max(1, available_cpus() // auto_jobs())
+
+
 def run_in_process(plan: ComparisonPlan, data: DataBundle, report: Report) -> dict[int, Outcome]:
     """Every training of ``plan`` in turn, in this process; a failure stops the comparison."""
     outcomes: dict[int, Outcome] = {}
-    for training in plan.trainings:
-        first = None if training.first is None else outcomes[id(training.first)].result
-        outcomes[id(training)] = outcome = run_training(training, data, first)
-        report(training, outcome)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(training_threads())
+    try:
+        for training in plan.trainings:
+            first = None if training.first is None else outcomes[id(training.first)].result
+            outcomes[id(training)] = outcome = run_training(training, data, first)
+            report(training, outcome)
+    finally:
+        torch.set_num_threads(threads)
     return outcomes
 
 
@@ -122,9 +136,9 @@ def run_in_processes(
     plan: ComparisonPlan, data: DataBundle, report: Report, jobs: int
 ) -> dict[int, Outcome]:
     """The trainings of ``plan`` over ``jobs`` local processes, each pinned to its device with
-    torch's thread count set to its share of the cores; a training starts once its first stage
+    torch's thread count set (:func:`training_threads`); a training starts once its first stage
     has finished. A failing training is reported and the others go on."""
-    threads = max(1, available_cpus() // jobs)
+    threads = training_threads()
     context = multiprocessing.get_context("spawn")
     devices = context.SimpleQueue()
     for device in job_devices(jobs):
@@ -171,4 +185,43 @@ __all__ = [
     "run_in_process",
     "run_in_processes",
     "run_training",
+    "training_threads",
+    "train_commands",
 ]
+
+
+# --- any other scheduler --------------------------------------------------------------------
+
+
+def train_commands(plan: ComparisonPlan, data_options: dict[str, Any], out: Path) -> list[str]:
+    """One self-contained ``longtail train --config FILE --out DIR --resume`` command per
+    training of ``plan``, in dependency order (a first stage before what follows it); the option
+    files are written under ``out/commands``. ``data_options`` are the command line's data
+    options (``data``, ``level``, ...). Run them anywhere that sees the same folders, in any
+    order that respects the dependencies; ``compare`` run afterwards collects them."""
+    from longtail.training.config import option_names
+
+    folder = out / "commands"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for k, training in enumerate(plan.trainings, start=1):
+        config = asdict(training.config)
+        options = {"strategy": training.config.strategy, "seed": training.config.seed}
+        for name, (option, negated) in option_names(type(training.config)).items():
+            if name not in ("device", "num_workers") and config[name] is not None:
+                options[option] = (not config[name]) if negated else config[name]
+        options.update({k: v for k, v in data_options.items() if v not in (None, False)})
+        if training.first is not None:
+            options["first_stage"] = str(training.first.run_dir)
+        path = folder / f"{k:04d}-{training.run_dir.parent.name}-seed{training.config.seed}.json"
+        write_json(path, options)
+        lines.append(
+            f"longtail train --config {_quoted(path)} --out {_quoted(training.run_dir)} --resume"
+        )
+    return lines
+
+
+def _quoted(path: Path) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
