@@ -168,17 +168,21 @@ def _report_bad_images(data: DataBundle, out: Path) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import torch
+
     from longtail.metrics import compare_runs
     from longtail.report.tables import print_table, rich_table
     from longtail.strategies import parse_strategy
     from longtail.training.loop import train
     from longtail.training.results import Comparison
+    from longtail.training.runtime import training_threads
 
     _check_data_options(args)
     parse_strategy(args.strategy)
     config = _config(args, args.strategy, args.seed)
     with _output_folder(args.out) as out:
         data = _bundle(args, out)
+        torch.set_num_threads(training_threads())  # as compare's trainings: the same numbers
         result = train(config, data, out, resume=args.resume, first_stage=args.first_stage)
     if result.test is not None:
         table = Comparison.from_table(compare_runs({args.strategy: [result.test.summary]}))

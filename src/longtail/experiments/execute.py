@@ -23,6 +23,7 @@ from longtail.data.index import available_cpus
 from longtail.experiments.plan import ComparisonPlan, Training
 from longtail.training.loop import TrainingDiverged, train
 from longtail.training.results import Divergence, RunResult
+from longtail.training.runtime import CPU_JOBS, training_threads
 
 
 @dataclass
@@ -75,15 +76,6 @@ def run_training(training: Training, data: DataBundle, first: RunResult | None) 
     return Outcome(result, False, time.perf_counter() - t0)
 
 
-def training_threads() -> int:
-    """Torch's thread count for every training of a comparison: on a CPU the cores' share of
-    one ``--jobs auto`` job (1 on 2 cores), whatever ``--jobs`` is, because a CPU result can
-    depend on how many threads summed it; with GPUs, torch's own setting."""
-    if torch.cuda.device_count():
-        return torch.get_num_threads()
-    return max(1, available_cpus() // auto_jobs())
-
-
 def run_in_process(plan: ComparisonPlan, data: DataBundle, report: Report) -> dict[int, Outcome]:
     """Every training of ``plan`` in turn, in this process; a failure stops the comparison."""
     outcomes: dict[int, Outcome] = {}
@@ -129,7 +121,7 @@ def job_devices(jobs: int) -> list[str | None]:
 
 def auto_jobs() -> int:
     """``--jobs auto``: one job per visible GPU; on a CPU, up to 4 jobs sharing the cores."""
-    return torch.cuda.device_count() or max(1, min(4, available_cpus()))
+    return torch.cuda.device_count() or max(1, min(CPU_JOBS, available_cpus()))
 
 
 def run_in_processes(
@@ -185,7 +177,6 @@ __all__ = [
     "run_in_process",
     "run_in_processes",
     "run_training",
-    "training_threads",
     "train_commands",
 ]
 

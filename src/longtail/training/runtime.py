@@ -11,6 +11,7 @@ import torch
 import torch.distributed as tdist
 
 from longtail._distributed import rank_and_world
+from longtail.data.index import available_cpus
 
 
 def join_process_group() -> tuple[int, int]:
@@ -44,6 +45,21 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+CPU_JOBS = 4
+"""The most trainings a CPU machine runs at once (``compare --jobs auto``)."""
+
+
+def training_threads() -> int:
+    """Torch's thread count for a training started by the ``longtail`` command (``train`` and
+    every training of ``compare``, whatever its ``--jobs``): on a CPU the cores' share of one of
+    up to 4 jobs (1 on 2 cores), because a CPU result can depend on how many threads summed it;
+    with GPUs, torch's own setting."""
+    if torch.cuda.device_count():
+        return torch.get_num_threads()
+    cpus = available_cpus()
+    return max(1, cpus // min(CPU_JOBS, cpus))
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, numpy's global and torch's random number generators with ``seed``."""
     random.seed(seed)
@@ -66,4 +82,12 @@ def autocast(device: torch.device, enabled: bool) -> tuple[Any, torch.amp.GradSc
     return torch.autocast("cuda", dtype=torch.float16), torch.amp.GradScaler("cuda")
 
 
-__all__ = ["autocast", "epoch_seed", "join_process_group", "resolve_device", "seed_everything"]
+__all__ = [
+    "CPU_JOBS",
+    "training_threads",
+    "autocast",
+    "epoch_seed",
+    "join_process_group",
+    "resolve_device",
+    "seed_everything",
+]

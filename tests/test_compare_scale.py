@@ -1,0 +1,108 @@
+"""A comparison at scale: first stages shared, local jobs, commands for another scheduler."""
+
+import json
+import shlex
+
+import pytest
+import torch
+
+from longtail.cli import main
+from longtail.experiments.compare import run_compare
+from longtail.strategies import parse_strategy
+from longtail.training.loop import TrainConfig, TrainingDiverged, train
+from longtail.training.runtime import training_threads
+from test_structure import _small_embedded
+
+QUIET = ["--no-progress", "--epochs", "2", "--seeds", "1", "--augment", "none"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _small_embedded(10)
+
+
+def base() -> TrainConfig:
+    return TrainConfig(epochs=2, batch_size=128, progress=False, augment="none")
+
+
+def _run_dir(out, strategy, seed=0):
+    return out / "runs" / parse_strategy(strategy).slug / f"seed{seed}"
+
+
+def test_first_stages_are_shared_and_give_the_numbers_of_a_run_alone(data, tmp_path):
+    strategies = ["sqrt+ce:crt", "sqrt+ce:logit_adjust", "instance+ce:weight_balancing"]
+    comparison = run_compare(data, strategies, [0], base(), tmp_path / "cmp")
+    # sqrt+ce once for two strategies, instance+ce with weight balancing's decay, crt and the
+    # weight-balancing stage; logit_adjust trains nothing (an evaluation)
+    assert (comparison.trainings, comparison.reused, comparison.grid) == (4, 0, 3)
+    saved = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert (saved["trainings"], saved["reused"]) == (4, 0)
+    assert "needed 4 stage trainings" in (tmp_path / "cmp" / "report.md").read_text()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(training_threads())  # as compare's trainings (and longtail train)
+    for strategy in strategies:  # each equals the strategy trained alone, in one piece
+        alone = train(
+            TrainConfig(**{**base().__dict__, "strategy": strategy}), data, tmp_path / strategy
+        )
+        shared = json.loads((_run_dir(tmp_path / "cmp", strategy) / "metrics.json").read_text())
+        assert shared["test"] == alone.to_dict()["test"]
+        assert shared["identity"] == alone.identity and shared["stages"] == alone.stages
+    torch.set_num_threads(threads)
+    again = run_compare(data, strategies, [0], base(), tmp_path / "cmp")
+    assert (again.trainings, again.reused) == (0, 4)
+    assert again.metrics == comparison.metrics
+
+
+def test_a_second_stage_never_trains_on_a_first_stage_that_diverged(data, tmp_path, monkeypatch):
+    from longtail.experiments import execute
+
+    calls = []
+    real = execute.train
+
+    def diverges(config, data, run_dir, resume, first_stage=None):
+        calls.append(config.strategy)
+        if config.strategy == "sqrt+ce":
+            raise TrainingDiverged("training diverged: the loss became nan", 1, 1)
+        return real(config, data, run_dir, resume=resume, first_stage=first_stage)
+
+    monkeypatch.setattr(execute, "train", diverges)
+    comparison = run_compare(data, ["instance+ce", "sqrt+ce:crt"], [0], base(), tmp_path)
+    assert calls == ["instance+ce", "sqrt+ce"]  # crt never started
+    assert "first stage diverged" in comparison.diverged["sqrt+ce:crt"]
+
+
+def test_two_local_jobs_give_the_numbers_of_one(data, tmp_path):
+    strategies = ["instance+ce", "sqrt+ce:crt", "sqrt+ce:logit_adjust"]
+    one = run_compare(data, strategies, [0, 1], base(), tmp_path / "one")
+    two = run_compare(data, strategies, [0, 1], base(), tmp_path / "two", jobs=2)
+    assert two.metrics == one.metrics and two.per_class_recall == one.per_class_recall
+    assert two.trainings == one.trainings == 6
+
+
+def test_listed_commands_run_by_hand_then_compare_trains_nothing(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--strategies", "instance+ce,sqrt+ce:crt", "--out", str(out), *QUIET]
+    assert main([*argv, "--list-runs"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all(line.startswith("longtail train --config ") for line in lines)
+    assert "sqrt+ce/seed0" in lines[1] and "sqrt+ce_crt" in lines[2]  # first stage first
+    assert not (out / "runs").exists()  # nothing trained
+    for line in lines:
+        assert main(shlex.split(line)[1:]) == 0
+    capsys.readouterr()
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert (results["trainings"], results["reused"]) == (0, 3)
+
+
+def test_train_refuses_a_first_stage_folder_of_another_run(data, tmp_path):
+    config = TrainConfig(**{**base().__dict__, "strategy": "instance+ce"})
+    train(config, data, tmp_path / "plain")
+    second = TrainConfig(**{**base().__dict__, "strategy": "sqrt+ce:crt"})
+    with pytest.raises(ValueError, match="does not hold the finished first stage sqrt\\+ce"):
+        train(second, data, tmp_path / "crt", first_stage=tmp_path / "plain")
+
+
+def test_jobs_takes_a_number_or_auto(capsys):
+    assert main(["compare", "--jobs", "two", "--seeds", "1"]) == 2
+    assert "--jobs takes a number" in capsys.readouterr().err
