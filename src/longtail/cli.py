@@ -227,7 +227,9 @@ def _compare(args: argparse.Namespace) -> int:
             for line in list_runs(data, strategies, seeds, base, out, options):
                 print(line)
             return 0
-        run_compare(data, strategies, seeds, base, out, console, jobs)
+        run_compare(
+            data, strategies, seeds, base, out, console, jobs, args.launcher, args.ray_address
+        )
     _report_bad_images(data, out)
     return 0
 
@@ -351,6 +353,17 @@ def build_parser(config_class: type | None = None) -> argparse.ArgumentParser:
         default="1",
         help="trainings run at once in local processes, each pinned to a device: a number, or "
         "auto (one per visible GPU; on a CPU up to 4 sharing the cores); default 1, in this process",
+    )
+    p.add_argument(
+        "--launcher",
+        choices=("local", "ray"),
+        default="local",
+        help="where trainings run: local (this process, or --jobs processes) or ray (one Ray "
+        "task each, a GPU or one training's CPUs; needs longtail[ray])",
+    )
+    p.add_argument(
+        "--ray-address",
+        help="the Ray cluster to use with --launcher ray (default: start a local one)",
     )
     p.add_argument(
         "--list-runs",

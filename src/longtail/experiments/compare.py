@@ -73,6 +73,8 @@ def run_compare(
     out: str | Path,
     console: Console | None = None,
     jobs: int = 1,
+    launcher: str = "local",
+    ray_address: str | None = None,
 ) -> Comparison:
     """Train every strategy with every seed (same model, epochs, split) and write the comparison:
     ``report.md``, ``results.csv``, ``results.json``, ``comparison.md``, plots, and each run's
@@ -80,13 +82,36 @@ def run_compare(
 
     Strategies with the same first stage and seed share one training of it
     (:mod:`longtail.experiments.plan`); with ``jobs`` > 1 independent trainings run in that many
-    local processes (:mod:`longtail.experiments.execute`), to the same numbers. Finished runs
+    local processes (:mod:`longtail.experiments.execute`), with ``launcher="ray"`` as Ray tasks
+    on the cluster at ``ray_address`` (:mod:`longtail.experiments.ray_launcher`), to the same
+    numbers. Finished runs
     whose identity matches are reused; a run folder of another identity is refused (see
     :func:`~longtail.training.loop.train`). A strategy whose training diverges (non-finite
     loss) in any seed is marked "diverged" in every table, left out of the means and never called
     best. The output folder is locked for the duration."""
     with folder_lock(out):
-        return _run_compare(data, strategies, seeds, base, Path(out), console or Console(), jobs)
+        execution = Execution(jobs, launcher, ray_address)
+        return _run_compare(
+            data, strategies, seeds, base, Path(out), console or Console(), execution
+        )
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a comparison's trainings run: ``jobs`` local processes, or Ray tasks."""
+
+    jobs: int = 1
+    launcher: str = "local"
+    ray_address: str | None = None
+
+    def run(self, plan: ComparisonPlan, data: DataBundle, report: Any) -> dict[int, Outcome]:
+        if self.launcher == "ray":
+            from longtail.experiments.ray_launcher import run_on_ray
+
+            return run_on_ray(plan, data, report, self.ray_address)
+        if self.jobs > 1:
+            return run_in_processes(plan, data, report, self.jobs)
+        return run_in_process(plan, data, report)
 
 
 def list_runs(
@@ -145,7 +170,7 @@ def _run_compare(
     base: TrainConfig,
     out: Path,
     console: Console,
-    jobs: int,
+    execution: Execution,
 ) -> Comparison:
     parsed = _checked(data, strategies, seeds, base)
     dist = data.distribution
@@ -156,11 +181,8 @@ def _run_compare(
     )
     started = time.perf_counter()
     plan = plan_comparison(data, parsed, seeds, base, out)
-    progress = Progress(console, len(plan.trainings), jobs)
-    if jobs > 1:
-        outcomes = run_in_processes(plan, data, progress.report, jobs)
-    else:
-        outcomes = run_in_process(plan, data, progress.report)
+    progress = Progress(console, len(plan.trainings), execution.jobs)
+    outcomes = execution.run(plan, data, progress.report)
     _check_failures(plan, outcomes)
     collected = _collect(plan, parsed, seeds, outcomes)
     comparison = _comparison(collected, parsed, seeds, base, data, time.perf_counter() - started)
