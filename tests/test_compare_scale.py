@@ -106,3 +106,11 @@ def test_train_refuses_a_first_stage_folder_of_another_run(data, tmp_path):
 def test_jobs_takes_a_number_or_auto(capsys):
     assert main(["compare", "--jobs", "two", "--seeds", "1"]) == 2
     assert "--jobs takes a number" in capsys.readouterr().err
+
+
+def test_the_ray_launcher_names_its_extra_when_ray_is_missing(data, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
+    with pytest.raises(ValueError, match=r"pip install 'longtail\[ray\]'"):
+        run_compare(data, ["instance+ce"], [0], base(), tmp_path, launcher="ray")

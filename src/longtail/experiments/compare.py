@@ -104,6 +104,11 @@ class Execution:
     launcher: str = "local"
     ray_address: str | None = None
 
+    @property
+    def parallel(self) -> int | None:
+        """How many trainings run at once (None: as many as the Ray cluster takes)."""
+        return None if self.launcher == "ray" else self.jobs
+
     def run(self, plan: ComparisonPlan, data: DataBundle, report: Any) -> dict[int, Outcome]:
         if self.launcher == "ray":
             from longtail.experiments.ray_launcher import run_on_ray
@@ -181,7 +186,7 @@ def _run_compare(
     )
     started = time.perf_counter()
     plan = plan_comparison(data, parsed, seeds, base, out)
-    progress = Progress(console, len(plan.trainings), execution.jobs)
+    progress = Progress(console, len(plan.trainings), execution.parallel)
     outcomes = execution.run(plan, data, progress.report)
     _check_failures(plan, outcomes)
     collected = _collect(plan, parsed, seeds, outcomes)
@@ -240,8 +245,8 @@ class Progress:
     """One line per finished training: runs done / running / waiting, and an estimate of the
     time left from the trainings that finished."""
 
-    def __init__(self, console: Console, total: int, jobs: int) -> None:
-        self.console, self.total, self.jobs = console, total, jobs
+    def __init__(self, console: Console, total: int, parallel: int | None) -> None:
+        self.console, self.total, self.parallel = console, total, parallel
         self.done, self.seconds = 0, 0.0
 
     def report(self, training: Training, outcome: Outcome) -> None:
@@ -249,11 +254,13 @@ class Progress:
         trained = outcome.result is not None and not outcome.reused
         self.seconds += outcome.seconds if trained else 0.0
         left = self.total - self.done
-        running = min(self.jobs, left)
+        at_once = self.parallel or 1
+        running = min(at_once, left)
+        queue = f"{running} running, {left - running} waiting" if self.parallel else f"{left} to go"
         estimate = ""
         if self.seconds and left:
-            estimate = f", about {_duration(self.seconds / self.done * left / self.jobs)} left"
-        state = f"[{self.done}/{self.total}, {running} running, {left - running} waiting{estimate}]"
+            estimate = f", about {_duration(self.seconds / self.done * left / at_once)} left"
+        state = f"[{self.done}/{self.total}, {queue}{estimate}]"
         if outcome.result is None:
             text = f"[red]failed[/red]\n{escape(outcome.error or '')}"
         else:
