@@ -285,6 +285,45 @@ def _add_training_options(p: argparse.ArgumentParser, config_class: type) -> Non
     )
 
 
+def _add_compare_parser(sub: Any, config_class: type) -> argparse.ArgumentParser:
+    """The ``compare`` command and its options."""
+    p = sub.add_parser(
+        "compare", help="train several strategies under identical conditions and compare them"
+    )
+    p.add_argument(
+        "--strategies",
+        help="comma-separated strategies (default: a set covering the standard methods)",
+    )
+    p.add_argument("--seeds", type=int, default=3, help="seeds per strategy (default 3)")
+    p.add_argument(
+        "--jobs",
+        default="1",
+        help="trainings run at once in local processes, each pinned to a device: a number, or "
+        "auto (one per visible GPU; on a CPU up to 4 sharing the cores); default 1, in this process",
+    )
+    p.add_argument(
+        "--launcher",
+        choices=("local", "ray"),
+        default="local",
+        help="where trainings run: local (this process, or --jobs processes) or ray (one Ray "
+        "task each, a GPU or one training's CPUs; needs longtail[ray])",
+    )
+    p.add_argument(
+        "--ray-address",
+        help="the Ray cluster to use with --launcher ray (default: start a local one)",
+    )
+    p.add_argument(
+        "--list-runs",
+        action="store_true",
+        help="print one 'longtail train --config FILE --out DIR' command per training, in "
+        "dependency order, for another scheduler (Slurm, Kubernetes); train nothing. The same "
+        "compare run afterwards collects the finished runs",
+    )
+    _add_training_options(p, config_class)
+    p.set_defaults(func=_compare, config_class=config_class)
+    return p
+
+
 def build_parser(config_class: type | None = None) -> argparse.ArgumentParser:
     """The ``longtail`` command line; the training options are those of ``config_class``
     (:class:`~longtail.training.config.TrainConfig` or a subclass that adds settings)."""
@@ -340,40 +379,7 @@ def build_parser(config_class: type | None = None) -> argparse.ArgumentParser:
     _add_training_options(p, config_class)
     p.set_defaults(func=_train, config_class=config_class)
 
-    p = sub.add_parser(
-        "compare", help="train several strategies under identical conditions and compare them"
-    )
-    p.add_argument(
-        "--strategies",
-        help="comma-separated strategies (default: a set covering the standard methods)",
-    )
-    p.add_argument("--seeds", type=int, default=3, help="seeds per strategy (default 3)")
-    p.add_argument(
-        "--jobs",
-        default="1",
-        help="trainings run at once in local processes, each pinned to a device: a number, or "
-        "auto (one per visible GPU; on a CPU up to 4 sharing the cores); default 1, in this process",
-    )
-    p.add_argument(
-        "--launcher",
-        choices=("local", "ray"),
-        default="local",
-        help="where trainings run: local (this process, or --jobs processes) or ray (one Ray "
-        "task each, a GPU or one training's CPUs; needs longtail[ray])",
-    )
-    p.add_argument(
-        "--ray-address",
-        help="the Ray cluster to use with --launcher ray (default: start a local one)",
-    )
-    p.add_argument(
-        "--list-runs",
-        action="store_true",
-        help="print one 'longtail train --config FILE --out DIR' command per training, in "
-        "dependency order, for another scheduler (Slurm, Kubernetes); train nothing. The same "
-        "compare run afterwards collects the finished runs",
-    )
-    _add_training_options(p, config_class)
-    p.set_defaults(func=_compare, config_class=config_class)
+    p = _add_compare_parser(sub, config_class)
     parser.commands = {"train": train_parser, "compare": p}  # type: ignore[attr-defined]
     return parser
 
