@@ -114,3 +114,24 @@ def test_the_ray_launcher_names_its_extra_when_ray_is_missing(data, tmp_path, mo
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
     with pytest.raises(ValueError, match=r"pip install 'longtail\[ray\]'"):
         run_compare(data, ["instance+ce"], [0], base(), tmp_path, launcher="ray")
+
+
+def test_a_failing_training_in_a_local_job_is_reported_and_the_others_finish(data, tmp_path):
+    from dataclasses import replace
+
+    from longtail.experiments.execute import run_in_processes
+    from longtail.experiments.plan import plan_comparison
+    from longtail.training.identity import run_identity
+
+    strategies = [parse_strategy(s) for s in ("instance+ce", "sqrt+ce:crt")]
+    plan = plan_comparison(data, strategies, [0], base(), tmp_path)
+    good, first, second = plan.trainings
+    broken = replace(first.config, model="no_such_model")  # fails when the job builds it
+    first.config, first.identity = broken, run_identity(broken, data.fingerprint())
+    ended = []
+    outcomes = run_in_processes(plan, data, lambda t, o: ended.append(t), jobs=2)
+    assert outcomes[id(good)].result is not None and outcomes[id(good)].result.test is not None
+    assert "no_such_model" in outcomes[id(first)].error  # the end of its traceback
+    assert outcomes[id(second)].result is None  # never started on a failed first stage
+    assert "first stage failed" in outcomes[id(second)].error
+    assert len(ended) == 3
