@@ -26,7 +26,7 @@ def test_non_finite_logits_are_refused_not_scored_as_class_zero(bad):
 
 
 SAMPLE_VALUES = {FLOAT: 0.5, BOOL: True, COUNT: 2, EPOCH: 1}
-TEXT_VALUES = {"scheme": "smooth_inverse", "base": "inverse"}
+TEXT_VALUES = {"scheme": "smooth_inverse", "base": "inverse", "levels": "uniform"}
 VALUES = {"alpha": 10.0, "over_max": 2.0, "max_ratio": 5.0, "beta": 0.99, "drw_beta": 0.99}
 
 

@@ -213,6 +213,11 @@ class ClassDistribution:
             for path, name in zip(paths, self.class_names, strict=True)
         ]
 
+    def tree_paths(self) -> list[list[tuple[str, ...]]]:
+        """Each class's ancestor at every level from the top (its path there): the class tree
+        that :class:`~longtail.sampling.HierarchicalSampler` balances."""
+        return [self.level_keys(level) for level in range(1, self.num_levels + 1)]
+
     def level_names(self, level: int) -> list[str]:
         """Name of each class's ancestor at ``level`` (1 = top, ``num_levels`` = the classes):
         the folder name, or its path from the top where that name occurs under several parents."""

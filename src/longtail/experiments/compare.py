@@ -162,6 +162,7 @@ def _checked(
                 seed=base.seed,
                 epochs=base.epochs,
                 batch_size=base.batch_size,
+                tree=data.distribution.tree_paths(),
             )
         except ValueError as err:
             raise ValueError(f"strategy {strategy.label}: {err}") from None

@@ -89,6 +89,7 @@ def plan_comparison(
             seed=base.seed,
             epochs=base.epochs,
             batch_size=base.batch_size,
+            tree=data.distribution.tree_paths(),
         )
         for seed in seeds:
             config = resolved_config(replace(base, strategy=strategy.label, seed=seed), data)

@@ -8,7 +8,9 @@ a class is drawn first (K categories), then an instance uniformly within it, in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -204,6 +206,63 @@ def power_class_probs(counts: np.ndarray, q: float) -> np.ndarray:
     return p / p.sum()
 
 
+LEVEL_RULES = ("uniform", "sqrt", "instance")
+"""How the children of a node share its mass: equally, by sqrt(count), or by count."""
+
+
+def hierarchical_class_probs(
+    counts: np.ndarray, paths: Sequence[Sequence[Any]], rules: Sequence[str]
+) -> np.ndarray:
+    """Leaf probabilities as a product over the levels of a class tree:
+
+        p(leaf j) = prod_{l=1..L} w_l(a_l(j)) / sum_{c in children(a_{l-1}(j))} w_l(c)
+
+    with a_l(j) the ancestor of class j at level l (a_0 the root, a_L = j), n(a) the number of
+    images under node a, and w_l(a) = 1 (``uniform``), sqrt(n(a)) (``sqrt``) or n(a)
+    (``instance``) by the rule of level l; a node without images gets nothing. ``paths[l][j]`` is
+    any hashable key of a_{l+1}(j) (a class with fewer ancestors keys itself below them). With one
+    level, ``uniform`` is class-balanced sampling, ``sqrt`` square-root sampling and ``instance``
+    instance-balanced sampling (Kang et al., ICLR 2020). A parent's share is thus passed on to
+    its children whatever their number: ``uniform`` at the top gives a parent with twelve
+    children the same mass as a parent with one.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if len(paths) != len(rules):
+        raise ValueError(
+            f"the class tree has {len(paths)} levels but {len(rules)} rules were given "
+            f"({'/'.join(rules)}); give one of {', '.join(LEVEL_RULES)} per level, e.g. "
+            + "/".join(["uniform"] * len(paths))
+        )
+    probs = np.ones(counts.size, dtype=np.float64)
+    parent: list[Any] = [()] * counts.size
+    for keys, rule in zip(paths, rules, strict=True):
+        if rule not in LEVEL_RULES:
+            raise ValueError(f"level rule must be one of {', '.join(LEVEL_RULES)}, got {rule!r}")
+        mass: dict[Any, float] = {}
+        for j, key in enumerate(keys):
+            mass[key] = mass.get(key, 0.0) + counts[j]
+        weight = {
+            k: 0.0 if n == 0 else {"uniform": 1.0, "sqrt": n**0.5, "instance": n}[rule]
+            for k, n in mass.items()
+        }
+        siblings: dict[Any, float] = {}
+        for key, up in {(k, parent[j]) for j, k in enumerate(keys)}:
+            siblings[up] = siblings.get(up, 0.0) + weight[key]
+        for j, key in enumerate(keys):
+            total = siblings[parent[j]]
+            probs[j] *= weight[key] / total if total > 0 else 0.0
+        parent = list(keys)
+    if not probs.sum() > 0:
+        raise ValueError("no class of the tree has images to sample")
+    return probs / probs.sum()
+
+
+def _rule_weight(rule: str, images: float) -> float:
+    if images == 0:
+        return 0.0
+    return {"uniform": 1.0, "sqrt": images**0.5, "instance": images}[rule]
+
+
 def hybrid_targets(counts: np.ndarray, under_ratio: float, over_max: float) -> np.ndarray:
     """Per-class epoch sizes of hybrid re-sampling: classes above the median count keep
     round(under_ratio * n_j); classes below the 25th percentile grow to min(round(n_j * over_max), N);
@@ -296,6 +355,8 @@ def balanced_batches(
 
 
 __all__ = [
+    "LEVEL_RULES",
+    "hierarchical_class_probs",
     "CHUNK",
     "alias_table",
     "balanced_batches",

@@ -465,6 +465,55 @@ class PowerSampler(ClassBalancedSampler):
         return plans.power_class_probs(self.groups.counts, self.q)
 
 
+class HierarchicalSampler(ClassBalancedSampler):
+    """Level-balanced sampling over a class tree: class j is drawn with probability
+    p_j = prod_l w_l(a_l(j)) / sum_{siblings c} w_l(c), a product over the levels of the share
+    each ancestor a_l(j) takes among its siblings by its level's rule (``uniform``: equally;
+    ``sqrt``: by sqrt of its image count; ``instance``: by its count;
+    :func:`~longtail.sampling.plans.hierarchical_class_probs`), instances uniform within a class.
+    With a flat tree it is :class:`ClassBalancedSampler` (``uniform``) or :class:`PowerSampler`
+    (``sqrt``, q = 0.5).
+
+    Yields sample indices, drawn with replacement.
+
+    Args:
+        labels: class index per sample (array, tensor, list, or a dataset with ``targets``).
+        num_classes: the number of classes (default: the largest label + 1).
+        num_samples: indices per epoch over all ranks (default N, the number of samples).
+        tree: for each level from the top, each class's ancestor there (any hashable key, e.g.
+            :meth:`ClassDistribution.tree_paths`); None: a flat tree (one level).
+        levels: one rule per level, as a sequence or ``"uniform/uniform/sqrt"``; default
+            ``uniform`` at every level.
+        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
+            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
+            torch's global RNG).
+        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
+            initialised process group); each rank yields its disjoint share.
+    """
+
+    def __init__(
+        self,
+        labels: Any,
+        num_samples: int | None = None,
+        *,
+        tree: Sequence[Sequence[Any]] | None = None,
+        levels: str | Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(labels, num_samples, **kwargs)
+        paths = list(tree) if tree is not None else [list(range(self.groups.num_classes))]
+        if any(len(level) != self.groups.num_classes for level in paths):
+            raise ValueError(
+                f"every level of tree needs one key per class ({self.groups.num_classes})"
+            )
+        rules = levels.split("/") if isinstance(levels, str) else list(levels or [])
+        self.levels = rules or ["uniform"] * len(paths)
+        self.probs = plans.hierarchical_class_probs(self.groups.counts, paths, self.levels)
+
+    def class_probs(self, epoch: int) -> np.ndarray:
+        return self.probs
+
+
 class ProgressiveSampler(ClassBalancedSampler):
     """Moves from instance- to class-balanced sampling over ``total_epochs`` (Kang et al., ICLR 2020):
     p_j(t) = (1 - t/T) p_j^IB + (t/T) p_j^CB, with t = epoch clipped to [0, T].
@@ -763,6 +812,7 @@ class BalancedBatchSampler(EpochSeeded, Sampler[list[int]]):
 
 
 __all__ = [
+    "HierarchicalSampler",
     "ITER_CHUNK",
     "MAX_DISTINCT_WEIGHTS",
     "BalancedBatchSampler",

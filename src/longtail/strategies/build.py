@@ -103,16 +103,18 @@ def build_strategy(
     seed: int,
     epochs: int,
     batch_size: int,
+    tree: Any = None,
 ) -> BuiltStrategy:
     """The stages of ``strategy`` for a run of ``epochs`` first-stage epochs over ``targets``
-    with training class ``counts``; a parameter a part does not take, or a bad value, raises
-    ``ValueError``."""
+    with training class ``counts`` (and the class ``tree``, as
+    :meth:`~longtail.distribution.ClassDistribution.tree_paths` gives it; None: flat); a
+    parameter a part does not take, or a bad value, raises ``ValueError``."""
     if np.count_nonzero(counts) < 2:
         raise ValueError(
             f"a classifier needs at least two classes with training images; this data has "
             f"{np.count_nonzero(counts)}"
         )
-    ctx = BuildContext(targets, np.asarray(counts), seed, epochs, batch_size)
+    ctx = BuildContext(targets, np.asarray(counts), seed, epochs, batch_size, tree)
     sampler_spec = component("sampler", strategy.sampler)
     loss_spec = component("loss", strategy.loss)
     sampler = sampler_spec.build(ctx, **strategy.sampler_params)

@@ -31,6 +31,7 @@ from longtail.sampling import (
     BalancedBatchSampler,
     ClassBalancedSampler,
     CurriculumSampler,
+    HierarchicalSampler,
     HybridSampler,
     InstanceSampler,
     PowerSampler,
@@ -68,13 +69,15 @@ _SCHEME = {"scheme": TEXT, **dict.fromkeys(SCHEME_KEYS, FLOAT)}
 @dataclass(frozen=True)
 class BuildContext:
     """What a factory may read about the run it builds for: the training targets and class
-    counts, the run's seed (None: follow torch's RNG), first-stage epochs and batch size."""
+    counts, the run's seed (None: follow torch's RNG), first-stage epochs and batch size, and
+    the class tree (None: flat)."""
 
     targets: Any = None
     counts: np.ndarray | None = None
     seed: int | None = None
     epochs: int | None = None
     batch_size: int | None = None
+    tree: Any = None  # each class's ancestor at every level (ClassDistribution.tree_paths)
 
     @property
     def num_classes(self) -> int | None:
@@ -193,6 +196,13 @@ SAMPLER_SPECS = (
         summary="follows per-class validation recall",
     ),
     _sampler("repeat_factor", RepeatFactorSampler, {"threshold": FLOAT}),
+    ComponentSpec(
+        "hierarchical",
+        "sampler",
+        lambda ctx, **p: HierarchicalSampler(ctx.targets, tree=ctx.tree, **_sampler_args(ctx, p)),
+        {"levels": TEXT},
+        summary="a product over the tree's levels: uniform / sqrt / instance per level",
+    ),
     ComponentSpec(
         "balanced_batch",
         "sampler",

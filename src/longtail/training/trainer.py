@@ -145,6 +145,7 @@ class Trainer:
             seed=config.seed,
             epochs=config.epochs,
             batch_size=config.batch_size,
+            tree=data.distribution.tree_paths(),
         )
         self.model = self._build_model()
         self.ctx = self._stage_context()
