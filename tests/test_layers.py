@@ -14,6 +14,7 @@ from longtail.strategies.lifecycle import BatchSamplerPart, FeedbackSampler, Sch
 SRC = Path(__file__).resolve().parent.parent / "src" / "longtail"
 CORE = (
     "distribution",
+    "hierarchy",
     "weights",
     "sampling",
     "losses",

@@ -23,7 +23,7 @@ from longtail.training.loop import train
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "longtail"
 MAX_LINES = 80
-CORE = {"distribution.py", "weights.py", "losses.py", "metrics.py", "sampling"}
+CORE = {"distribution.py", "hierarchy.py", "weights.py", "losses.py", "metrics.py", "sampling"}
 """Below the registry: these modules do not know the components' names (a string there, such as
 a class-balanced loss's ``base="focal"``, is a parameter of their own)."""
 

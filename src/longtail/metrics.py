@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from longtail.distribution import GROUPS, ClassDistribution
+from longtail.hierarchy import mistake_severity
 
 HEADLINE = (
     "accuracy",
@@ -78,6 +79,7 @@ class ClassificationReport:
     topk: dict[int, float] = field(default_factory=dict)
     ece: float | None = None
     groups: np.ndarray | None = None
+    tree: Any = None  # the class tree (ClassDistribution.tree_paths), when it has levels
 
     @property
     def support(self) -> np.ndarray:
@@ -138,6 +140,8 @@ class ClassificationReport:
             out[f"top{k}_accuracy"] = v
         if self.ece is not None:
             out["ece"] = self.ece
+        if self.tree is not None:
+            out.update(mistake_severity(self.confusion, self.tree))
         return out
 
     def per_class(self) -> list[dict[str, Any]]:
@@ -294,7 +298,10 @@ class MetricAccumulator:
             count, conf, correct = self._bins.cpu().numpy()
             nz = count > 0
             ece = float(np.sum(np.abs(correct[nz] - conf[nz])) / total)
-        return ClassificationReport(cm, tuple(names), topk, ece, groups)
+        tree = None
+        if distribution is not None and distribution.num_levels > 1:
+            tree = distribution.tree_paths()
+        return ClassificationReport(cm, tuple(names), topk, ece, groups, tree)
 
 
 def evaluate(
