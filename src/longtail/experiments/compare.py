@@ -31,7 +31,7 @@ from longtail.report.plots import (
     plot_recall_change,
 )
 from longtail.report.tables import print_table, rich_table, write_tables
-from longtail.strategies import Strategy, build_strategy, parse_strategy
+from longtail.strategies import Strategy, parse_strategy
 from longtail.training.loop import TrainConfig, TrainingDiverged, resolved_config
 from longtail.training.results import Comparison, RunResult
 
@@ -131,7 +131,7 @@ def list_runs(
     their option files written under ``out/commands`` (see
     :func:`~longtail.experiments.execute.train_commands`); nothing is trained."""
     out = Path(out)
-    plan = plan_comparison(data, _checked(data, strategies, seeds, base), seeds, base, out)
+    plan = plan_comparison(data, _checked(strategies, seeds), seeds, base, out)
     return train_commands(plan, data_options, out)
 
 
@@ -139,11 +139,9 @@ class RunsFailed(RuntimeError):
     """Some trainings of a comparison failed (the others finished and are kept)."""
 
 
-def _checked(
-    data: DataBundle, strategies: Sequence[str], seeds: Sequence[int], base: TrainConfig
-) -> list[Strategy]:
-    """The strategies parsed and built once, so that a typo or a bad parameter fails now, not
-    after hours of other runs."""
+def _checked(strategies: Sequence[str], seeds: Sequence[int]) -> list[Strategy]:
+    """The strategies parsed, distinct, and at least one seed (building each for the data is
+    :func:`~longtail.experiments.plan.plan_comparison`'s check)."""
     if not strategies:
         raise ValueError(
             "no strategies given; pass e.g. --strategies instance+ce,class_balanced+focal"
@@ -153,19 +151,6 @@ def _checked(
         raise ValueError(f"strategies must be distinct, got {list(strategies)}")
     if not seeds:
         raise ValueError("at least one seed is needed")
-    for strategy in parsed:
-        try:
-            build_strategy(
-                strategy,
-                data.train.targets,
-                data.distribution.counts,
-                seed=base.seed,
-                epochs=base.epochs,
-                batch_size=base.batch_size,
-                tree=data.distribution.tree_paths(),
-            )
-        except ValueError as err:
-            raise ValueError(f"strategy {strategy.label}: {err}") from None
     return parsed
 
 
@@ -178,7 +163,8 @@ def _run_compare(
     console: Console,
     execution: Execution,
 ) -> Comparison:
-    parsed = _checked(data, strategies, seeds, base)
+    parsed = _checked(strategies, seeds)
+    plan = plan_comparison(data, parsed, seeds, base, out)  # every strategy built: fails early
     dist = data.distribution
     plot_class_counts(
         dist,
@@ -186,7 +172,6 @@ def _run_compare(
         title=f"Training set: {dist.num_classes} classes, imbalance ratio {dist.imbalance_ratio:.0f}",
     )
     started = time.perf_counter()
-    plan = plan_comparison(data, parsed, seeds, base, out)
     progress = Progress(console, len(plan.trainings), execution.parallel)
     outcomes = execution.run(plan, data, progress.report)
     _check_failures(plan, outcomes)

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from longtail._io import strict_loads, write_json
+from longtail._io import write_json
 from longtail.data.bundle import DataBundle
 from longtail.data.index import available_cpus
 from longtail.experiments.plan import ComparisonPlan, Training
@@ -48,7 +48,7 @@ def finished(run_dir: Path, identity: dict[str, Any]) -> RunResult | None:
     if not path.exists():
         return None
     try:
-        result = RunResult.from_dict(strict_loads(path.read_text()))
+        result = RunResult.load(path)
     except ValueError:
         return None
     if result.identity != identity:

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from longtail.data.bundle import DataBundle
-from longtail.strategies import Strategy, build_strategy
+from longtail.strategies import Strategy
 from longtail.training.config import TrainConfig
 from longtail.training.identity import run_identity
-from longtail.training.trainer import first_stage_config, resolved_config
+from longtail.training.trainer import first_stage_config, resolved_config, strategy_for_run
 
 
 @dataclass(eq=False)
@@ -48,6 +48,7 @@ class ComparisonPlan:
 
     trainings: list[Training] = field(default_factory=list)
     results: dict[tuple[str, int], Training] = field(default_factory=dict)
+    _by_identity: dict[str, Training] = field(default_factory=dict, repr=False)
 
     @property
     def grid(self) -> int:
@@ -57,11 +58,10 @@ class ComparisonPlan:
     def add(self, training: Training) -> Training:
         """``training``, or the one already planned with its identity."""
         key = json.dumps(training.identity, sort_keys=True)
-        for known in self.trainings:
-            if json.dumps(known.identity, sort_keys=True) == key:
-                return known
-        self.trainings.append(training)
-        return training
+        if key not in self._by_identity:
+            self._by_identity[key] = training
+            self.trainings.append(training)
+        return self._by_identity[key]
 
 
 def _folder(out: Path, strategy: Strategy | str, seed: int, settings: dict[str, Any]) -> Path:
@@ -78,19 +78,15 @@ def plan_comparison(
     base: TrainConfig,
     out: Path,
 ) -> ComparisonPlan:
-    """The trainings of every strategy with every seed, first stages shared."""
+    """The trainings of every strategy with every seed, first stages shared; a strategy that
+    cannot be built for this data (a bad parameter) fails now, not after hours of other runs."""
     plan = ComparisonPlan()
     fingerprint = data.fingerprint()
     for strategy in strategies:
-        built = build_strategy(
-            strategy,
-            data.train.targets,
-            data.distribution.counts,
-            seed=base.seed,
-            epochs=base.epochs,
-            batch_size=base.batch_size,
-            tree=data.distribution.tree_paths(),
-        )
+        try:
+            built = strategy_for_run(strategy, base, data)
+        except ValueError as err:
+            raise ValueError(f"strategy {strategy.label}: {err}") from None
         for seed in seeds:
             config = resolved_config(replace(base, strategy=strategy.label, seed=seed), data)
             identity = run_identity(config, fingerprint)

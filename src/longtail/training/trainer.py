@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from longtail.data.bundle import DataBundle
 from longtail.data.loading import device_view, keyed_batches, loader_kwargs, resolve_augmentation
 from longtail.metrics import ClassificationReport
-from longtail.strategies import BuiltStrategy, build_strategy, parse_strategy
+from longtail.strategies import BuiltStrategy, Strategy, build_strategy, parse_strategy
 from longtail.strategies.registry import ClassifierHead
 from longtail.strategies.stages import Stage, StageContext
 from longtail.training.checkpoint import load
@@ -74,6 +74,21 @@ def classifier_head(
             f"give {param} yourself, e.g. {loss}[{param}=1]"
         )
     return "linear", 1.0
+
+
+def strategy_for_run(strategy: Strategy, config: TrainConfig, data: DataBundle) -> BuiltStrategy:
+    """``strategy`` built for a run of ``config`` on ``data`` (its targets, class counts and
+    class tree)."""
+    dist = data.distribution
+    return build_strategy(
+        strategy,
+        data.train.targets,
+        dist.counts,
+        seed=config.seed,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        tree=dist.tree_paths(),
+    )
 
 
 def first_stage_config(config: TrainConfig, built: BuiltStrategy) -> TrainConfig:
@@ -135,18 +150,11 @@ class Trainer:
         self.config = config = resolved_config(config, data)
         self.data, self.on_epoch_end = data, on_epoch_end
         self.strategy = parse_strategy(config.strategy)
-        identity = run_identity(config, data.fingerprint())
+        self.fingerprint = data.fingerprint()
+        identity = run_identity(config, self.fingerprint)
         self.recorder = RunRecorder(out, identity, asdict(config), self.rank == 0, self.world)
         self.recorder.check_folder()
-        self.built = build_strategy(
-            self.strategy,
-            data.train.targets,
-            data.distribution.counts,
-            seed=config.seed,
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            tree=data.distribution.tree_paths(),
-        )
+        self.built = strategy_for_run(self.strategy, config, data)
         self.model = self._build_model()
         self.ctx = self._stage_context()
         self.recorder.start()  # everything is built and checked: the folder now holds this run
@@ -221,7 +229,7 @@ class Trainer:
         if len(self.built.stages) < 2:
             raise ValueError(f"{self.strategy.label} has no second stage to follow {folder}")
         first = first_stage_config(self.config, self.built)
-        expected = run_identity(first, self.data.fingerprint())
+        expected = run_identity(first, self.fingerprint)
         result = RunResult.load(folder / "metrics.json")
         if result.identity != expected or result.diverged is not None or result.test is None:
             diff = "; ".join(differences(result.identity, expected)[:3]) or "it did not finish"
@@ -519,4 +527,5 @@ __all__ = [
     "classifier_head",
     "first_stage_config",
     "resolved_config",
+    "strategy_for_run",
 ]
