@@ -52,3 +52,85 @@ def test_an_evaluation_on_a_tree_reports_the_severity_and_a_flat_one_does_not():
     assert summary["mistake_severity"] == 13 / 8 and summary["mistakes_within_parent"] == 3 / 8
     flat = ClassDistribution.from_counts([10, 10, 10, 10])
     assert "mistake_severity" not in acc.compute(flat).summary()
+
+
+# a three-level tree with unequal depth: a, b under X/p; c under X/q; d under Y (d stands for
+# itself at level 2)
+THREE = ClassDistribution.from_counts(
+    [40, 20, 10, 5], ["a", "b", "c", "d"], [("X", "p"), ("X", "p"), ("X", "q"), ("Y",)]
+)
+LEAF_CONFUSION = np.array(  # rows: true a, b, c, d; columns: predicted
+    [
+        [3, 1, 1, 0],
+        [0, 2, 0, 1],
+        [1, 0, 4, 0],
+        [0, 0, 2, 5],
+    ]
+)
+
+
+def _as_predictions(confusion: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    k = len(confusion)
+    pairs = [(i, j) for i in range(k) for j in range(k) for _ in range(confusion[i, j])]
+    y, pred = zip(*pairs, strict=True)
+    return torch.tensor(pred), torch.tensor(y)
+
+
+def test_level_reports_equal_the_hand_rolled_confusion_matrices():
+    acc = MetricAccumulator.for_distribution(THREE)
+    pred, y = _as_predictions(LEAF_CONFUSION)
+    acc.update(pred[:9], y[:9])  # in two batches
+    acc.update(pred[9:], y[9:])
+    report = acc.compute(THREE)
+    assert sorted(report.levels) == [1, 2]
+    level2, level1 = report.levels[2], report.levels[1]
+    # level 2 nodes p (a, b), q (c), d; level 1 nodes X (a, b, c), Y (d), by hand:
+    assert level2.class_names == ("p", "q", "d")
+    np.testing.assert_array_equal(level2.confusion, [[6, 1, 1], [1, 4, 0], [0, 2, 5]])
+    np.testing.assert_array_equal(level1.confusion, [[12, 1], [2, 5]])
+    s1 = level1.summary()
+    assert s1["accuracy"] == 17 / 20
+    assert s1["balanced_accuracy"] == (12 / 13 + 5 / 7) / 2
+    # groups are taken at the level: X (70 training images) is head, Y (5) is tail
+    assert list(level1.groups) == list(THREE.at_level(1).groups) == ["head", "tail"]
+    assert s1["head_recall"] == 12 / 13 and s1["tail_recall"] == 5 / 7
+    # severity at every level: leaves 1 + 2 + 3 + 2 + 2 x 3 = 14 over 6 mistakes, one a sibling;
+    # level 2: p->q 1, p->d 2, q->p 1, d->q 2 x 2 = 8 over 5 mistakes, two inside X
+    assert report.summary()["mistake_severity"] == 14 / 6
+    assert report.summary()["mistakes_within_parent"] == 1 / 6
+    assert level2.summary()["mistake_severity"] == 8 / 5
+    assert level2.summary()["mistakes_within_parent"] == 2 / 5
+    assert "mistake_severity" not in s1  # the top level has no tree above it
+    assert report.to_dict()["levels"]["1"]["summary"]["tail_recall"] == 5 / 7
+
+
+def test_logits_are_rolled_up_as_summed_probabilities_not_as_the_argmax():
+    # a1 and a2 under A, b1 alone under B: 0.3 + 0.3 for A beats 0.4 for b1
+    tree = ClassDistribution.from_counts([5, 5, 5], ["a1", "a2", "b1"], [("A",), ("A",), ("B",)])
+    probs = torch.tensor([[0.3, 0.3, 0.4], [0.1, 0.1, 0.8]])
+    acc = MetricAccumulator.for_distribution(tree, topk=(1,))
+    acc.update(probs.log(), torch.tensor([0, 2]))
+    report = acc.compute(tree)
+    assert report.accuracy == 0.5  # the first image's leaf prediction b1 is wrong
+    top = report.levels[1]
+    np.testing.assert_array_equal(top.confusion, [[1, 0], [0, 1]])  # A wins for it
+    # top-level confidences 0.6 (right) and 0.8 (right): ECE = (0.4 + 0.2) / 2
+    assert abs(top.ece - 0.3) < 1e-6
+    assert top.topk == {1: 1.0}
+
+
+def test_level_statistics_sum_over_ranks_like_the_leaf_ones():
+    logits = torch.randn(40, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(40) % 4
+    whole = MetricAccumulator.for_distribution(THREE)
+    whole.update(logits, y)
+    halves = [MetricAccumulator.for_distribution(THREE) for _ in range(2)]
+    halves[0].update(logits[:15], y[:15])
+    halves[1].update(logits[15:], y[15:])
+    merged = MetricAccumulator.for_distribution(THREE)
+    merged.load_state(halves[0].state() + halves[1].state())
+    a, b = whole.compute(THREE), merged.compute(THREE)
+    for level in (1, 2):
+        np.testing.assert_array_equal(a.levels[level].confusion, b.levels[level].confusion)
+        assert abs(a.levels[level].ece - b.levels[level].ece) < 1e-6  # float32 sums
+    assert a.to_dict()["levels"].keys() == {"1", "2"}

@@ -97,7 +97,9 @@ def test_compare_runs_and_tables():
     assert c["metrics"]["balanced_accuracy"]["ce"]["std"] == pytest.approx(0.01)
     md = markdown_table(Comparison.from_table(c))
     assert "| tail recall | 41.0 ± 1.0 | 65.0 ± 5.0 (+24.0) |" in md
-    assert "tail_recall,focal,0.650000,0.050000,2,24.000" in csv_table(Comparison.from_table(c))
+    assert "leaf,tail_recall,focal,0.650000,0.050000,2,24.000" in csv_table(
+        Comparison.from_table(c)
+    )
     with pytest.raises(ValueError, match="baseline"):
         compare_runs(runs, baseline="ldam")
 

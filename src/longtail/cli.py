@@ -170,8 +170,9 @@ def _report_bad_images(data: DataBundle, out: Path) -> None:
 def _train(args: argparse.Namespace) -> int:
     import torch
 
+    from longtail.experiments.compare import level_comparisons
     from longtail.metrics import compare_runs
-    from longtail.report.tables import print_table, rich_table
+    from longtail.report.tables import level_title, print_table, rich_table
     from longtail.strategies import parse_strategy
     from longtail.training.loop import train
     from longtail.training.results import Comparison
@@ -185,8 +186,13 @@ def _train(args: argparse.Namespace) -> int:
         torch.set_num_threads(training_threads())  # as compare's trainings: the same numbers
         result = train(config, data, out, resume=args.resume, first_stage=args.first_stage)
     if result.test is not None:
-        table = Comparison.from_table(compare_runs({args.strategy: [result.test.summary]}))
+        table = Comparison.from_table(
+            compare_runs({args.strategy: [result.test.summary]}),
+            levels=level_comparisons({args.strategy: [result.test]}, data.distribution),
+        )
         print_table(console, rich_table(table, title=f"{args.strategy} on {data.name} (test)"))
+        for level in table.levels:
+            print_table(console, rich_table(table.at_level(level), title=level_title(level)))
     _report_bad_images(data, out)
     console.print(
         f"Run written to [bold]{escape(str(out))}[/bold] (log.csv, checkpoint.pt, metrics.json)"

@@ -13,6 +13,12 @@ Conventions (those of scikit-learn with ``zero_division=0``):
 - macro F1 is the mean F1 over classes present in the targets or the predictions
   (``f1_score(average="macro")`` with its default labels);
 - a group's mean recall / F1 is taken over the group's classes present in the targets.
+
+Given the class tree (``tree=``, as :meth:`ClassDistribution.tree_paths` gives it), the
+accumulator also judges the model at every coarser level: logits are turned into probabilities
+and rolled up (a parent's probability is the sum of its children's), predictions given as classes
+are rolled up to their ancestors, and each level gets the same report, with its groups taken at
+that level (:attr:`ClassificationReport.levels`).
 """
 
 from __future__ import annotations
@@ -26,8 +32,48 @@ import torch
 from torch import Tensor
 
 from longtail.distribution import GROUPS, ClassDistribution
-from longtail.hierarchy import mistake_severity
+from longtail.hierarchy import ancestors, mistake_severity, roll_up_probabilities
 
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How a headline number reads: its label, a short column name, whether it is a share
+    (shown in percent, changes in percentage points) or a quantity in its own unit (changes in
+    that unit), and which way is better."""
+
+    name: str
+    label: str
+    short: str
+    share: bool = True
+    higher_is_better: bool = True
+
+    def change(self, value: float, baseline: float) -> float:
+        """``value - baseline`` in points for a share, in the metric's unit otherwise."""
+        return (100.0 if self.share else 1.0) * (value - baseline)
+
+
+METRICS = {
+    m.name: m
+    for m in (
+        MetricInfo("accuracy", "overall accuracy", "acc"),
+        MetricInfo("balanced_accuracy", "balanced accuracy", "bal acc"),
+        MetricInfo("macro_f1", "macro F1", "macro F1"),
+        MetricInfo("head_f1", "head F1", "head F1"),
+        MetricInfo("medium_f1", "medium F1", "med F1"),
+        MetricInfo("tail_f1", "tail F1", "tail F1"),
+        MetricInfo("head_recall", "head recall", "head R"),
+        MetricInfo("medium_recall", "medium recall", "med R"),
+        MetricInfo("tail_recall", "tail recall", "tail R"),
+        MetricInfo(
+            "mistake_severity", "mistake severity (mean LCA height)", "severity", False, False
+        ),
+        MetricInfo("mistakes_within_parent", "mistakes inside the true parent", "in parent"),
+        MetricInfo("top5_accuracy", "top-5 accuracy", "top-5"),
+        MetricInfo("ece", "calibration error (ECE)", "ECE", higher_is_better=False),
+    )
+}
+
+# what a comparison reports, in this order (the last two on data with a class tree)
 HEADLINE = (
     "accuracy",
     "balanced_accuracy",
@@ -38,7 +84,14 @@ HEADLINE = (
     "head_recall",
     "medium_recall",
     "tail_recall",
+    "mistake_severity",
+    "mistakes_within_parent",
 )
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The record of ``name`` (a share, named as itself, when longtail has none for it)."""
+    return METRICS.get(name) or MetricInfo(name, name, name)
 
 
 def confusion_matrix(predictions: Any, targets: Any, num_classes: int) -> np.ndarray:
@@ -80,6 +133,7 @@ class ClassificationReport:
     ece: float | None = None
     groups: np.ndarray | None = None
     tree: Any = None  # the class tree (ClassDistribution.tree_paths), when it has levels
+    levels: dict[int, ClassificationReport] = field(default_factory=dict)  # coarser levels
 
     @property
     def support(self) -> np.ndarray:
@@ -161,11 +215,16 @@ class ClassificationReport:
         return rows
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """summary, per_class, confusion and, with a tree, ``levels`` (each coarser level's
+        report in the same form, keyed by level number: "1" = the top)."""
+        out: dict[str, Any] = {
             "summary": self.summary(),
             "per_class": self.per_class(),
             "confusion": self.confusion.tolist(),
         }
+        if self.levels:
+            out["levels"] = {str(n): r.to_dict() for n, r in self.levels.items()}
+        return out
 
 
 class MetricAccumulator:
@@ -176,19 +235,42 @@ class MetricAccumulator:
     equal-width confidence bins: ECE = sum_b (n_b / N) |acc_b - conf_b| (Guo et al., ICML 2017).
     """
 
-    def __init__(self, num_classes: int, topk: Sequence[int] = (1, 5), ece_bins: int = 15) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        topk: Sequence[int] = (1, 5),
+        ece_bins: int = 15,
+        tree: Sequence[Sequence[Any]] | None = None,
+    ) -> None:
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes
         self.topk = tuple(k for k in topk if k <= num_classes)
         self.ece_bins = ece_bins
+        self._ancestors: dict[int, Tensor] = {}
+        self._levels: dict[int, MetricAccumulator] = {}
+        for level, keys in enumerate((tree or [])[:-1], start=1):
+            if len(keys) != num_classes:
+                raise ValueError(f"tree level {level} has {len(keys)} entries for {num_classes}")
+            node, nodes = ancestors(keys)
+            self._ancestors[level] = torch.from_numpy(node)
+            self._levels[level] = MetricAccumulator(nodes, topk, ece_bins)
         self.reset()
+
+    @classmethod
+    def for_distribution(cls, distribution: ClassDistribution, **kwargs: Any) -> MetricAccumulator:
+        """An accumulator for ``distribution``'s classes that also judges every coarser level of
+        its tree (when it has one)."""
+        tree = distribution.tree_paths() if distribution.num_levels > 1 else None
+        return cls(distribution.num_classes, tree=tree, **kwargs)
 
     def reset(self) -> None:
         self._confusion: Tensor | None = None
         self._topk_hits: dict[int, Tensor] = {}
         self._bins: Tensor | None = None  # [3, bins]: count, sum confidence, sum correct
         self._seen_logits = False
+        for level in self._levels.values():
+            level.reset()
 
     @torch.no_grad()
     def update(self, outputs: Tensor, targets: Tensor) -> None:
@@ -214,6 +296,20 @@ class MetricAccumulator:
         _check_range(preds, targets, k)
         cm = torch.bincount(targets * k + preds, minlength=k * k).reshape(k, k)
         self._confusion = cm if self._confusion is None else self._confusion + cm
+        self._update_levels(outputs, preds, targets)
+
+    def _update_levels(self, outputs: Tensor, preds: Tensor, targets: Tensor) -> None:
+        """Each coarser level sees the batch rolled up: the log of its nodes' summed
+        probabilities for logits (so its argmax, top-k and confidence are those of the rolled-up
+        probabilities), the ancestors of the predicted classes otherwise."""
+        probs = outputs.float().softmax(1) if outputs.ndim == 2 else None
+        for level, acc in self._levels.items():
+            up = self._ancestors[level].to(targets.device)
+            if probs is None:
+                acc.update(up[preds], up[targets])
+                continue
+            rolled = roll_up_probabilities(probs, up, acc.num_classes)
+            acc.update(rolled.clamp_min(torch.finfo(rolled.dtype).tiny).log(), up[targets])
 
     def _update_logits(self, logits: Tensor, preds: Tensor, targets: Tensor) -> None:
         self._seen_logits = True
@@ -258,7 +354,11 @@ class MetricAccumulator:
             else torch.zeros(3 * self.ece_bins, dtype=torch.float64, device=dev)
         )
         parts.append(torch.tensor([float(self._seen_logits)], dtype=torch.float64, device=dev))
+        parts += [level.state().to(dev) for level in self._levels.values()]
         return torch.cat(parts)
+
+    def _own_state_size(self) -> int:
+        return self.num_classes**2 + len(self.topk) + 3 * self.ece_bins + 1
 
     def load_state(self, flat: Tensor) -> None:
         """Inverse of :meth:`state` (after summing it over ranks)."""
@@ -268,7 +368,12 @@ class MetricAccumulator:
         hits = flat[k * k : k * k + nt]
         self._topk_hits = {t: hits[i].round().long() for i, t in enumerate(self.topk)}
         self._bins = flat[k * k + nt : k * k + nt + 3 * nb].reshape(3, nb)
-        self._seen_logits = bool(flat[-1] > 0)
+        start = self._own_state_size()
+        self._seen_logits = bool(flat[start - 1] > 0)
+        for level in self._levels.values():
+            size = level._own_state_size()
+            level.load_state(flat[start : start + size])
+            start += size
 
     def compute(
         self,
@@ -301,14 +406,21 @@ class MetricAccumulator:
         tree = None
         if distribution is not None and distribution.num_levels > 1:
             tree = distribution.tree_paths()
-        return ClassificationReport(cm, tuple(names), topk, ece, groups, tree)
+        levels = {
+            level: acc.compute(distribution.at_level(level) if distribution is not None else None)
+            for level, acc in self._levels.items()
+        }
+        return ClassificationReport(cm, tuple(names), topk, ece, groups, tree, levels)
 
 
 def evaluate(
     outputs: Any, targets: Any, num_classes: int, distribution: ClassDistribution | None = None
 ) -> ClassificationReport:
     """One-shot evaluation of logits [N, K] or predictions [N]."""
-    acc = MetricAccumulator(num_classes)
+    if distribution is not None and distribution.num_classes == num_classes:
+        acc = MetricAccumulator.for_distribution(distribution)
+    else:
+        acc = MetricAccumulator(num_classes)
     acc.update(torch.as_tensor(outputs), torch.as_tensor(targets))
     return acc.compute(distribution)
 
@@ -319,7 +431,9 @@ def compare_runs(
     baseline: str | None = None,
 ) -> dict[str, Any]:
     """Comparison of strategies: for each metric and strategy, mean and std over seeds, and the change
-    of the mean against ``baseline`` (default: the first strategy) in percentage points.
+    of the mean against ``baseline`` (default: the first strategy): in percentage points for a
+    share, in the metric's own unit otherwise (:class:`MetricInfo`). A metric that no summary
+    holds (mistake severity on flat classes) is left out.
 
     ``runs[strategy]`` is a list of summaries (one per seed) as given by
     :meth:`ClassificationReport.summary`.
@@ -345,13 +459,18 @@ def compare_runs(
             }
         if baseline in row:
             for s in row:
-                row[s]["delta_points"] = 100.0 * (row[s]["mean"] - row[baseline]["mean"])
-        table[m] = row
+                change = metric_info(m).change(row[s]["mean"], row[baseline]["mean"])
+                row[s]["delta_points"] = change
+        if row:
+            table[m] = row
     return {"baseline": baseline, "strategies": names, "metrics": table}
 
 
 __all__ = [
     "HEADLINE",
+    "METRICS",
+    "MetricInfo",
+    "metric_info",
     "ClassificationReport",
     "MetricAccumulator",
     "compare_runs",

@@ -45,7 +45,8 @@ class DataBundle:
     _announced: set[str] = field(default_factory=set, repr=False)
 
     def fingerprint(self) -> dict[str, Any]:
-        """What defines the data a model sees: the source and its settings, the class names, the
+        """What defines the data a model sees: the source and its settings, the class names (and
+        the class tree, where there is one: a tree-aware sampler or loss depends on it), the
         class counts of every split, and a digest of each split's labels in order and, for
         folder data, its files (so that moving an image to another class changes it)."""
         counts = {
@@ -61,6 +62,7 @@ class DataBundle:
             "in_channels": self.in_channels,
             "image_size": self.image_size,
             "classes": list(self.distribution.class_names),
+            **({"tree": [list(p) for p in tree]} if (tree := self.distribution.hierarchy) else {}),
             "counts": counts,
             "content": {
                 part: split_digest(ds)
@@ -97,11 +99,13 @@ def split_digest(dataset: Dataset) -> str:
 
 def embedded_bundle() -> DataBundle:
     """The embedded Fashion-MNIST-LT: long-tailed train, balanced val and test, normalised with
-    the training images' mean and std."""
+    the training images' mean and std; its distribution carries the two-level class tree."""
     tr, va, te = (load_fashion_mnist_lt(s) for s in ("train", "val", "test"))
     train = ArrayDataset(tr.images, tr.labels)
     mean, std = train.mean.tolist(), train.std.tolist()
-    dist = ClassDistribution.from_labels(tr.labels, class_names=tr.class_names)
+    dist = ClassDistribution.from_labels(
+        tr.labels, class_names=tr.class_names, hierarchy=tr.hierarchy
+    )
     return DataBundle(
         train,
         ArrayDataset(va.images, va.labels, mean, std),

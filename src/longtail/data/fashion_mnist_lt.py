@@ -10,6 +10,10 @@ Built from the original Fashion-MNIST files (Xiao, Rasul and Vollgraf, 2017) wit
   keeps 100 unseen images for validation;
 - test: the official balanced test set (10,000 images).
 
+The classes carry their natural two-level tree (``HIERARCHY``): tops (T-shirt/top, Pullover,
+Coat, Shirt), bottoms (Trouser), footwear (Sandal, Sneaker, Ankle boot); Dress and Bag stand for
+themselves at the top, so the top level has five nodes.
+
 ``scripts/build_fashion_mnist_lt.py`` rebuilds the shipped file from the originals and checks it is
 identical.
 """
@@ -38,6 +42,19 @@ CLASS_NAMES = (
     "Bag",
     "Ankle boot",
 )
+# each class's ancestors from the top (none for a class that is its own top-level node)
+HIERARCHY: tuple[tuple[str, ...], ...] = (
+    ("tops",),
+    ("bottoms",),
+    ("tops",),
+    (),
+    ("tops",),
+    ("footwear",),
+    ("tops",),
+    ("footwear",),
+    (),
+    ("footwear",),
+)
 SPLITS = ("train", "val", "test")
 FILE_NAME = "fashion_mnist_lt.npz"
 N_MAX = 5900
@@ -53,6 +70,7 @@ class ArraySplit:
     images: np.ndarray
     labels: np.ndarray
     class_names: tuple[str, ...] = CLASS_NAMES
+    hierarchy: tuple[tuple[str, ...], ...] = HIERARCHY
 
 
 def load_fashion_mnist_lt(split: str = "train") -> ArraySplit:
@@ -118,6 +136,7 @@ def build_fashion_mnist_lt(source: str | Path) -> dict[str, np.ndarray]:
 __all__ = [
     "CLASS_NAMES",
     "FILE_NAME",
+    "HIERARCHY",
     "IMBALANCE_RATIO",
     "N_MAX",
     "SEED",

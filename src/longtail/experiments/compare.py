@@ -15,6 +15,7 @@ from rich.markup import escape
 from longtail._io import write_text
 from longtail._lock import folder_lock
 from longtail.data.bundle import DataBundle
+from longtail.distribution import ClassDistribution
 from longtail.experiments.execute import (
     Outcome,
     run_in_process,
@@ -30,10 +31,10 @@ from longtail.report.plots import (
     plot_per_class_recall,
     plot_recall_change,
 )
-from longtail.report.tables import print_table, rich_table, write_tables
+from longtail.report.tables import level_title, print_table, rich_table, write_tables
 from longtail.strategies import Strategy, parse_strategy
 from longtail.training.loop import TrainConfig, TrainingDiverged, resolved_config
-from longtail.training.results import Comparison, RunResult
+from longtail.training.results import Comparison, LevelComparison, RunResult, TestResult
 
 
 @dataclass
@@ -178,13 +179,10 @@ def _run_compare(
     collected = _collect(plan, parsed, seeds, outcomes)
     comparison = _comparison(collected, parsed, seeds, base, data, time.perf_counter() - started)
     _write_outputs(comparison, collected, dist, out)
-    print_table(
-        console,
-        rich_table(
-            comparison,
-            title=f"{data.name}: {len(parsed)} strategies x {len(seeds)} seeds, {base.epochs} epochs, model {base.model}",
-        ),
-    )
+    title = f"{data.name}: {len(parsed)} strategies x {len(seeds)} seeds, {base.epochs} epochs, model {base.model}"
+    print_table(console, rich_table(comparison, title=title))
+    for level in comparison.levels:
+        print_table(console, rich_table(comparison.at_level(level), title=level_title(level)))
     console.print(
         f"Report written to [bold]{escape(str(out))}/report.md[/bold] ({comparison.seconds:.0f}s)"
     )
@@ -310,7 +308,24 @@ def _comparison(
         trainings=collected.trainings,
         reused=collected.reused,
         grid=collected.grid,
+        levels=level_comparisons(
+            {n: [r.test for r in collected.runs[n]] for n in converged}, data.distribution
+        ),
     )
+
+
+def level_comparisons(
+    tests: dict[str, list[TestResult]], dist: ClassDistribution
+) -> list[LevelComparison]:
+    """The strategies' test results (``tests[strategy]``, one per seed) compared at each coarser
+    level of ``dist``'s class tree, top first."""
+    out = []
+    for level in range(1, dist.num_levels):
+        summaries = {n: [t.levels[str(level)].summary for t in runs] for n, runs in tests.items()}
+        table = compare_runs(summaries, metrics=HEADLINE)
+        classes = list(dist.at_level(level).class_names)
+        out.append(LevelComparison(level, classes, Comparison.from_dict(table).metrics))
+    return out
 
 
 def _write_outputs(comparison: Comparison, collected: Collected, dist: Any, out: Path) -> None:
@@ -339,6 +354,7 @@ def _write_outputs(comparison: Comparison, collected: Collected, dist: Any, out:
 
 __all__ = [
     "RunsFailed",
+    "level_comparisons",
     "list_runs",
     "Collected",
     "run_compare",

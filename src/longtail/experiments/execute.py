@@ -41,9 +41,11 @@ Report = Callable[[Training, Outcome], None]
 """Called as each training ends (in the order they end)."""
 
 
-def finished(run_dir: Path, identity: dict[str, Any]) -> RunResult | None:
+def finished(run_dir: Path, identity: dict[str, Any], levels: int = 1) -> RunResult | None:
     """A finished (or diverged) run's result when its identity is the one asked for, so compare
-    resumes; a run of another identity is left for :func:`train` to refuse."""
+    resumes; a run of another identity is left for :func:`train` to refuse, and a run tested
+    without the coarser levels of a ``levels``-level class tree (by an older longtail) is tested
+    again from its checkpoint."""
     path = run_dir / "metrics.json"
     if not path.exists():
         return None
@@ -53,13 +55,15 @@ def finished(run_dir: Path, identity: dict[str, Any]) -> RunResult | None:
         return None
     if result.identity != identity:
         return None
+    if result.test is not None and len(result.test.levels) < levels - 1:
+        return None
     return result if result.test is not None or result.diverged is not None else None
 
 
 def run_training(training: Training, data: DataBundle, first: RunResult | None) -> Outcome:
     """Run ``training`` (or take its finished run); ``first`` is its first stage's result."""
     t0 = time.perf_counter()
-    result = finished(training.run_dir, training.identity)
+    result = finished(training.run_dir, training.identity, data.distribution.num_levels)
     if result is not None:
         return Outcome(result, True, time.perf_counter() - t0)
     config = asdict(training.config)

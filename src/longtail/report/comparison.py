@@ -7,7 +7,7 @@ import numpy as np
 
 from longtail._io import markdown_cell
 from longtail.distribution import ClassDistribution
-from longtail.report.tables import markdown_table
+from longtail.report.tables import level_title, markdown_table
 from longtail.training.results import Comparison
 
 
@@ -27,6 +27,7 @@ def comparison_markdown(
         _results_note(comparison),
         "",
         markdown_table(comparison),
+        *_level_tables(comparison),
         "## Reading the table",
         "",
         *_reading(comparison, best),
@@ -113,7 +114,39 @@ def _reading(comparison: Comparison, best: str | None) -> list[str]:
         f"- Best tail recall: **{best_tail}** ({tail:.1f}%, {tail_delta:+.1f} points); its head "
         f"recall changed by {head_delta:+.1f} points."
     )
+    return lines + _severity(comparison)
+
+
+def _level_tables(comparison: Comparison) -> list[str]:
+    """A table per coarser level of the class tree: the same runs, judged there."""
+    lines = []
+    for level in comparison.levels:
+        members = ", ".join(markdown_cell(c) for c in level.classes)
+        lines += [
+            f"### {level_title(level)}",
+            "",
+            f"Classes at level {level.level}: {members}. Each image counts as right when the "
+            "tree node holding the most of the model's probability is its class's ancestor.",
+            "",
+            markdown_table(comparison.at_level(level)),
+        ]
     return lines
+
+
+def _severity(comparison: Comparison) -> list[str]:
+    """The strategy whose mistakes stay closest to the truth in the tree."""
+    stats = comparison.metrics.get("mistake_severity", {})
+    finite = {n: s.mean for n, s in stats.items() if np.isfinite(s.mean)}
+    if not finite:
+        return []
+    best = min(finite, key=finite.__getitem__)
+    base = finite.get(comparison.baseline, float("nan"))
+    inside = comparison.metrics["mistakes_within_parent"][best].mean
+    return [
+        f"- Mildest mistakes: **{best}** (mean LCA height {finite[best]:.2f} against "
+        f"{base:.2f} for {comparison.baseline}; {100 * inside:.1f}% of its mistakes stay inside "
+        "the true parent)."
+    ]
 
 
 def _figures(comparison: Comparison) -> list[str]:

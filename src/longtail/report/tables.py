@@ -16,34 +16,33 @@ from rich.markup import escape
 from rich.table import Table
 
 from longtail._io import write_text
-from longtail.training.results import Comparison, Stat
-
-LABELS = {
-    "accuracy": "overall accuracy",
-    "balanced_accuracy": "balanced accuracy",
-    "macro_f1": "macro F1",
-    "head_f1": "head F1",
-    "medium_f1": "medium F1",
-    "tail_f1": "tail F1",
-    "head_recall": "head recall",
-    "medium_recall": "medium recall",
-    "tail_recall": "tail recall",
-    "top5_accuracy": "top-5 accuracy",
-    "ece": "calibration error (ECE)",
-}
+from longtail.metrics import MetricInfo, metric_info
+from longtail.training.results import Comparison, LevelComparison, Stat
 
 
-def _cell(entry: Stat | None, baseline: bool, diverged: bool = False) -> str:
+def _number(value: float, info: MetricInfo) -> str:
+    return f"{100 * value:.1f}" if info.share else f"{value:.2f}"
+
+
+def _change(value: float, info: MetricInfo) -> str:
+    return f"{value:+.1f}" if info.share else f"{value:+.2f}"
+
+
+def _cell(entry: Stat | None, info: MetricInfo, baseline: bool, diverged: bool = False) -> str:
     if diverged:
         return "diverged"
     if entry is None or math.isnan(entry.mean):
         return "-"
-    text = f"{100 * entry.mean:.1f}"
+    text = _number(entry.mean, info)
     if entry.n > 1:
-        text += f" ± {100 * entry.std:.1f}"
+        text += f" ± {_number(entry.std, info)}"
     if not baseline and entry.delta_points is not None:
-        text += f" ({entry.delta_points:+.1f})"
+        text += f" ({_change(entry.delta_points, info)})"
     return text
+
+
+def _label(info: MetricInfo) -> str:
+    return info.label if info.share else f"{info.label}, not in %"
 
 
 def _rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
@@ -51,24 +50,12 @@ def _rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     header = ["metric (%)"] + [f"{n} (baseline)" if n == baseline else n for n in names]
     rows = []
     for metric, row in comparison.metrics.items():
+        info = metric_info(metric)
         rows.append(
-            [LABELS.get(metric, metric)]
-            + [_cell(row.get(n), n == baseline, n in comparison.diverged) for n in names]
+            [_label(info)]
+            + [_cell(row.get(n), info, n == baseline, n in comparison.diverged) for n in names]
         )
     return header, rows
-
-
-SHORT = {
-    "accuracy": "acc",
-    "balanced_accuracy": "bal acc",
-    "macro_f1": "macro F1",
-    "head_f1": "head F1",
-    "medium_f1": "med F1",
-    "tail_f1": "tail F1",
-    "head_recall": "head R",
-    "medium_recall": "med R",
-    "tail_recall": "tail R",
-}
 
 
 def rich_table(comparison: Comparison, title: str = "Strategies compared") -> Table:
@@ -81,23 +68,27 @@ def rich_table(comparison: Comparison, title: str = "Strategies compared") -> Ta
     )
     table.add_column("strategy", overflow="fold", min_width=18)
     for m in metrics:
-        table.add_column(SHORT.get(m, m), justify="right")
+        table.add_column(metric_info(m).short, justify="right")
     for n in names:
-        cells = [_rich_cell(comparison.metrics[m].get(n), n, comparison) for m in metrics]
+        cells = [
+            _rich_cell(comparison.metrics[m].get(n), metric_info(m), n, comparison) for m in metrics
+        ]
         table.add_row(escape(n) + (" (baseline)" if n == baseline else ""), *cells)
     return table
 
 
-def _rich_cell(e: Stat | None, name: str, comparison: Comparison) -> str:
+def _rich_cell(e: Stat | None, info: MetricInfo, name: str, comparison: Comparison) -> str:
     if name in comparison.diverged:
         return "[red]diverged[/red]"
     if e is None or math.isnan(e.mean):
         return "-"
-    text = f"{100 * e.mean:.1f}"
+    text = _number(e.mean, info)
     if name != comparison.baseline:
         d = e.delta_points or 0.0
-        colour = "green" if d > 0.05 else "red" if d < -0.05 else "dim"
-        text += f"\n[{colour}]{d:+.1f}[/{colour}]"
+        better = d if info.higher_is_better else -d
+        shown = 0.05 if info.share else 0.005  # half the last digit shown
+        colour = "green" if better > shown else "red" if better < -shown else "dim"
+        text += f"\n[{colour}]{_change(d, info)}[/{colour}]"
     return text
 
 
@@ -117,15 +108,39 @@ def markdown_table(comparison: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
+def level_title(level: LevelComparison) -> str:
+    """What a table of ``level`` shows, in a line."""
+    return (
+        f"At level {level.level} of the class tree ({len(level.classes)} classes), the leaf "
+        "model's predictions rolled up"
+    )
+
+
+def markdown_tables(comparison: Comparison) -> str:
+    """The comparison's table, then one per coarser level of the class tree (top first)."""
+    parts = [markdown_table(comparison)]
+    for level in comparison.levels:
+        parts += ["", f"{level_title(level)}:", "", markdown_table(comparison.at_level(level))]
+    return "\n".join(parts)
+
+
 def csv_table(comparison: Comparison) -> str:
-    """Long format: metric, strategy, mean, std, n, delta_points (fractions, not percent)."""
+    """Long format: level, metric, strategy, mean, std, n, delta_points (means as fractions, not
+    percent; the change in points for a share, in the metric's unit otherwise). ``level`` is
+    the tree level of the row, "leaf" for the classes trained on."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["metric", "strategy", "mean", "std", "n", "delta_points"])
-    for metric, row in comparison.metrics.items():
-        for name, e in row.items():
-            delta = 0.0 if e.delta_points is None else e.delta_points
-            w.writerow([metric, name, f"{e.mean:.6f}", f"{e.std:.6f}", e.n, f"{delta:.3f}"])
+    w.writerow(["level", "metric", "strategy", "mean", "std", "n", "delta_points"])
+    tables = [("leaf", comparison.metrics)] + [
+        (str(lv.level), lv.metrics) for lv in comparison.levels
+    ]
+    for level, metrics in tables:
+        for metric, row in metrics.items():
+            for name, e in row.items():
+                delta = 0.0 if e.delta_points is None else e.delta_points
+                w.writerow(
+                    [level, metric, name, f"{e.mean:.6f}", f"{e.std:.6f}", e.n, f"{delta:.3f}"]
+                )
     return buf.getvalue()
 
 
@@ -135,14 +150,14 @@ def write_tables(comparison: Comparison, out: str | Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "results.csv", csv_table(comparison))
     comparison.save(out / "results.json")
-    write_text(out / "comparison.md", markdown_table(comparison))
+    write_text(out / "comparison.md", markdown_tables(comparison))
 
 
 __all__ = [
-    "LABELS",
-    "SHORT",
     "csv_table",
+    "level_title",
     "markdown_table",
+    "markdown_tables",
     "print_table",
     "rich_table",
     "write_tables",

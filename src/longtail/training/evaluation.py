@@ -51,9 +51,9 @@ def evaluate_model(
     batch_size: int = 512,
     num_workers: int | None = None,
 ) -> ClassificationReport:
-    """Metrics of ``model`` on ``dataset``; under DDP each rank evaluates its share and the
+    """Metrics of ``model`` on ``dataset`` (at every level of ``distribution``'s tree); under DDP each rank evaluates its share and the
     statistics are summed across ranks, so every rank gets the same exact numbers."""
-    acc = MetricAccumulator(distribution.num_classes)
+    acc = MetricAccumulator.for_distribution(distribution)
     for x, y in _validation_batches(model, dataset, device, batch_size, num_workers):
         acc.update(model(x), y)
     _reduced([acc], device)

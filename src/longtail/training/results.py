@@ -9,7 +9,7 @@ keys of nested dictionaries. A value that is not a number (a recall without test
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +58,16 @@ class Divergence:
 @dataclass(frozen=True)
 class TestResult:
     """Metrics of a run's tested model: ``summary`` (headline numbers), one row per class
-    (``per_class``: class, precision, recall, f1, support, group) and the confusion matrix."""
+    (``per_class``: class, precision, recall, f1, support, group), the confusion matrix and, on
+    data with a class tree, ``levels``: the same for each coarser level ("1" = the top), from
+    the model's predictions rolled up the tree."""
 
     __test__ = False  # not a test case, whatever its name
 
     summary: dict[str, float | None]
     per_class: list[dict[str, Any]]
     confusion: list[list[int]]
+    levels: dict[str, TestResult] = field(default_factory=dict)
 
     @classmethod
     def from_report(cls, report: ClassificationReport) -> TestResult:
@@ -72,10 +75,18 @@ class TestResult:
 
     @classmethod
     def from_dict(cls, record: Any) -> TestResult:
-        return cls(**_strict(cls, record, ("summary", "per_class", "confusion")))
+        kw = _strict(cls, record, ("summary", "per_class", "confusion"))
+        if "levels" in kw:
+            if not isinstance(kw["levels"], dict):
+                raise ValueError("TestResult: levels must be an object keyed by level number")
+            kw["levels"] = {n: TestResult.from_dict(r) for n, r in kw["levels"].items()}
+        return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary, "per_class": self.per_class, "confusion": self.confusion}
+        out = {"summary": self.summary, "per_class": self.per_class, "confusion": self.confusion}
+        if self.levels:
+            out["levels"] = {n: r.to_dict() for n, r in self.levels.items()}
+        return out
 
     def metric(self, name: str) -> float:
         """A headline number (nan when it has no value, e.g. a group without classes)."""
@@ -146,7 +157,8 @@ class RunResult:
 @dataclass(frozen=True)
 class Stat:
     """One metric of one strategy over seeds: mean, std, number of seeds, and the change of the
-    mean against the baseline in percentage points (None when the baseline has no value)."""
+    mean against the baseline, in percentage points for a share and in the metric's unit
+    otherwise (None when the baseline has no value)."""
 
     mean: float
     std: float
@@ -163,6 +175,35 @@ class Stat:
         return cls(**{k: v if k == "n" or v is not None else float("nan") for k, v in kw.items()})
 
 
+def _stats(table: Any) -> dict[str, dict[str, Stat]]:
+    if not isinstance(table, dict):
+        raise ValueError("metrics must be an object: metric -> strategy -> statistics")
+    return {m: {n: Stat.from_dict(s) for n, s in row.items()} for m, row in table.items()}
+
+
+@dataclass
+class LevelComparison:
+    """The strategies judged at one coarser level of the class tree (1 = the top): its
+    ``classes`` (the tree's nodes there) and ``metrics[metric][strategy]``, as in
+    :class:`Comparison`, from each run's predictions rolled up the tree."""
+
+    level: int
+    classes: list[str]
+    metrics: dict[str, dict[str, Stat]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "classes": self.classes,
+            "metrics": {m: {n: s.to_dict() for n, s in r.items()} for m, r in self.metrics.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, record: Any) -> LevelComparison:
+        kw = _strict(cls, record, ("level", "classes", "metrics"))
+        return cls(int(kw["level"]), list(kw["classes"]), _stats(kw["metrics"]))
+
+
 @dataclass
 class Comparison:
     """Strategies compared under identical conditions: what ``results.json`` holds.
@@ -171,7 +212,8 @@ class Comparison:
     maps a strategy that diverged in any seed to its first message; ``per_class_recall`` holds
     each strategy's mean per-class recall; ``trainings`` counts the stage trainings this call
     ran, ``reused`` the finished ones it took as they were, ``grid`` strategies x seeds (first
-    stages are shared, and a post-hoc second stage is an evaluation, not a training)."""
+    stages are shared, and a post-hoc second stage is an evaluation, not a training); on data
+    with a class tree, ``levels`` holds the same table at each coarser level."""
 
     baseline: str
     strategies: list[str]
@@ -190,14 +232,21 @@ class Comparison:
     trainings: int = 0
     reused: int = 0
     grid: int = 0
+    levels: list[LevelComparison] = field(default_factory=list)
 
     @classmethod
     def from_table(cls, table: dict[str, Any], **rest: Any) -> Comparison:
-        """From :func:`longtail.metrics.compare_runs`'s table and the other fields."""
-        return cls.from_dict({**table, **rest})
+        """From :func:`longtail.metrics.compare_runs`'s table and the other fields (``levels``
+        as :class:`LevelComparison` records)."""
+        levels = rest.pop("levels", [])
+        return replace(cls.from_dict({**table, **rest}), levels=list(levels))
 
     def stat(self, metric: str, strategy: str) -> Stat | None:
         return self.metrics.get(metric, {}).get(strategy)
+
+    def at_level(self, level: LevelComparison) -> Comparison:
+        """This comparison as judged at ``level``: its metrics and classes, the rest as is."""
+        return replace(self, metrics=level.metrics, classes=level.classes, levels=[])
 
     def best(self, metric: str) -> str | None:
         """The strategy with the largest finite mean of ``metric`` (None when none is finite)."""
@@ -209,14 +258,16 @@ class Comparison:
         out["metrics"] = {
             m: {n: s.to_dict() for n, s in row.items()} for m, row in self.metrics.items()
         }
+        out["levels"] = [level.to_dict() for level in self.levels]
+        if not self.levels:
+            del out["levels"]
         return jsonable(out)
 
     @classmethod
     def from_dict(cls, record: Any) -> Comparison:
         kw = _strict(cls, record, ("baseline", "strategies", "metrics"))
-        kw["metrics"] = {
-            m: {n: Stat.from_dict(s) for n, s in row.items()} for m, row in kw["metrics"].items()
-        }
+        kw["metrics"] = _stats(kw["metrics"])
+        kw["levels"] = [LevelComparison.from_dict(level) for level in kw.get("levels", [])]
         return cls(**kw)
 
     def save(self, path: Path) -> None:
@@ -227,4 +278,4 @@ class Comparison:
         return cls.from_dict(strict_loads(path.read_text()))
 
 
-__all__ = ["Comparison", "Divergence", "RunResult", "Stat", "TestResult"]
+__all__ = ["Comparison", "Divergence", "LevelComparison", "RunResult", "Stat", "TestResult"]
