@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longtail._checks import as_counts
+from longtail.hierarchy import ancestors, lca_heights
 from longtail.weights import check_scheme_params, class_weights
 
 Reduction = Literal["mean", "sum", "none"]
@@ -78,14 +79,22 @@ def _weighted_nll(
     """-w_t * modulate(log p_t) * log p_t, reduced as F.cross_entropy does."""
     if logp.ndim != 2:
         raise ValueError(f"logits must have shape [batch, classes], got {tuple(logp.shape)}")
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     valid, safe_t = _checked_targets(target, logp.shape[1], ignore_index)
     logp_t = logp.gather(1, safe_t[:, None]).squeeze(1)
     loss = -logp_t
     if modulate is not None:
         loss = modulate(logp_t) * loss
-    w = torch.ones_like(loss) if weight is None else weight.to(logp.device)[safe_t]
+    return _reduce(loss, safe_t, valid, weight, reduction)
+
+
+def _reduce(
+    loss: Tensor, safe_t: Tensor, valid: Tensor, weight: Tensor | None, reduction: Reduction
+) -> Tensor:
+    """Per-sample ``loss`` weighted by w_{y_i} (ignored targets: 0) and reduced as
+    ``F.cross_entropy`` does: "mean" is sum_i w_i l_i / sum_i w_i."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    w = torch.ones_like(loss) if weight is None else weight.to(loss.device)[safe_t]
     w = w * valid
     loss = loss * w
     if reduction == "none":
@@ -359,6 +368,136 @@ class BalancedSoftmaxLoss(LogitAdjustedLoss):
         super().__init__(counts, 1.0, reduction, ignore_index)
 
 
+def _tree_paths(tree: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    paths = [list(keys) for keys in tree]
+    if not paths or any(len(keys) != len(paths[0]) for keys in paths) or not paths[0]:
+        raise ValueError(
+            "tree must give, for each level from the top, one key per class "
+            "(ClassDistribution.tree_paths())"
+        )
+    return paths
+
+
+def _log_probs(logits: Tensor, num_classes: int) -> Tensor:
+    if logits.ndim != 2 or logits.shape[1] != num_classes:
+        raise ValueError(
+            f"logits must have shape [batch, {num_classes}] for this tree, got {tuple(logits.shape)}"
+        )
+    return F.log_softmax(logits.float(), dim=1)
+
+
+class HierarchicalCrossEntropyLoss(_ClassLoss):
+    """Hierarchical cross-entropy, HXE (Bertinetto et al., "Making Better Mistakes: Leveraging
+    Class Hierarchies with Deep Networks", CVPR 2020). With a_l the true class's ancestor at
+    level l of an L-level tree (a_0 the root, a_L the class), p(a) the summed probability of the
+    classes under node a and lambda_l = exp(-alpha (L - l)):
+
+        HXE = -sum_{l=1..L} lambda_l log( p(a_l) / p(a_{l-1}) )
+
+    The terms are the conditional probabilities of each step down the true path, those near the
+    top (the coarse decisions) weighted less. alpha = 0 is cross-entropy, as is a flat tree; a
+    class with fewer ancestors adds nothing at the levels where it keys itself.
+
+    Args:
+        tree: for each level from the top, each class's ancestor there (any hashable key), as
+            :meth:`~longtail.distribution.ClassDistribution.tree_paths` gives it.
+        alpha: the decay of the level weights (>= 0; default 0.1, the paper's mildest setting).
+        weight: per-class weights [K] (finite, >= 0), or None; reduced as ``F.cross_entropy``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one value per sample).
+        ignore_index: a target value that contributes nothing (default -100).
+
+    Shape:
+        logits [B, K] (computed in float32), target [B] class indices; a scalar, or [B].
+    """
+
+    def __init__(
+        self,
+        tree: Sequence[Sequence[Any]],
+        alpha: float = 0.1,
+        weight: Any = None,
+        reduction: Reduction = "mean",
+        ignore_index: int = -100,
+    ) -> None:
+        super().__init__(reduction, ignore_index)
+        if not (alpha >= 0 and np.isfinite(alpha)):
+            raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
+        paths = _tree_paths(tree)
+        self.num_classes, levels = len(paths[0]), len(paths)
+        self.alpha = float(alpha)
+        members = []  # per coarser level: [K, K] bool, classes sharing class i's node there
+        for keys in paths[:-1]:
+            node = torch.from_numpy(ancestors(keys)[0])
+            members.append(node[:, None] == node[None, :])
+        self.register_buffer("members", torch.stack(members) if members else None)
+        lam = [float(np.exp(-alpha * (levels - level))) for level in range(1, levels + 1)]
+        self.register_buffer("level_weights", torch.tensor(lam, dtype=torch.float32))
+        self.register_buffer("weight", _as_weight(weight, "weight"))
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        logp = _log_probs(logits, self.num_classes)
+        valid, safe_t = _checked_targets(target, self.num_classes, self.ignore_index)
+        lam = self.level_weights
+        above = torch.zeros(logp.shape[0], device=logp.device)  # log p(a_0) = log 1
+        loss = torch.zeros_like(above)
+        for level in range(len(lam) - 1):
+            under = self.members[level][safe_t]  # [B, K]: classes under a_{level+1}
+            node = torch.logsumexp(logp.masked_fill(~under, float("-inf")), dim=1)
+            loss = loss - lam[level] * (node - above)
+            above = node
+        leaf = logp.gather(1, safe_t[:, None]).squeeze(1)
+        loss = loss - lam[-1] * (leaf - above)
+        return _reduce(loss, safe_t, valid, self.weight, self.reduction)
+
+
+class SoftLabelLoss(_ClassLoss):
+    """Cross-entropy against soft labels from the class tree (Bertinetto et al., CVPR 2020):
+    the target of class y puts mass
+
+        q_y(j) = exp(-beta h(y, j) / h_max) / sum_k exp(-beta h(y, k) / h_max)
+
+    on class j, with h the height of the lowest common ancestor
+    (:func:`~longtail.hierarchy.lca_heights`) and h_max its largest value, so the loss
+    -sum_j q_y(j) log p_j asks for probability on the true class's relatives first. Large beta
+    tends to one-hot cross-entropy.
+
+    Args:
+        tree: for each level from the top, each class's ancestor there, as
+            :meth:`~longtail.distribution.ClassDistribution.tree_paths` gives it.
+        beta: the hardness (> 0; default 10).
+        weight: per-class weights [K] (finite, >= 0), or None; reduced as ``F.cross_entropy``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one value per sample).
+        ignore_index: a target value that contributes nothing (default -100).
+
+    Shape:
+        logits [B, K] (computed in float32), target [B] class indices; a scalar, or [B].
+    """
+
+    def __init__(
+        self,
+        tree: Sequence[Sequence[Any]],
+        beta: float = 10.0,
+        weight: Any = None,
+        reduction: Reduction = "mean",
+        ignore_index: int = -100,
+    ) -> None:
+        super().__init__(reduction, ignore_index)
+        if not (beta > 0 and np.isfinite(beta)):
+            raise ValueError(f"beta must be a finite number > 0, got {beta}")
+        heights = lca_heights(_tree_paths(tree)).astype(np.float64)
+        scaled = -float(beta) * heights / max(heights.max(), 1.0)
+        soft = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+        self.beta = float(beta)
+        self.num_classes = len(heights)
+        self.register_buffer("soft_labels", torch.tensor(soft / soft.sum(1, keepdims=True)).float())
+        self.register_buffer("weight", _as_weight(weight, "weight"))
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        logp = _log_probs(logits, self.num_classes)
+        valid, safe_t = _checked_targets(target, self.num_classes, self.ignore_index)
+        loss = -(self.soft_labels[safe_t] * logp).sum(1)
+        return _reduce(loss, safe_t, valid, self.weight, self.reduction)
+
+
 def logit_adjust(logits: Tensor, counts: Any, tau: float = 1.0) -> Tensor:
     """Post-hoc logit adjustment (Menon et al., ICLR 2021): z - tau * log pi, applied to a trained
     model's logits so that argmax favours rare classes by the training prior."""
@@ -396,8 +535,10 @@ __all__ = [
     "ClassBalancedLoss",
     "CrossEntropyLoss",
     "FocalLoss",
+    "HierarchicalCrossEntropyLoss",
     "LDAMLoss",
     "LogitAdjustedLoss",
+    "SoftLabelLoss",
     "log_prior",
     "logit_adjust",
     "tau_normalize",

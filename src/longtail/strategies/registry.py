@@ -23,8 +23,10 @@ from longtail.losses import (
     ClassBalancedLoss,
     CrossEntropyLoss,
     FocalLoss,
+    HierarchicalCrossEntropyLoss,
     LDAMLoss,
     LogitAdjustedLoss,
+    SoftLabelLoss,
     weighted_cross_entropy,
 )
 from longtail.sampling import (
@@ -214,6 +216,11 @@ SAMPLER_SPECS = (
 )
 
 
+def _tree(ctx: BuildContext) -> Any:
+    """The class tree, a single level when the data has none."""
+    return ctx.tree if ctx.tree is not None else [list(range(len(ctx.counts)))]
+
+
 def _loss(name: str, build: Callable[..., nn.Module], params: Mapping[str, str], **kw: Any):
     return ComponentSpec(name, "loss", build, params, **kw)
 
@@ -241,6 +248,18 @@ LOSS_SPECS = (
     ),
     _loss("balanced_softmax", lambda ctx, **p: BalancedSoftmaxLoss(ctx.counts, **p), {}),
     _loss("logit_adjusted", lambda ctx, **p: LogitAdjustedLoss(ctx.counts, **p), {"tau": FLOAT}),
+    _loss(
+        "hxe",
+        lambda ctx, **p: HierarchicalCrossEntropyLoss(_tree(ctx), **p),
+        {"alpha": FLOAT},
+        summary="hierarchical cross-entropy over the class tree",
+    ),
+    _loss(
+        "soft_labels",
+        lambda ctx, **p: SoftLabelLoss(_tree(ctx), **p),
+        {"beta": FLOAT},
+        summary="soft labels from tree distance",
+    ),
 )
 
 _TRAINS = {"epochs": COUNT, "lr": FLOAT}
