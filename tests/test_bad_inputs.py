@@ -231,7 +231,8 @@ def test_compare_table_keeps_every_column_when_not_a_terminal(tmp_path, capsys):
     )
     assert code == 0
     top = next(line for line in printed.splitlines() if line.startswith("┏"))
-    assert top.count("┳") == 9 and top.endswith("┓")  # strategy + 9 metric columns, none cut
+    # strategy + 11 metric columns (9, and mistake severity on the embedded data's tree), none cut
+    assert top.count("┳") == 11 and top.endswith("┓")
     last_row = next(line for line in printed.splitlines() if line.startswith("│ weighted"))
     assert last_row.rstrip().endswith("│")
 

@@ -1,5 +1,7 @@
 """The class tree's distances and the severity of mistakes, against hand computations."""
 
+import json
+
 import numpy as np
 import torch
 
@@ -134,3 +136,51 @@ def test_level_statistics_sum_over_ranks_like_the_leaf_ones():
         np.testing.assert_array_equal(a.levels[level].confusion, b.levels[level].confusion)
         assert abs(a.levels[level].ece - b.levels[level].ece) < 1e-6  # float32 sums
     assert a.to_dict()["levels"].keys() == {"1", "2"}
+
+
+def test_compare_on_a_folder_tree_reports_every_level_and_the_severity(tmp_path, capsys):
+    from helpers import write_tree
+    from longtail.cli import main
+    from longtail.training.results import Comparison, RunResult
+
+    counts = {  # three levels of unequal depth: a rare parent with two children, ...
+        "land/field/dry": 14,
+        "land/field/paddy": 10,
+        "land/grass": 12,
+        "water/lake": 8,
+        "water/river": 8,
+    }
+    root = write_tree(tmp_path / "tree", {k: 2 * v for k, v in counts.items()}, size=8)
+    out = tmp_path / "out"
+    argv = ["compare", "--data", root, "--strategies", "instance+ce,instance+hxe", "--seeds", "1"]
+    argv += ["--epochs", "1", "--image-size", "8", "--model", "small_cnn", "--workers", "0"]
+    assert main([str(a) for a in [*argv, "--no-progress", "--out", out]]) == 0
+    printed = capsys.readouterr().out
+    assert "At level 1 of the class tree (2 classes)" in printed
+    assert "At level 2 of the class tree (4 classes)" in printed
+    comparison = Comparison.load(out / "results.json")
+    assert [lv.level for lv in comparison.levels] == [1, 2]
+    assert comparison.levels[1].classes == ["field", "grass", "lake", "river"]
+    for strategy in ("instance+ce", "instance+hxe"):
+        assert comparison.stat("mistake_severity", strategy) is not None
+        assert comparison.levels[1].metrics["mistake_severity"][strategy].n == 1
+        assert comparison.levels[0].metrics["balanced_accuracy"][strategy].n == 1
+    run = next(out.glob("runs/instance+hxe/seed*/metrics.json"))
+    test = RunResult.load(run).test
+    assert sorted(test.levels) == ["1", "2"]
+    assert np.array(test.levels["1"].confusion).sum() == np.array(test.confusion).sum()
+    report = (out / "report.md").read_text()
+    assert "At level 2 of the class tree" in report and "Mildest mistakes" in report
+    assert "level,metric,strategy" in (out / "results.csv").read_text().splitlines()[0]
+
+
+def test_analyze_reports_each_parent_and_draws_the_tree(tmp_path, capsys):
+    from longtail.report.analysis import write_analysis
+
+    write_analysis(THREE, tmp_path, "a tree")
+    assert (tmp_path / "class_tree.png").stat().st_size > 0
+    level1 = json.loads((tmp_path / "distribution.json").read_text())["levels"]["1"]
+    assert level1["children"] == {"X": 2, "Y": 1}  # X holds p and q at level 2
+    assert level1["shares"] == {"X": 70 / 75, "Y": 5 / 75}
+    assert THREE.children_counts(2) == {"p": 2, "q": 1, "d": 1}
+    assert "| X | 70 | 93.33% | 2 |" in (tmp_path / "report.md").read_text()

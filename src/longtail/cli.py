@@ -108,7 +108,9 @@ def _analyze(args: argparse.Namespace) -> int:
             from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
 
             split = load_fashion_mnist_lt("train")
-            dist = ClassDistribution.from_labels(split.labels, class_names=split.class_names)
+            dist = ClassDistribution.from_labels(
+                split.labels, class_names=split.class_names, hierarchy=split.hierarchy
+            )
             source = "the embedded Fashion-MNIST-LT (train split)"
         else:
             from longtail.data.index import build_index

@@ -259,6 +259,16 @@ class ClassDistribution:
             out[parent] = float(c.max() / c.min()) if c.size else float("nan")
         return out
 
+    def children_counts(self, level: int) -> dict[str, int]:
+        """For each class at ``level`` (< num_levels), how many children it has at level + 1."""
+        if not 1 <= level < self.num_levels:
+            raise ValueError(f"level must be in 1..{self.num_levels - 1}, got {level}")
+        pairs = set(zip(self.level_names(level), self.level_names(level + 1), strict=True))
+        out: dict[str, int] = dict.fromkeys(self.level_names(level), 0)
+        for parent, _child in pairs:
+            out[parent] += 1
+        return out
+
     # ----------------------------------------------------------------- export
     def summary(self) -> dict[str, Any]:
         """The headline statistics."""
@@ -298,6 +308,8 @@ class ClassDistribution:
                     "num_classes": sub.num_classes,
                     "imbalance_ratio": sub.imbalance_ratio,
                     "counts": dict(zip(sub.class_names, sub.counts.tolist(), strict=True)),
+                    "shares": dict(zip(sub.class_names, sub.frequencies.tolist(), strict=True)),
+                    "children": self.children_counts(level),
                     "within_parent_imbalance": self.within_parent_imbalance(level),
                 }
         return d
@@ -347,9 +359,16 @@ class ClassDistribution:
                 f"Level {level} ({sub.num_classes} classes, imbalance ratio {sub.imbalance_ratio:.1f}):",
                 "",
             ]
-            lines += ["| class | count | imbalance among its children |", "|---|---|---|"]
-            for name, n in zip(sub.class_names, sub.counts, strict=True):
-                lines.append(f"| {markdown_cell(name)} | {int(n):,} | {within[name]:.1f} |")
+            children = self.children_counts(level)
+            lines += [
+                "| class | count | share of images | children | imbalance among its children |",
+                "|---|---|---|---|---|",
+            ]
+            for name, n, share in zip(sub.class_names, sub.counts, sub.frequencies, strict=True):
+                lines.append(
+                    f"| {markdown_cell(name)} | {int(n):,} | {share:.2%} | {children[name]} | "
+                    f"{within[name]:.1f} |"
+                )
         return "\n".join(lines) + "\n"
 
 

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from longtail._io import write_text
 from longtail.distribution import ClassDistribution
-from longtail.report.plots import plot_class_counts, plot_lorenz
+from longtail.report.plots import plot_class_counts, plot_lorenz, plot_tree
 
 
 def distribution_tables(dist: ClassDistribution) -> list[Table]:
@@ -47,10 +47,17 @@ def distribution_tables(dist: ClassDistribution) -> list[Table]:
         t = Table(
             title=f"Level {level}: {sub.num_classes} classes, imbalance ratio {sub.imbalance_ratio:.1f}"
         )
-        for col in ("class", "images", "imbalance among children"):
+        for col in ("class", "images", "share", "children", "imbalance among children"):
             t.add_column(col)
+        children = dist.children_counts(level)
         for name, n in zip(sub.class_names, sub.counts, strict=True):
-            t.add_row(escape(name), f"{int(n):,}", f"{within[name]:.1f}")
+            t.add_row(
+                escape(name),
+                f"{int(n):,}",
+                f"{n / dist.total:.1%}",
+                str(children[name]),
+                f"{within[name]:.1f}",
+            )
         tables.append(t)
     return tables
 
@@ -58,7 +65,8 @@ def distribution_tables(dist: ClassDistribution) -> list[Table]:
 def write_analysis(
     dist: ClassDistribution, out: str | Path, source: str, console: Console | None = None
 ) -> Path:
-    """Print the tables and write report.md, distribution.json, class_counts.png and lorenz.png."""
+    """Print the tables and write report.md, distribution.json, class_counts.png, lorenz.png
+    and, for data with a class tree, class_tree.png."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     console = console or Console()
@@ -67,6 +75,11 @@ def write_analysis(
     write_text(out / "distribution.json", dist.to_json() + "\n")
     plot_class_counts(dist, out / "class_counts.png")
     plot_lorenz(dist, out / "lorenz.png")
+    tree = (
+        ["![the class tree by share of images](class_tree.png)", ""] if dist.num_levels > 1 else []
+    )
+    if tree:
+        plot_tree(dist, out / "class_tree.png")
     report = [
         f"# Class distribution of {source}",
         "",
@@ -75,6 +88,7 @@ def write_analysis(
         "",
         "![Lorenz curve](lorenz.png)",
         "",
+        *tree,
     ]
     write_text(out / "report.md", "\n".join(report))
     console.print(

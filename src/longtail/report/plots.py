@@ -204,6 +204,72 @@ def plot_confusion(
     return _save(fig, path)
 
 
+def _tree_order(dist: ClassDistribution) -> np.ndarray:
+    """The classes ordered so that each node's children sit together, the larger nodes first
+    at every level."""
+    paths = dist.tree_paths()
+    counts = dist.counts.astype(np.float64)
+    keys = []
+    for level_keys in paths:
+        mass: dict = {}
+        for key, n in zip(level_keys, counts, strict=True):
+            mass[key] = mass.get(key, 0.0) + n
+        first = {key: i for i, key in reversed(list(enumerate(level_keys)))}
+        keys.append([(-mass[key], first[key]) for key in level_keys])
+    return np.array(sorted(range(dist.num_classes), key=lambda j: [k[j] for k in keys]))
+
+
+def plot_tree(dist: ClassDistribution, path: str | Path) -> Path:
+    """Icicle plot of the class tree: one row per level (top first), each node a bar as wide as
+    its share of the training images, coloured by its head / medium / tail group at its level;
+    a leaf under a rare parent is as narrow as its parent's share times its own."""
+    order = _tree_order(dist)
+    levels = dist.num_levels
+    fig, ax = plt.subplots(figsize=(12, 1.1 * levels + 1.4))
+    total = float(dist.total)
+    for level in range(1, levels + 1):
+        sub = dist.at_level(level)
+        names = dist.level_names(level)
+        index = {n: i for i, n in enumerate(sub.class_names)}
+        runs = [names[j] for j in order]
+        start = 0.0
+        for k, name in enumerate(runs):
+            if k and runs[k - 1] == name:
+                continue
+            i = index[name]
+            width = sub.counts[i] / total
+            y = levels - level
+            ax.barh(
+                y,
+                width,
+                left=start,
+                height=0.9,
+                color=GROUP_COLOURS[sub.groups[i]],
+                edgecolor="white",
+            )
+            if width > 0.035:
+                ax.text(
+                    start + width / 2,
+                    y,
+                    f"{name}\n{int(sub.counts[i]):,}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white",
+                )
+            start += width
+    ax.set_yticks(range(levels))
+    ax.set_yticklabels([f"level {levels - y}" for y in range(levels)])
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of training images")
+    ax.set_title(
+        f"Class tree: {levels} levels, {dist.num_classes} classes (colour: group at each level)"
+    )
+    handles = [plt.Rectangle((0, 0), 1, 1, color=GROUP_COLOURS[g]) for g in GROUPS]
+    ax.legend(handles, list(GROUPS), loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+    return _save(fig, path)
+
+
 __all__ = [
     "GROUP_COLOURS",
     "plot_class_counts",
@@ -211,5 +277,6 @@ __all__ = [
     "plot_lorenz",
     "plot_per_class_recall",
     "plot_recall_change",
+    "plot_tree",
     "recall_change",
 ]
