@@ -651,8 +651,8 @@ def test_to_dict_and_markdown_by_hand():
     ]
     assert "| head | 1 | 30 |" in md and "| tail | 1 | 3 |" in md
     assert "Level 1 (2 classes, imbalance ratio 3.3):" in md
-    assert "| x | 33 | 10.0 |" in md and "| y | 10 | 1.0 |" in md
-    assert "| q | 30 | 1.0 |" in md
+    assert "| x | 33 | 76.74% | 2 | 10.0 |" in md and "| y | 10 | 23.26% | 1 | 1.0 |" in md
+    assert "| q | 30 | 69.77% | 1 | 1.0 |" in md
 
 
 def test_power_class_probabilities_leave_empty_classes_out():

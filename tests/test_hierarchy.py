@@ -184,3 +184,18 @@ def test_analyze_reports_each_parent_and_draws_the_tree(tmp_path, capsys):
     assert level1["shares"] == {"X": 70 / 75, "Y": 5 / 75}
     assert THREE.children_counts(2) == {"p": 2, "q": 1, "d": 1}
     assert "| X | 70 | 93.33% | 2 |" in (tmp_path / "report.md").read_text()
+
+
+def test_train_prints_and_records_every_level(tmp_path, capsys):
+    from helpers import write_tree
+    from longtail.cli import main
+    from longtail.training.results import RunResult
+
+    root = write_tree(tmp_path / "tree", {"a/x": 12, "a/y": 8, "b": 10}, size=8)
+    argv = ["train", "--data", root, "--strategy", "instance+soft_labels[beta=4]", "--epochs", "1"]
+    argv += ["--image-size", "8", "--model", "small_cnn", "--workers", "0", "--no-progress"]
+    assert main([str(a) for a in [*argv, "--out", tmp_path / "run"]]) == 0
+    assert "At level 1 of the class tree (2 classes)" in capsys.readouterr().out
+    test = RunResult.load(tmp_path / "run" / "metrics.json").test
+    assert [row["class"] for row in test.levels["1"].per_class] == ["a", "b"]
+    assert "mistake_severity" in test.summary

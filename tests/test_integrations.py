@@ -175,7 +175,8 @@ def test_lightning_callback_logs_group_metrics_and_feeds_the_curriculum(tmp_path
     y = torch.repeat_interleave(torch.arange(3), torch.tensor([40, 12, 4]))
     x = torch.randn(len(y), 5, generator=gen) + y[:, None]
     data = TensorDataset(x, y)
-    dist = ClassDistribution.from_labels(y.numpy(), class_names=["a", "b", "c"])
+    tree = [("p",), ("p",), ()]  # a and b under p, c on its own
+    dist = ClassDistribution.from_labels(y.numpy(), class_names=["a", "b", "c"], hierarchy=tree)
     curriculum = CurriculumSampler(y.numpy(), seed=0)
     before = curriculum.state_dict()
 
@@ -205,11 +206,15 @@ def test_lightning_callback_logs_group_metrics_and_feeds_the_curriculum(tmp_path
     trainer.fit(model)
     logged = trainer.callback_metrics
     assert {"val_balanced_accuracy", "val_head_recall", "val_tail_f1"} <= set(logged)
-    expected = MetricAccumulator(3)
+    expected = MetricAccumulator.for_distribution(dist)
     with torch.no_grad():
         expected.update(model.net(x), y)
-    summary = expected.compute(dist).summary()
+    report = expected.compute(dist)
+    summary = report.summary()
     assert float(logged["val_balanced_accuracy"]) == pytest.approx(summary["balanced_accuracy"])
+    top = report.levels[1].summary()["balanced_accuracy"]
+    assert float(logged["val_level1_balanced_accuracy"]) == pytest.approx(top)
+    assert float(logged["val_mistake_severity"]) == pytest.approx(summary["mistake_severity"])
     assert metrics.report.summary()["tail_recall"] == pytest.approx(summary["tail_recall"])
     assert str(curriculum.state_dict()) != str(before)  # validation recall reached the sampler
 

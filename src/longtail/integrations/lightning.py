@@ -37,7 +37,9 @@ class LongtailMetrics(Callback):
     ``validation_step`` must return ``{"logits": [B, K] tensor, "target": [B] tensor}``. After each
     validation epoch (not the sanity check) the callback logs ``{prefix}{metric}`` for the
     summary metrics of :class:`~longtail.metrics.ClassificationReport` (``balanced_accuracy``,
-    ``head_recall``, ``tail_f1``, ...), keeps the report as :attr:`report`, and, when the
+    ``head_recall``, ``tail_f1``, ...; on a distribution with a class tree also
+    ``{prefix}level{n}_{metric}`` for each coarser level n and the mistake severity), keeps the
+    report as :attr:`report`, and, when the
     training DataLoader samples with a :class:`~longtail.sampling.CurriculumSampler`, calls its
     ``update(recall)`` (nan for classes without validation images). Under DDP the statistics are
     summed over ranks (Lightning's ``DistributedSampler`` pads the validation set to a multiple
@@ -56,8 +58,9 @@ class LongtailMetrics(Callback):
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         loaders = max(1, len(getattr(trainer, "num_val_batches", None) or [0]))
-        k = self.distribution.num_classes
-        self._accs = {i: MetricAccumulator(k) for i in range(loaders)}
+        self._accs = {
+            i: MetricAccumulator.for_distribution(self.distribution) for i in range(loaders)
+        }
 
     def on_validation_batch_end(
         self,
@@ -74,7 +77,7 @@ class LongtailMetrics(Callback):
                 "{'logits': [batch, classes] tensor, 'target': [batch] tensor}"
             )
         acc = self._accs.setdefault(
-            dataloader_idx, MetricAccumulator(self.distribution.num_classes)
+            dataloader_idx, MetricAccumulator.for_distribution(self.distribution)
         )
         acc.update(outputs["logits"].detach(), outputs["target"].detach())
 
@@ -93,9 +96,12 @@ class LongtailMetrics(Callback):
         self.report = reports.get(0, next(iter(reports.values())))
         for i, report in reports.items():
             suffix = f"/dataloader_idx_{i}" if len(self._accs) > 1 else ""
+            summaries = {"": report.summary()}
+            summaries.update({f"level{n}_": r.summary() for n, r in report.levels.items()})
             values = {
-                f"{self.prefix}{k}{suffix}": float(v)
-                for k, v in report.summary().items()
+                f"{self.prefix}{level}{k}{suffix}": float(v)
+                for level, summary in summaries.items()
+                for k, v in summary.items()
                 if v is not None and math.isfinite(v)
             }
             pl_module.log_dict(values, sync_dist=False, add_dataloader_idx=False)  # summed
