@@ -12,8 +12,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $(STAMP)
 
+# finished runs in runs/demo are reused (a run is redone only when its identity changed)
 demo: $(STAMP)
-	rm -rf runs/demo
 	$(BIN)/longtail compare --out runs/demo
 
 lint: $(STAMP)

@@ -15,6 +15,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "longtail"
 CORE = (
     "distribution",
     "hierarchy",
+    "priors",
     "weights",
     "sampling",
     "losses",

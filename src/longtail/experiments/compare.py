@@ -24,17 +24,26 @@ from longtail.experiments.execute import (
 )
 from longtail.experiments.plan import ComparisonPlan, Training, plan_comparison
 from longtail.metrics import HEADLINE, compare_runs
+from longtail.priors import SHIFT_EXPONENTS, shift_label, shifted_accuracies
 from longtail.report.comparison import comparison_markdown
 from longtail.report.plots import (
     plot_class_counts,
     plot_confusion,
     plot_per_class_recall,
+    plot_prior_shift,
     plot_recall_change,
 )
 from longtail.report.tables import level_title, print_table, rich_table, write_tables
 from longtail.strategies import Strategy, parse_strategy
 from longtail.training.loop import TrainConfig, TrainingDiverged, resolved_config
-from longtail.training.results import Comparison, LevelComparison, RunResult, TestResult
+from longtail.training.results import (
+    Comparison,
+    LevelComparison,
+    PriorShift,
+    RunResult,
+    Stat,
+    TestResult,
+)
 
 
 @dataclass
@@ -311,7 +320,21 @@ def _comparison(
         levels=level_comparisons(
             {n: [r.test for r in collected.runs[n]] for n in converged}, data.distribution
         ),
+        prior_shift=prior_shift(
+            {n: [r.test for r in collected.runs[n]] for n in converged}, data.distribution
+        ),
     )
+
+
+def prior_shift(tests: dict[str, list[TestResult]], dist: ClassDistribution) -> PriorShift:
+    """Each strategy's accuracy under the shifted test priors of :data:`SHIFT_EXPONENTS`, from
+    its per-class test recall, mean and std over seeds."""
+    accuracy = {}
+    for name, runs in tests.items():
+        curves = np.array([shifted_accuracies(t.known_recall, dist.counts) for t in runs])
+        accuracy[name] = [Stat(float(col.mean()), float(col.std()), len(col)) for col in curves.T]
+    labels = [shift_label(t, dist.imbalance_ratio) for t in SHIFT_EXPONENTS]
+    return PriorShift(list(SHIFT_EXPONENTS), labels, accuracy)
 
 
 def level_comparisons(
@@ -337,6 +360,8 @@ def _write_outputs(comparison: Comparison, collected: Collected, dist: Any, out:
     baseline = comparison.baseline
     if len(mean_recall) > 1:
         plot_recall_change(mean_recall, baseline, dist, out / "recall_change.png")
+    if comparison.prior_shift is not None:
+        plot_prior_shift(comparison.prior_shift, out / "prior_shift.png")
     plot_confusion(
         collected.confusion(baseline),
         dist.class_names,
@@ -355,6 +380,7 @@ def _write_outputs(comparison: Comparison, collected: Collected, dist: Any, out:
 __all__ = [
     "RunsFailed",
     "level_comparisons",
+    "prior_shift",
     "list_runs",
     "Collected",
     "run_compare",

@@ -8,7 +8,7 @@ import numpy as np
 from longtail._io import markdown_cell
 from longtail.distribution import ClassDistribution
 from longtail.report.tables import level_title, markdown_table
-from longtail.training.results import Comparison
+from longtail.training.results import Comparison, PriorShift
 
 
 def comparison_markdown(
@@ -32,6 +32,7 @@ def comparison_markdown(
         "",
         *_reading(comparison, best),
         "",
+        *_prior_shift(comparison),
         *_figures(comparison),
         "## Per-class recall (%)",
         "",
@@ -146,6 +147,50 @@ def _severity(comparison: Comparison) -> list[str]:
         f"- Mildest mistakes: **{best}** (mean LCA height {finite[best]:.2f} against "
         f"{base:.2f} for {comparison.baseline}; {100 * inside:.1f}% of its mistakes stay inside "
         "the true parent)."
+    ]
+
+
+def _prior_shift(comparison: Comparison) -> list[str]:
+    """Accuracy under shifted test priors: a table and the strategy best across the range."""
+    shift = comparison.prior_shift
+    if shift is None:
+        return []
+    names = list(shift.accuracy)
+    lines = [
+        "## When the test prior shifts",
+        "",
+        "Accuracy (%) on test data whose classes follow q ~ pi^t, pi the training prior: t = 1 "
+        "is the training prior, 0 uniform (balanced accuracy), -1 the training prior reversed; "
+        "computed exactly from each run's per-class recall, mean over seeds.",
+        "",
+        "| test prior | " + " | ".join(markdown_cell(n) for n in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for i, label in enumerate(shift.labels):
+        cells = " | ".join(f"{100 * shift.accuracy[n][i].mean:.1f}" for n in names)
+        lines.append(f"| {label} | {cells} |")
+    lines += [
+        "",
+        *_shift_reading(shift),
+        "",
+        "![accuracy under shifted priors](prior_shift.png)",
+        "",
+    ]
+    return lines
+
+
+def _shift_reading(shift: PriorShift) -> list[str]:
+    """The strategy with the best worst case over the priors, and the best at each end."""
+    worst = {n: float(np.nanmin(shift.mean(n))) for n in shift.accuracy}
+    robust = max(worst, key=worst.__getitem__)
+    ends = {
+        label: max(shift.accuracy, key=lambda n: shift.mean(n)[i])
+        for i, label in ((0, shift.labels[0]), (-1, shift.labels[-1]))
+    }
+    ranges = ", ".join(f"**{n}** at {label}" for label, n in ends.items())
+    return [
+        f"Best across the whole range: **{robust}**, whose lowest accuracy over these priors is "
+        f"{100 * worst[robust]:.1f}%; the best at the two ends: {ranges}."
     ]
 
 

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from longtail.distribution import GROUPS, ClassDistribution  # noqa: E402
+from longtail.training.results import PriorShift  # noqa: E402
 
 GROUP_COLOURS = {"head": "#1f77b4", "medium": "#ff7f0e", "tail": "#d62728"}
 
@@ -270,12 +271,35 @@ def plot_tree(dist: ClassDistribution, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def plot_prior_shift(shift: PriorShift, path: str | Path) -> Path:
+    """Test accuracy of each strategy under shifted class priors (:mod:`longtail.priors`): from
+    the training prior sharpened (left) through uniform to the training prior reversed (right),
+    one line per strategy, the seeds' spread as a band."""
+    fig, ax = plt.subplots(figsize=(9, 5))
+    x = np.arange(len(shift.exponents))
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(shift.accuracy), 2)))
+    for colour, (name, row) in zip(colours, shift.accuracy.items(), strict=False):
+        mean = 100 * np.array([s.mean for s in row])
+        std = 100 * np.array([s.std for s in row])
+        ax.plot(x, mean, marker="o", ms=3, color=colour, label=name)
+        ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.15, linewidth=0)
+    ax.set_xticks(x)
+    ax.set_xticklabels(shift.labels, rotation=30, ha="right", fontsize=8)
+    ax.axvline(shift.exponents.index(0.0) if 0.0 in shift.exponents else 0, color="grey", lw=0.8)
+    ax.set_ylabel("test accuracy under the prior (%)")
+    ax.set_title("Accuracy as the test prior shifts (grey line: uniform = balanced accuracy)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _save(fig, path)
+
+
 __all__ = [
     "GROUP_COLOURS",
     "plot_class_counts",
     "plot_confusion",
     "plot_lorenz",
     "plot_per_class_recall",
+    "plot_prior_shift",
     "plot_recall_change",
     "plot_tree",
     "recall_change",

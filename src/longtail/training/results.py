@@ -101,6 +101,13 @@ class TestResult:
     def confusion_matrix(self) -> np.ndarray:
         return np.array(self.confusion, dtype=np.int64)
 
+    @property
+    def known_recall(self) -> np.ndarray:
+        """Per-class recall [K], nan for a class without test images (whose recall of 0 is a
+        convention, not a measurement)."""
+        support = np.array([row["support"] for row in self.per_class])
+        return np.where(support > 0, self.recall, np.nan)
+
 
 @dataclass
 class RunResult:
@@ -205,6 +212,33 @@ class LevelComparison:
 
 
 @dataclass
+class PriorShift:
+    """Each strategy's test accuracy under shifted class priors q ~ pi^t (pi the training
+    prior; :mod:`longtail.priors`): ``exponents`` t, their ``labels`` and, per strategy, a
+    :class:`Stat` over seeds at each exponent (computed exactly from per-class recall)."""
+
+    exponents: list[float]
+    labels: list[str]
+    accuracy: dict[str, list[Stat]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exponents": self.exponents,
+            "labels": self.labels,
+            "accuracy": {n: [s.to_dict() for s in row] for n, row in self.accuracy.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, record: Any) -> PriorShift:
+        kw = _strict(cls, record, ("exponents", "labels", "accuracy"))
+        accuracy = {n: [Stat.from_dict(s) for s in row] for n, row in kw["accuracy"].items()}
+        return cls([float(t) for t in kw["exponents"]], list(kw["labels"]), accuracy)
+
+    def mean(self, strategy: str) -> np.ndarray:
+        return np.array([s.mean for s in self.accuracy[strategy]], dtype=np.float64)
+
+
+@dataclass
 class Comparison:
     """Strategies compared under identical conditions: what ``results.json`` holds.
 
@@ -233,20 +267,23 @@ class Comparison:
     reused: int = 0
     grid: int = 0
     levels: list[LevelComparison] = field(default_factory=list)
+    prior_shift: PriorShift | None = None
 
     @classmethod
     def from_table(cls, table: dict[str, Any], **rest: Any) -> Comparison:
         """From :func:`longtail.metrics.compare_runs`'s table and the other fields (``levels``
         as :class:`LevelComparison` records)."""
-        levels = rest.pop("levels", [])
-        return replace(cls.from_dict({**table, **rest}), levels=list(levels))
+        levels, shift = rest.pop("levels", []), rest.pop("prior_shift", None)
+        return replace(cls.from_dict({**table, **rest}), levels=list(levels), prior_shift=shift)
 
     def stat(self, metric: str, strategy: str) -> Stat | None:
         return self.metrics.get(metric, {}).get(strategy)
 
     def at_level(self, level: LevelComparison) -> Comparison:
         """This comparison as judged at ``level``: its metrics and classes, the rest as is."""
-        return replace(self, metrics=level.metrics, classes=level.classes, levels=[])
+        return replace(
+            self, metrics=level.metrics, classes=level.classes, levels=[], prior_shift=None
+        )
 
     def best(self, metric: str) -> str | None:
         """The strategy with the largest finite mean of ``metric`` (None when none is finite)."""
@@ -261,6 +298,10 @@ class Comparison:
         out["levels"] = [level.to_dict() for level in self.levels]
         if not self.levels:
             del out["levels"]
+        if self.prior_shift is None:
+            del out["prior_shift"]
+        else:
+            out["prior_shift"] = self.prior_shift.to_dict()
         return jsonable(out)
 
     @classmethod
@@ -268,6 +309,8 @@ class Comparison:
         kw = _strict(cls, record, ("baseline", "strategies", "metrics"))
         kw["metrics"] = _stats(kw["metrics"])
         kw["levels"] = [LevelComparison.from_dict(level) for level in kw.get("levels", [])]
+        if kw.get("prior_shift") is not None:
+            kw["prior_shift"] = PriorShift.from_dict(kw["prior_shift"])
         return cls(**kw)
 
     def save(self, path: Path) -> None:
@@ -278,4 +321,12 @@ class Comparison:
         return cls.from_dict(strict_loads(path.read_text()))
 
 
-__all__ = ["Comparison", "Divergence", "LevelComparison", "RunResult", "Stat", "TestResult"]
+__all__ = [
+    "Comparison",
+    "Divergence",
+    "LevelComparison",
+    "PriorShift",
+    "RunResult",
+    "Stat",
+    "TestResult",
+]
