@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+_PART = re.compile(r"^([a-z_][a-z0-9_]*)(?:\[(.*)\])?$")
+
+
+def _value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def parse_named(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME`` or ``NAME[key=value,...]`` as (name, parameters): numbers and true/false are
+    read as such, anything else stays text; a key given twice is refused."""
+    m = _PART.match(text.strip())
+    if not m:
+        raise ValueError(f"cannot read {text!r}: expected NAME or NAME[key=value,...]")
+    params: dict[str, Any] = {}
+    if m.group(2):
+        for item in m.group(2).split(","):
+            if "=" not in item:
+                raise ValueError(f"parameter {item!r} in {text!r} is not key=value")
+            k, v = (part.strip() for part in item.split("=", 1))
+            if k in params:
+                raise ValueError(f"parameter {k!r} is given twice in {text!r}; give it once")
+            params[k] = _value(v)
+    return m.group(1), params
 
 
 def as_labels(labels: Any, num_classes: int | None = None, name: str = "labels") -> np.ndarray:
@@ -136,4 +168,5 @@ __all__ = [
     "as_labels",
     "check_names",
     "check_probability_vector",
+    "parse_named",
 ]

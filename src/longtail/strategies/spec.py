@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from longtail._checks import parse_named
 from longtail.strategies.registry import (
     BOOL,
     COUNT,
@@ -33,36 +34,6 @@ from longtail.strategies.registry import (
     component,
 )
 from longtail.weights import check_scheme_params
-
-_PART = re.compile(r"^([a-z_][a-z0-9_]*)(?:\[(.*)\])?$")
-
-
-def _value(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text
-
-
-def _parse_part(text: str) -> tuple[str, dict[str, Any]]:
-    m = _PART.match(text.strip())
-    if not m:
-        raise ValueError(f"cannot read {text!r}: expected NAME or NAME[key=value,...]")
-    params: dict[str, Any] = {}
-    if m.group(2):
-        for item in m.group(2).split(","):
-            if "=" not in item:
-                raise ValueError(f"parameter {item!r} in {text!r} is not key=value")
-            k, v = (part.strip() for part in item.split("=", 1))
-            if k in params:
-                raise ValueError(f"parameter {k!r} is given twice in {text!r}; give it once")
-            params[k] = _value(v)
-    return m.group(1), params
-
 
 MAX_INT = 2**31 - 1
 """The largest integer parameter (epochs, batch geometry): anything larger is a typo."""
@@ -143,15 +114,15 @@ def parse_strategy(spec: str) -> Strategy:
     first, *rest = split_outside_brackets(spec, ":")
     if len(rest) > 1:
         raise ValueError(f"strategy {spec!r} has {len(rest) + 1} stages; at most 2 (FIRST:SECOND)")
-    stage, stage_params = _parse_part(rest[0]) if rest else (None, {})
+    stage, stage_params = parse_named(rest[0]) if rest else (None, {})
     parts = split_outside_brackets(first, "+")
     if not 1 <= len(parts) <= 2:
         raise ValueError(f"strategy {spec!r} must be SAMPLER+LOSS, e.g. class_balanced+focal")
     if len(parts) == 1:
-        name, _ = _parse_part(parts[0])
+        name, _ = parse_named(parts[0])
         one_sampler = name in REGISTRY["sampler"]
         parts = [parts[0], DEFAULT_LOSS] if one_sampler else [DEFAULT_SAMPLER, parts[0]]
-    (s_name, s_params), (l_name, l_params) = _parse_part(parts[0]), _parse_part(parts[1])
+    (s_name, s_params), (l_name, l_params) = parse_named(parts[0]), parse_named(parts[1])
     if stage is not None:
         _known("stage", stage, spec)
     _check_params("sampler", _known("sampler", s_name, spec), s_params, spec)

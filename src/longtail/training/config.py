@@ -11,13 +11,14 @@ derived from these fields, so adding a setting is adding one field, in a subclas
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from longtail._checks import check_int, check_number
 from longtail.data.augment import PRESETS
 from longtail.data.loading import OWN_TRANSFORMS
+from longtail.mixing import check_mix
 from longtail.training.models import HEADS
 
 MAX_EPOCHS = 100_000
@@ -36,7 +37,8 @@ class Option:
     ``--seed`` are); ``negated`` marks a true-by-default setting whose flag turns it off
     (``--no-amp`` sets ``amp`` to false); ``execution`` marks a setting that does not change the
     result, left out of the identity. ``low`` / ``high`` bound an integer, ``positive`` a number;
-    ``also`` lists values accepted from code but not offered on the command line."""
+    ``also`` lists values accepted from code but not offered on the command line; ``parse``
+    checks a value written in a small language of its own (``mixup[alpha=0.2]``)."""
 
     help: str
     flag: str | None = None
@@ -47,6 +49,7 @@ class Option:
     high: int | None = None
     positive: bool = False
     also: tuple[str, ...] = ()
+    parse: Callable[[Any], None] | None = None  # refuses a value it cannot read
 
 
 def option(default: Any, help: str, flag: str | None = None, **kw: Any) -> Any:
@@ -112,6 +115,13 @@ class TrainConfig:
         low=0,
         high=1024,
     )
+    mix: str = option(
+        "none",
+        "mixed-sample training of the first stage: none, mixup[alpha=0.2], cutmix[alpha=1] or "
+        "remix[alpha=0.2,kappa=3,tau=0.5] (the label leans to the rarer class)",
+        "--mix",
+        parse=check_mix,
+    )
     amp: bool = option(True, "disable mixed precision on CUDA", "--no-amp", negated=True)
     progress: bool = option(True, "no progress bars", "--no-progress", negated=True, execution=True)
 
@@ -147,6 +157,10 @@ def check_value(name: str, value: Any, default: Any, opt: Option) -> None:
         check_int(value, name, opt.low, opt.high or MAX_COUNT)
     elif isinstance(default, float):
         check_number(value, name, opt.positive)
+    if opt.parse is not None:
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be text, got {value!r}")
+        opt.parse(value)
 
 
 def add_options(parser: argparse._ActionsContainer, cls: type = TrainConfig) -> None:

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from longtail.data.bundle import DataBundle
 from longtail.data.loading import device_view, keyed_batches, loader_kwargs, resolve_augmentation
 from longtail.metrics import ClassificationReport
+from longtail.mixing import MixSpec, mix_batch, mix_rng, mixed_loss, parse_mix
 from longtail.strategies import BuiltStrategy, Strategy, build_strategy, parse_strategy
 from longtail.strategies.registry import ClassifierHead
 from longtail.strategies.stages import Stage, StageContext
@@ -107,7 +108,8 @@ def resolved_config(config: TrainConfig, data: DataBundle) -> TrainConfig:
 @dataclass
 class StageRun:
     """What one stage trains with: the model (DDP-wrapped when distributed), its optimiser and
-    schedule, its loss, and the loader whose batches carry their random stream."""
+    schedule, its loss, the loader whose batches carry their random stream, and how its batches
+    are mixed (None: not mixed)."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -115,6 +117,7 @@ class StageRun:
     criterion: nn.Module
     loader: DataLoader
     keyed: Any
+    mix: MixSpec | None = None  # mixed-sample training of this stage's batches
 
 
 @dataclass
@@ -147,6 +150,7 @@ class Trainer:
     ) -> None:
         self.rank, self.world = join_process_group()
         self.device = resolve_device(config.device)
+        self.class_counts = torch.as_tensor(data.distribution.counts, device=self.device)
         self.config = config = resolved_config(config, data)
         self.data, self.on_epoch_end = data, on_epoch_end
         self.strategy = parse_strategy(config.strategy)
@@ -308,9 +312,9 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step, t=total, w=warmup: lr_factor(step, t, w)
         )
-        return StageRun(
-            model, optimizer, scheduler, stage.loss.module.to(self.device), loader, keyed
-        )
+        mix = parse_mix(config.mix) if stage.mixes else None
+        criterion = stage.loss.module.to(self.device)
+        return StageRun(model, optimizer, scheduler, criterion, loader, keyed, mix)
 
     def run_epoch(self, k: int, epoch: int, run: StageRun) -> None:
         """One epoch of stage ``k``: its steps, validation, the log row and the checkpoint."""
@@ -355,9 +359,18 @@ class Trainer:
         """One optimisation step on the batch (x, y); a non-finite loss stops the run."""
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         x = self.finish(x)
+        mixed = None
+        if run.mix is not None:
+            rng = mix_rng(self.config.seed, epoch, step, self.rank)
+            mixed = mix_batch(run.mix, x, y, rng, self.class_counts)
+            x = mixed.x
         with self.autocast:
             logits = run.model(x)
-            loss = run.criterion(logits, y)
+            loss = (
+                run.criterion(logits, y)
+                if mixed is None
+                else mixed_loss(run.criterion, logits, mixed)
+            )
         if not torch.isfinite(loss.detach()):
             self.diverge(loss.item(), epoch, step, run.optimizer.param_groups[0]["lr"])
         run.optimizer.zero_grad(set_to_none=True)
