@@ -74,7 +74,7 @@ class Stage(Part):
     lr: float | None = None  # None: the run's times lr_multiplier
     lr_multiplier = 10.0  # a classifier alone on fixed features takes larger steps
     lr_warmup = False
-    mixes = False  # whether the run's --mix applies to this stage's batches
+    recipe = False  # whether the run's --mix and sharpness-aware optimiser apply to this stage
 
     def begin(self, ctx: StageContext) -> None:
         """Set up the model for this stage (re-initialise, wrap or re-scale the classifier)."""
@@ -105,7 +105,7 @@ class FirstStage(Stage):
 
     lr_warmup = True
     lr_multiplier = 1.0
-    mixes = True
+    recipe = True
 
     def __init__(
         self, sampler: EpochSampler, loss: LossPart, epochs: int, weight_decay: float | None

@@ -20,13 +20,12 @@ from longtail.data.augment import PRESETS
 from longtail.data.loading import OWN_TRANSFORMS
 from longtail.mixing import check_mix
 from longtail.training.models import HEADS
+from longtail.training.sharpness import check_optimizer
 
 MAX_EPOCHS = 100_000
 MAX_SEED = 2**32 - 1
 MAX_COUNT = 2**31 - 1
 """Bounds of TrainConfig's integers: a larger value is a typo, and would overflow later."""
-
-OPTIMIZERS = ("adamw", "sgd")
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,14 @@ class TrainConfig:
     )
     epochs: int = option(10, "first-stage epochs", "--epochs", low=1, high=MAX_EPOCHS)
     batch_size: int = option(128, "images per batch", "--batch-size", low=1)
-    optimizer: str = option("adamw", "optimiser", "--optimizer", choices=OPTIMIZERS)
+    optimizer: str = option(
+        "adamw",
+        "optimiser: adamw, sgd, or a sharpness-aware step around one: sam[rho=0.05,base=sgd] "
+        "(Foret et al. 2021) or imbsam[rho=0.05,base=sgd] (the tail classes' loss only; Zhou "
+        "et al. 2023)",
+        "--optimizer",
+        parse=check_optimizer,
+    )
     lr: float = option(1e-3, "learning rate", "--lr", positive=True)
     weight_decay: float = option(1e-4, "weight decay", "--weight-decay")
     momentum: float = option(0.9, "SGD momentum", "--momentum")
@@ -205,7 +211,6 @@ __all__ = [
     "MAX_COUNT",
     "MAX_EPOCHS",
     "MAX_SEED",
-    "OPTIMIZERS",
     "Option",
     "TrainConfig",
     "add_options",

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich import get_console
 from rich.markup import escape
@@ -21,7 +22,7 @@ from torch.utils.data import DataLoader
 from longtail.data.bundle import DataBundle
 from longtail.data.loading import device_view, keyed_batches, loader_kwargs, resolve_augmentation
 from longtail.metrics import ClassificationReport
-from longtail.mixing import MixSpec, mix_batch, mix_rng, mixed_loss, parse_mix
+from longtail.mixing import MixedBatch, MixSpec, mix_batch, mix_rng, mixed_loss, parse_mix
 from longtail.strategies import BuiltStrategy, Strategy, build_strategy, parse_strategy
 from longtail.strategies.registry import ClassifierHead
 from longtail.strategies.stages import Stage, StageContext
@@ -40,6 +41,12 @@ from longtail.training.runtime import (
     seed_everything,
 )
 from longtail.training.schedule import best_epoch, lr_factor
+from longtail.training.sharpness import (
+    OptimizerSpec,
+    build_optimizer,
+    parse_optimizer,
+    sharpness_step,
+)
 
 log = logging.getLogger("longtail")
 
@@ -118,6 +125,7 @@ class StageRun:
     loader: DataLoader
     keyed: Any
     mix: MixSpec | None = None  # mixed-sample training of this stage's batches
+    sharpness: OptimizerSpec | None = None  # a sharpness-aware step (SAM, ImbSAM) around it
 
 
 @dataclass
@@ -151,6 +159,8 @@ class Trainer:
         self.rank, self.world = join_process_group()
         self.device = resolve_device(config.device)
         self.class_counts = torch.as_tensor(data.distribution.counts, device=self.device)
+        tail = np.asarray(data.distribution.groups) == "tail"  # ImbSAM's tail classes
+        self.tail_classes = torch.as_tensor(tail, device=self.device)
         self.config = config = resolved_config(config, data)
         self.data, self.on_epoch_end = data, on_epoch_end
         self.strategy = parse_strategy(config.strategy)
@@ -297,7 +307,8 @@ class Trainer:
             p.requires_grad_(id(p) in learning)
         lr = config.lr * stage.lr_multiplier if stage.lr is None else stage.lr
         decay = config.weight_decay if stage.weight_decay is None else stage.weight_decay
-        optimizer = _optimizer(config, trainable, lr, decay)
+        spec = parse_optimizer(config.optimizer)
+        optimizer = build_optimizer(spec, trainable, lr, decay, config.momentum)
         model: nn.Module = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -312,9 +323,10 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step, t=total, w=warmup: lr_factor(step, t, w)
         )
-        mix = parse_mix(config.mix) if stage.mixes else None
+        mix = parse_mix(config.mix) if stage.recipe else None
+        sharp = spec if stage.recipe and spec.sharpness is not None else None
         criterion = stage.loss.module.to(self.device)
-        return StageRun(model, optimizer, scheduler, criterion, loader, keyed, mix)
+        return StageRun(model, optimizer, scheduler, criterion, loader, keyed, mix, sharp)
 
     def run_epoch(self, k: int, epoch: int, run: StageRun) -> None:
         """One epoch of stage ``k``: its steps, validation, the log row and the checkpoint."""
@@ -366,25 +378,74 @@ class Trainer:
             x = mixed.x
         with self.autocast:
             logits = run.model(x)
-            loss = (
-                run.criterion(logits, y)
-                if mixed is None
-                else mixed_loss(run.criterion, logits, mixed)
-            )
+            loss = self._loss(run, logits, y, mixed)
         if not torch.isfinite(loss.detach()):
             self.diverge(loss.item(), epoch, step, run.optimizer.param_groups[0]["lr"])
-        run.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(run.optimizer)
-            self.scaler.update()
+        if run.sharpness is not None:
+            self._sharpness_step(run, x, y, mixed, (logits, loss))
         else:
-            loss.backward()
-            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(run.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                run.optimizer.step()
         stage.after_step(self.ctx)
         totals.lr = run.optimizer.param_groups[0]["lr"]
         run.scheduler.step()
         totals.add(loss.detach(), logits, y)
+
+    def _loss(
+        self,
+        run: StageRun,
+        logits: Tensor,
+        y: Tensor,
+        mixed: MixedBatch | None,
+        rows: Tensor | None = None,
+    ) -> Tensor:
+        """The stage's loss on the batch (mixed or not), or on its ``rows`` only, scaled by
+        their share of the batch so that the parts of a batch add up to its loss."""
+        if rows is not None:
+            if rows.numel() == 0:
+                return logits.sum() * 0.0
+            share = rows.numel() / len(y)
+            if mixed is not None:
+                mixed = MixedBatch(mixed.x, mixed.y_a[rows], mixed.y_b[rows], mixed.weight[rows])
+            return share * self._loss(run, logits[rows], y[rows], mixed)
+        if mixed is None:
+            return run.criterion(logits, y)
+        return mixed_loss(run.criterion, logits, mixed)
+
+    def _sharpness_step(
+        self,
+        run: StageRun,
+        x: Tensor,
+        y: Tensor,
+        mixed: MixedBatch | None,
+        first: tuple[Tensor, Tensor],
+    ) -> None:
+        """A SAM step (the whole loss made flat) or an ImbSAM step (the tail classes' part)."""
+        assert run.sharpness is not None
+        tail = self.tail_classes[y]
+
+        def parts(logits: Tensor, loss: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+            if run.sharpness.sharpness == "sam":
+                return (loss if loss is not None else self._loss(run, logits, y, mixed)), None
+            rows_tail, rows_head = tail.nonzero().flatten(), (~tail).nonzero().flatten()
+            return (
+                self._loss(run, logits, y, mixed, rows_tail),
+                self._loss(run, logits, y, mixed, rows_head),
+            )
+
+        def again() -> tuple[Tensor, Tensor | None]:
+            with self.autocast:
+                return parts(run.model(x))
+
+        with self.autocast:
+            at_w = parts(*first)
+        sharpness_step(run.sharpness.rho, run.optimizer, again, self.scaler, at_w)
 
     def diverge(self, value: float, epoch: int, step: int, lr: float) -> None:
         """Record the divergence in ``metrics.json`` and stop with :class:`TrainingDiverged`."""
@@ -522,16 +583,6 @@ def _progress_view(enabled: bool) -> Progress:
         disable=not (enabled and get_console().is_terminal),
         transient=True,
     )
-
-
-def _optimizer(
-    config: TrainConfig, parameters: list[nn.Parameter], lr: float, weight_decay: float
-) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            parameters, lr=lr, momentum=config.momentum, weight_decay=weight_decay, nesterov=True
-        )
-    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
 
 
 __all__ = [
