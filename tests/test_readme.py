@@ -1,99 +1,49 @@
-"""The README's library example runs as written (on a small stand-in data set)."""
+"""The README's demo table is the demo's results, as scripts/readme_demo.py writes them."""
 
-import re
+import importlib.util
+from dataclasses import fields
 from pathlib import Path
 
-import torch
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from longtail.strategies import DEFAULT_STRATEGIES
+from longtail.training.config import TrainConfig, execution_fields
+from longtail.training.results import Comparison
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-class Labelled(TensorDataset):
-    """A TensorDataset with the ``targets`` and ``classes`` a torchvision dataset has."""
-
-    def __init__(self, x, y, classes):
-        super().__init__(x, y)
-        self.targets, self.classes = y, classes
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_library_example_runs_as_written():
-    block = re.search(
-        r"```python\n(from torch.utils.data import DataLoader.*?)```", README.read_text(), re.S
+def _script():
+    spec = importlib.util.spec_from_file_location("readme_demo", ROOT / "scripts/readme_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_table_is_the_demo_results():
+    script = _script()
+    comparison = Comparison.load(ROOT / "docs" / "demo_results.json")
+    readme = (ROOT / "README.md").read_text()
+    assert script.demo_table(comparison) in readme, (
+        "the README's demo table differs from docs/demo_results.json: run make demo, then "
+        "python scripts/readme_demo.py"
     )
-    assert block, "the library example is missing from the README"
-    code = block.group(1).replace("    ...\n", "    pass\n")
-    gen = torch.Generator().manual_seed(0)
-    y = torch.repeat_interleave(torch.arange(4), torch.tensor([60, 20, 8, 4]))
-    train_set = Labelled(torch.randn(y.numel(), 6, generator=gen), y, ["a", "b", "c", "d"])
-    namespace = {
-        "train_set": train_set,
-        "epochs": 2,
-        "model": nn.Linear(6, 4),
-        "test_loader": DataLoader(train_set, batch_size=32),
-    }
-    exec(compile(code, str(README), "exec"), namespace)
-    summary = namespace["metrics"].compute(namespace["dist"]).summary()
-    assert set(summary) >= {"balanced_accuracy", "head_recall", "tail_f1", "ece"}
-    assert namespace["sampler"].epoch == 1  # set_epoch reached the sampler
 
 
-def test_the_other_tools_examples_run_as_written(tmp_path):
-    import json
-    import os
-    import subprocess
-    import sys
-
-    section = README.read_text().split("## Working with other tools", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```bash\n(.*?)```", section, re.S)
-    assert len(blocks) == 2, "the option-file and timm examples are missing from the README"
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    for block in blocks:
-        proc = subprocess.run(
-            ["bash", "-e", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True
-        )
-        assert proc.returncode == 0, proc.stderr[-2000:]
-    runs = tmp_path / "runs"
-    results = json.loads((runs / "exp" / "results.json").read_text())
-    assert results["strategies"] == ["instance+ce", "weighted+ce", "sqrt+ce:crt"]
-    one, again = (json.loads((runs / d / "metrics.json").read_text()) for d in ("one", "one-again"))
-    assert one["test"]["summary"] == again["test"]["summary"]
-    timm_run = json.loads((runs / "timm" / "metrics.json").read_text())
-    assert timm_run["config"]["model"] == "timm:test_efficientnet" and "test" in timm_run
+def test_the_demo_results_are_those_of_the_default_comparison():
+    comparison = Comparison.load(ROOT / "docs" / "demo_results.json")
+    assert comparison.strategies == list(DEFAULT_STRATEGIES)
+    assert comparison.seeds == [0, 1, 2] and comparison.data == "Fashion-MNIST-LT"
+    skip = {"strategy", "seed", *execution_fields(TrainConfig)}
+    for f in fields(TrainConfig):
+        if f.name not in skip and f.default is not None:
+            assert comparison.config[f.name] == f.default, f.name
+    for plot in ("recall_change", "per_class_recall", "prior_shift"):
+        assert (ROOT / "docs" / f"demo_{plot}.png").stat().st_size > 0
 
 
-def test_the_lightning_example_runs_as_written(tmp_path, monkeypatch):
-    section = README.read_text().split("**PyTorch Lightning.**", 1)[1].split("\n## ", 1)[0]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    monkeypatch.chdir(tmp_path)  # Lightning writes its logs in the working folder
-    namespace: dict = {}
-    exec(compile(code, str(README), "exec"), namespace)
-    logged = namespace["trainer"].callback_metrics
-    assert {"val_balanced_accuracy", "val_head_recall", "val_tail_recall"} <= set(logged)
-    assert 0.3 < float(logged["val_balanced_accuracy"]) <= 1
-
-
-def test_the_accelerate_example_runs_as_written():
-    section = README.read_text().split("**Hugging Face accelerate.**", 1)[1].split("\n## ", 1)[0]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    namespace: dict = {}
-    exec(compile(code, str(README), "exec"), namespace)
-    assert namespace["sampler"].epoch == 1  # accelerate's set_epoch reached the sampler
-    assert torch.isfinite(namespace["loss"])
-
-
-def test_the_torchgeo_example_runs_as_written(tmp_path, monkeypatch):
-    from helpers import MILLION_AID_LIKE, write_tree
-
-    section = README.read_text().split("**torchgeo.**", 1)[1].split("\n## ", 1)[0]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    root = tmp_path / "data" / "Million-AID"
-    write_tree(root / "train", {k: n + 10 for k, n in MILLION_AID_LIKE.items()}, size=20)
-    write_tree(root / "test", {k: 2 for k in MILLION_AID_LIKE}, size=20, seed=1)
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    exec(compile(code, str(README), "exec"), namespace)
-    result = namespace["result"]
-    assert result.config["model"] == "small_cnn" and len(result.test.per_class) == 5
-    assert namespace["dist"].at_level(1).counts.tolist() == [47, 28]
+def test_a_changed_number_is_caught():
+    script = _script()
+    comparison = Comparison.load(ROOT / "docs" / "demo_results.json")
+    readme = (ROOT / "README.md").read_text()
+    stat = comparison.metrics["balanced_accuracy"]["weighted+ce"]
+    object.__setattr__(stat, "mean", stat.mean + 0.01)
+    assert script.demo_table(comparison) not in readme

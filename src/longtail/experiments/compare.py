@@ -26,6 +26,7 @@ from longtail.experiments.plan import ComparisonPlan, Training, plan_comparison
 from longtail.metrics import HEADLINE, compare_runs
 from longtail.priors import SHIFT_EXPONENTS, shift_label, shifted_accuracies
 from longtail.report.comparison import comparison_markdown
+from longtail.report.html import report_html
 from longtail.report.plots import (
     plot_class_counts,
     plot_confusion,
@@ -374,7 +375,10 @@ def _write_outputs(comparison: Comparison, collected: Collected, dist: Any, out:
         out / "confusion_best.png",
         f"{best} (best balanced accuracy), summed over seeds",
     )
-    write_text(out / "report.md", comparison_markdown(comparison, dist, collected.timings))
+    report = comparison_markdown(comparison, dist, collected.timings)
+    write_text(out / "report.md", report)
+    title = f"Strategy comparison on {comparison.data}"
+    write_text(out / "report.html", report_html(report, out, title))
 
 
 __all__ = [

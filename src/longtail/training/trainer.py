@@ -158,7 +158,7 @@ class Trainer:
     ) -> None:
         self.rank, self.world = join_process_group()
         self.device = resolve_device(config.device)
-        self.class_counts = torch.as_tensor(data.distribution.counts, device=self.device)
+        self.class_counts = torch.tensor(data.distribution.counts, device=self.device)
         tail = np.asarray(data.distribution.groups) == "tail"  # ImbSAM's tail classes
         self.tail_classes = torch.as_tensor(tail, device=self.device)
         self.config = config = resolved_config(config, data)
