@@ -101,3 +101,78 @@ def test_a_comparison_reports_each_strategy_under_the_shifted_priors(tmp_path):
     # head's worst case is the reversed prior (mostly c, recall 0.3); tail never drops below 0.5
     assert "Best across the whole range: **tail**" in text
     assert plot_prior_shift(shift, tmp_path / "p.png").stat().st_size > 0
+
+
+def test_the_target_prior_is_read_from_a_name_a_csv_file_or_a_json_table(tmp_path):
+    from longtail.priors import canonical_target, target_prior
+
+    counts, names = np.array([60, 30, 10]), ["a", "b", "c"]
+    assert target_prior("uniform", counts, names) is None
+    np.testing.assert_allclose(target_prior("train", counts, names), [0.6, 0.3, 0.1])
+    table = tmp_path / "prior.csv"
+    table.write_text("class,share\na,1\nb,1\nc,2\n")
+    np.testing.assert_allclose(target_prior(str(table), counts, names), [0.25, 0.25, 0.5])
+    # the identity holds the shares, not the file name
+    text = canonical_target(str(table))
+    assert text == '{"a":1.0,"b":1.0,"c":2.0}'
+    np.testing.assert_allclose(target_prior(text, counts, names), [0.25, 0.25, 0.5])
+    with pytest.raises(ValueError, match=r"missing \['c'\], unknown \['d'\]"):
+        target_prior('{"a": 1, "b": 1, "d": 1}', counts, names)
+    with pytest.raises(ValueError, match="must be finite and >= 0"):
+        target_prior('{"a": 1, "b": -1, "c": 1}', counts, names)
+    with pytest.raises(ValueError, match="expected uniform, train or a regular file"):
+        canonical_target(str(tmp_path / "nowhere.csv"))
+
+
+def test_the_target_sampler_draws_classes_by_the_prior():
+    from longtail.strategies.registry import BuildContext, component
+
+    targets = np.repeat(np.arange(3), [600, 300, 100])
+    prior = np.array([0.2, 0.3, 0.5])
+    ctx = BuildContext(targets, np.array([600, 300, 100]), 0, 1, 8, None, prior)
+    sampler = component("sampler", "target").factory(ctx)
+    drawn = np.concatenate([targets[np.fromiter(sampler, np.int64)] for _ in range(100)])
+    # 10^5 draws: the binomial sd of a share is below 0.0016; allow 0.006
+    np.testing.assert_allclose(np.bincount(drawn) / drawn.size, prior, atol=0.006)
+    uniform = component("sampler", "target").factory(BuildContext(targets, ctx.counts, 0, 1, 8))
+    shares = np.bincount(targets[np.fromiter(uniform, np.int64)], minlength=3) / len(targets)
+    np.testing.assert_allclose(shares, [1 / 3] * 3, atol=0.05)  # 1,000 draws: class-balanced
+
+
+def test_logit_adjustment_toward_a_target_prior():
+    from longtail.strategies.stages import PostHocLogitAdjustment
+
+    counts, q = np.array([60, 30, 10]), np.array([0.2, 0.3, 0.5])
+    stage = PostHocLogitAdjustment(counts, prior=q)
+    expected = np.log(counts / counts.sum()) - np.log(q)  # z - tau (log pi - log q)
+    np.testing.assert_allclose(stage.log_prior.numpy(), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="every share > 0"):
+        PostHocLogitAdjustment(counts, prior=np.array([0.5, 0.5, 0.0]))
+
+
+def test_a_run_is_selected_and_judged_under_its_target_prior(tmp_path):
+    from helpers import write_tree
+    from longtail.data.bundle import folder_bundle
+    from longtail.training.loop import TrainConfig, train
+
+    counts = {f"train/c{k}": n for k, n in enumerate((24, 10, 6))}
+    counts |= {f"val/c{k}": 4 for k in range(3)} | {f"test/c{k}": 4 for k in range(3)}
+    data = folder_bundle(write_tree(tmp_path / "data", counts, size=12), image_size=8)
+    prior = tmp_path / "deploy.csv"
+    prior.write_text("c0,0.1\nc1,0.2\nc2,0.7\n")
+    config = TrainConfig(
+        strategy="target+ce:logit_adjust",
+        epochs=3,
+        batch_size=8,
+        target_prior=str(prior),
+        num_workers=0,
+        progress=False,
+    )
+    result = train(config, data, tmp_path / "run")
+    assert result.identity["training"]["target_prior"] == '{"c0":0.1,"c1":0.2,"c2":0.7}'
+    recall = np.array([row["recall"] for row in result.test.per_class])
+    assert result.test.summary["target_accuracy"] == pytest.approx(recall @ [0.1, 0.2, 0.7])
+    rows = [r for r in result.history if r["stage"] == 1]
+    best = max(rows, key=lambda r: (r["val_target_accuracy"], -r["epoch"]))
+    assert result.selected_epoch == best["epoch"]
+    assert "val_target_accuracy" in (tmp_path / "run" / "log.csv").read_text().splitlines()[0]

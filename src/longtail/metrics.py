@@ -55,6 +55,7 @@ class MetricInfo:
 METRICS = {
     m.name: m
     for m in (
+        MetricInfo("target_accuracy", "accuracy under the target prior", "target acc"),
         MetricInfo("accuracy", "overall accuracy", "acc"),
         MetricInfo("balanced_accuracy", "balanced accuracy", "bal acc"),
         MetricInfo("macro_f1", "macro F1", "macro F1"),
@@ -73,8 +74,10 @@ METRICS = {
     )
 }
 
-# what a comparison reports, in this order (the last two on data with a class tree)
+# what a comparison reports, in this order (the first with --target-prior, the last two on
+# data with a class tree)
 HEADLINE = (
+    "target_accuracy",
     "accuracy",
     "balanced_accuracy",
     "macro_f1",

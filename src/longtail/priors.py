@@ -14,12 +14,17 @@ where the test prior runs from the training prior through uniform to the trainin
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from longtail._checks import as_counts
+from longtail._io import strict_loads
 
 # the exponents t of the shifted priors q ~ pi^t that a comparison reports: the training prior
 # (t = 1) and beyond, through uniform (t = 0) to the training prior reversed (t = -1) and beyond
@@ -71,8 +76,91 @@ def shift_label(exponent: float, imbalance_ratio: float) -> str:
     return f"{side} x{abs(exponent):g} (IR {imbalance_ratio ** abs(exponent):.0f})"
 
 
+TARGETS = ("uniform", "train")
+MAX_PRIOR_FILE = 1 << 20
+
+
+def _prior_table(text: str) -> dict[str, float]:
+    """A class -> share table: a JSON object, or the JSON / CSV (``class,share`` rows) file
+    named by ``text``."""
+    if text.lstrip().startswith("{"):
+        table = strict_loads(text)
+    else:
+        path = Path(text)
+        if not path.is_file() or path.stat().st_size > MAX_PRIOR_FILE:
+            raise ValueError(
+                f"target prior {text!r}: expected uniform, train or a regular file of at most "
+                "1 MiB holding a class -> share table (JSON object, or CSV rows class,share)"
+            )
+        body = path.read_text(encoding="utf-8")
+        if path.suffix.lower() == ".json":
+            table = strict_loads(body)
+        else:
+            rows = [r for r in csv.reader(io.StringIO(body)) if r and not r[0].startswith("#")]
+            if rows and rows[0][:2] == ["class", "share"]:
+                rows = rows[1:]
+            if any(len(r) != 2 for r in rows):
+                raise ValueError(f"{path}: every row must be class,share")
+            table = {r[0]: _share(r[1], r[0]) for r in rows}
+    if not isinstance(table, dict) or not table:
+        raise ValueError(f"target prior {text!r} must be a non-empty class -> share table")
+    return {str(k): _share(v, k) for k, v in table.items()}
+
+
+def _share(value: Any, name: Any) -> float:
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"target prior: the share of {name!r} is not a number: {value!r}"
+        ) from None
+    if not (np.isfinite(share) and share >= 0):
+        raise ValueError(f"target prior: the share of {name!r} must be finite and >= 0")
+    return share
+
+
+def check_target_prior(text: str) -> None:
+    """Refuse a ``--target-prior`` that is not uniform, train or a readable table."""
+    if text not in TARGETS:
+        _prior_table(text)
+
+
+def canonical_target(text: str) -> str:
+    """``uniform``, ``train``, or the table's content as compact JSON (so a run's identity holds
+    the shares, not the name of a file that may change)."""
+    if text in TARGETS:
+        return text
+    return json.dumps(_prior_table(text), separators=(",", ":"), ensure_ascii=False)
+
+
+def target_prior(text: str, counts: Any, class_names: Sequence[str]) -> np.ndarray | None:
+    """The target prior [K] of ``text`` for classes ``class_names`` with training ``counts``;
+    None for ``uniform`` (balanced accuracy). A table must name every class, and nothing else."""
+    if text == "uniform":
+        return None
+    if text == "train":
+        return power_prior(counts, 1.0)
+    table = _prior_table(text)
+    names = [str(n) for n in class_names]
+    missing = [n for n in names if n not in table]
+    unknown = sorted(set(table) - set(names))
+    if missing or unknown:
+        raise ValueError(
+            f"the target prior must give a share to every class and to nothing else: missing "
+            f"{missing[:5]}, unknown {unknown[:5]}"
+        )
+    q = np.array([table[n] for n in names], dtype=np.float64)
+    if q.sum() <= 0:
+        raise ValueError("the target prior's shares are all zero")
+    return q / q.sum()
+
+
 __all__ = [
     "SHIFT_EXPONENTS",
+    "TARGETS",
+    "canonical_target",
+    "check_target_prior",
+    "target_prior",
     "power_prior",
     "prior_accuracy",
     "shift_label",

@@ -23,7 +23,7 @@ from longtail.experiments.execute import (
     train_commands,
 )
 from longtail.experiments.plan import ComparisonPlan, Training, plan_comparison
-from longtail.metrics import HEADLINE, compare_runs
+from longtail.metrics import HEADLINE, compare_runs, metric_info
 from longtail.priors import SHIFT_EXPONENTS, shift_label, shifted_accuracies
 from longtail.report.comparison import comparison_markdown
 from longtail.report.html import report_html
@@ -357,7 +357,7 @@ def _write_outputs(comparison: Comparison, collected: Collected, dist: Any, out:
     write_tables(comparison, out)
     mean_recall = {n: collected.mean_recall(n) for n in comparison.per_class_recall}
     plot_per_class_recall(mean_recall, dist, out / "per_class_recall.png")
-    best = comparison.best("balanced_accuracy")
+    best = comparison.best(comparison.headline)
     baseline = comparison.baseline
     if len(mean_recall) > 1:
         plot_recall_change(mean_recall, baseline, dist, out / "recall_change.png")
@@ -373,7 +373,7 @@ def _write_outputs(comparison: Comparison, collected: Collected, dist: Any, out:
         collected.confusion(best),
         dist.class_names,
         out / "confusion_best.png",
-        f"{best} (best balanced accuracy), summed over seeds",
+        f"{best} (best {metric_info(comparison.headline).label}), summed over seeds",
     )
     report = comparison_markdown(comparison, dist, collected.timings)
     write_text(out / "report.md", report)

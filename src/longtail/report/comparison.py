@@ -7,6 +7,7 @@ import numpy as np
 
 from longtail._io import markdown_cell
 from longtail.distribution import ClassDistribution
+from longtail.metrics import metric_info
 from longtail.report.tables import level_title, markdown_table
 from longtail.training.results import Comparison, PriorShift
 
@@ -16,7 +17,7 @@ def comparison_markdown(
 ) -> str:
     """``report.md``: the set-up, the results table, a reading of it, the plots and per-class
     recall; ``timings`` is each strategy's wall time over its seeds."""
-    best = comparison.best("balanced_accuracy")
+    best = comparison.best(comparison.headline)
     lines = [
         f"# Strategy comparison on {comparison.data}",
         "",
@@ -105,9 +106,10 @@ def _reading(comparison: Comparison, best: str | None) -> list[str]:
             f"- {comparison.unreadable_images} unreadable image(s) were replaced by other "
             "images of their class (listed in `bad_images.log`)."
         )
-    value, delta = _points(comparison, "balanced_accuracy", best)
+    value, delta = _points(comparison, comparison.headline, best)
     lines.append(
-        f"- Best balanced accuracy: **{best}** ({value:.1f}%, {delta:+.1f} points against {baseline})."
+        f"- Best {metric_info(comparison.headline).label}: **{best}** ({value:.1f}%, "
+        f"{delta:+.1f} points against {baseline})."
     )
     tail, tail_delta = _points(comparison, "tail_recall", best_tail)
     _, head_delta = _points(comparison, "head_recall", best_tail)

@@ -104,17 +104,19 @@ def build_strategy(
     epochs: int,
     batch_size: int,
     tree: Any = None,
+    prior: np.ndarray | None = None,
 ) -> BuiltStrategy:
     """The stages of ``strategy`` for a run of ``epochs`` first-stage epochs over ``targets``
     with training class ``counts`` (and the class ``tree``, as
-    :meth:`~longtail.distribution.ClassDistribution.tree_paths` gives it; None: flat); a
+    :meth:`~longtail.distribution.ClassDistribution.tree_paths` gives it; None: flat, and the
+    target ``prior`` [K] the run is judged under; None: uniform); a
     parameter a part does not take, or a bad value, raises ``ValueError``."""
     if np.count_nonzero(counts) < 2:
         raise ValueError(
             f"a classifier needs at least two classes with training images; this data has "
             f"{np.count_nonzero(counts)}"
         )
-    ctx = BuildContext(targets, np.asarray(counts), seed, epochs, batch_size, tree)
+    ctx = BuildContext(targets, np.asarray(counts), seed, epochs, batch_size, tree, prior)
     sampler_spec = component("sampler", strategy.sampler)
     loss_spec = component("loss", strategy.loss)
     sampler = sampler_spec.build(ctx, **strategy.sampler_params)

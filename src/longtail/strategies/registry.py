@@ -18,6 +18,7 @@ import numpy as np
 from torch import nn
 from torch.utils.data import Sampler
 
+from longtail._checks import as_labels
 from longtail.losses import (
     BalancedSoftmaxLoss,
     ClassBalancedLoss,
@@ -72,7 +73,7 @@ _SCHEME = {"scheme": TEXT, **dict.fromkeys(SCHEME_KEYS, FLOAT)}
 class BuildContext:
     """What a factory may read about the run it builds for: the training targets and class
     counts, the run's seed (None: follow torch's RNG), first-stage epochs and batch size, and
-    the class tree (None: flat)."""
+    the class tree (None: flat) and the target prior the run is judged under (None: uniform)."""
 
     targets: Any = None
     counts: np.ndarray | None = None
@@ -80,6 +81,7 @@ class BuildContext:
     epochs: int | None = None
     batch_size: int | None = None
     tree: Any = None  # each class's ancestor at every level (ClassDistribution.tree_paths)
+    prior: np.ndarray | None = None  # the target prior [K] (None: uniform)
 
     @property
     def num_classes(self) -> int | None:
@@ -165,6 +167,16 @@ def _ldam_drw(ctx: BuildContext, **p: Any) -> LDAMLoss:
     return LDAMLoss(ctx.counts, **p)
 
 
+def _target_sampler(ctx: BuildContext, **p: Any) -> WeightedSampler:
+    """Each class drawn with its share of the target prior (uniform: class-balanced), images
+    uniformly within it: sample weights q_y / n_y."""
+    counts = np.asarray(ctx.counts, dtype=np.float64)
+    q = ctx.prior if ctx.prior is not None else (counts > 0) / np.count_nonzero(counts)
+    y = as_labels(ctx.targets, len(counts))
+    weights = np.divide(q, counts, out=np.zeros_like(counts), where=counts > 0)[y]
+    return WeightedSampler(weights, seed=ctx.seed, **p)
+
+
 def _sampler(name: str, cls: Callable[..., Sampler], params: Mapping[str, str], **kw: Any):
     return ComponentSpec(
         name,
@@ -198,6 +210,13 @@ SAMPLER_SPECS = (
         summary="follows per-class validation recall",
     ),
     _sampler("repeat_factor", RepeatFactorSampler, {"threshold": FLOAT}),
+    ComponentSpec(
+        "target",
+        "sampler",
+        _target_sampler,
+        {},
+        summary="classes drawn by the target prior (--target-prior)",
+    ),
     ComponentSpec(
         "hierarchical",
         "sampler",
@@ -280,7 +299,9 @@ STAGE_SPECS = (
         "tau_norm", "stage", lambda ctx, **p: TauNormalisation(**p), {}, rescales_rows=True
     ),
     ComponentSpec(
-        "logit_adjust", "stage", lambda ctx, **p: PostHocLogitAdjustment(ctx.counts, **p)
+        "logit_adjust",
+        "stage",
+        lambda ctx, **p: PostHocLogitAdjustment(ctx.counts, prior=ctx.prior, **p),
     ),
     ComponentSpec(
         "weight_balancing",

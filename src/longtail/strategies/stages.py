@@ -234,13 +234,22 @@ class TauNormalisation(TunedOnValidation):
 
 
 class PostHocLogitAdjustment(TunedOnValidation):
-    """Post-hoc logit adjustment with tau chosen on the validation split."""
+    """Post-hoc logit adjustment with tau chosen on the validation split: z - tau log pi for a
+    balanced target, z - tau (log pi - log q) for a target prior q (Menon et al., ICLR 2021:
+    the Bayes-optimal rule for test classes drawn from q at tau = 1)."""
 
     name = "logit_adjust"
 
-    def __init__(self, counts: np.ndarray, grid: Iterable[float] = TAU_GRID) -> None:
+    def __init__(
+        self, counts: np.ndarray, grid: Iterable[float] = TAU_GRID, prior: Any = None
+    ) -> None:
         super().__init__(grid)
         self.log_prior = log_prior(counts)
+        if prior is not None:
+            q = torch.as_tensor(np.asarray(prior, dtype=np.float64))
+            if (q <= 0).any():
+                raise ValueError("logit_adjust toward a target prior needs every share > 0")
+            self.log_prior = self.log_prior - torch.log(q / q.sum()).float()
 
     def begin(self, ctx: StageContext) -> None:
         inner = ctx.get_classifier()

@@ -19,6 +19,7 @@ from longtail._checks import check_int, check_number
 from longtail.data.augment import PRESETS
 from longtail.data.loading import OWN_TRANSFORMS
 from longtail.mixing import check_mix
+from longtail.priors import check_target_prior
 from longtail.training.models import HEADS
 from longtail.training.sharpness import check_optimizer
 
@@ -120,6 +121,13 @@ class TrainConfig:
         execution=True,
         low=0,
         high=1024,
+    )
+    target_prior: str = option(
+        "uniform",
+        "the class prior the model is selected and judged for: uniform (balanced accuracy), "
+        "train, or a file of class,share rows (CSV) or a JSON object class -> share",
+        "--target-prior",
+        parse=check_target_prior,
     )
     mix: str = option(
         "none",

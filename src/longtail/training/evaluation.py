@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 import torch.distributed as tdist
 from torch import Tensor, nn
@@ -13,6 +14,7 @@ from longtail._distributed import rank_and_world
 from longtail.data.loading import device_view, loader_kwargs
 from longtail.distribution import ClassDistribution
 from longtail.metrics import ClassificationReport, MetricAccumulator
+from longtail.priors import prior_accuracy
 
 
 def _validation_batches(
@@ -69,9 +71,11 @@ def score_heads(
     distribution: ClassDistribution,
     device: torch.device,
     num_workers: int | None = None,
+    prior: np.ndarray | None = None,
 ) -> list[float]:
-    """Balanced accuracy on ``dataset`` of each candidate head: a function from ``classifier``'s
-    input (the features ``model`` computes) to logits; one pass, exact under DDP."""
+    """Balanced accuracy (or, given a target ``prior``, the accuracy under it) on ``dataset``
+    of each candidate head: a function from ``classifier``'s input (the features ``model``
+    computes) to logits; one pass, exact under DDP."""
     features: list[Tensor] = []
     hook = classifier.register_forward_hook(lambda module, args, out: features.append(args[0]))
     accs = [MetricAccumulator(distribution.num_classes) for _ in heads]
@@ -84,7 +88,11 @@ def score_heads(
     finally:
         hook.remove()
     _reduced(accs, device)
-    return [acc.compute(distribution).summary()["balanced_accuracy"] for acc in accs]
+    reports = [acc.compute(distribution) for acc in accs]
+    if prior is None:
+        return [report.summary()["balanced_accuracy"] for report in reports]
+    known = [np.where(r.support > 0, r.recall, np.nan) for r in reports]
+    return [prior_accuracy(recall, prior) for recall in known]
 
 
 __all__ = ["evaluate_model", "score_heads"]

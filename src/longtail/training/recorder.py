@@ -115,7 +115,8 @@ class RunRecorder:
         if not self.writes:
             return
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+        extra = [k for k in history[-1] if k not in LOG_FIELDS]  # val_target_accuracy
+        writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS + extra)
         writer.writeheader()
         writer.writerows(history)
         write_text(self.out / "log.csv", buf.getvalue())

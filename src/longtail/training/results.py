@@ -285,6 +285,12 @@ class Comparison:
             self, metrics=level.metrics, classes=level.classes, levels=[], prior_shift=None
         )
 
+    @property
+    def headline(self) -> str:
+        """The metric strategies are ranked by: the accuracy under the target prior when the
+        runs had one (``--target-prior``), balanced accuracy otherwise."""
+        return "target_accuracy" if "target_accuracy" in self.metrics else "balanced_accuracy"
+
     def best(self, metric: str) -> str | None:
         """The strategy with the largest finite mean of ``metric`` (None when none is finite)."""
         row = {n: s.mean for n, s in self.metrics.get(metric, {}).items() if np.isfinite(s.mean)}

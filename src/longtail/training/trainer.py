@@ -23,6 +23,7 @@ from longtail.data.bundle import DataBundle
 from longtail.data.loading import device_view, keyed_batches, loader_kwargs, resolve_augmentation
 from longtail.metrics import ClassificationReport
 from longtail.mixing import MixedBatch, MixSpec, mix_batch, mix_rng, mixed_loss, parse_mix
+from longtail.priors import canonical_target, prior_accuracy, target_prior
 from longtail.strategies import BuiltStrategy, Strategy, build_strategy, parse_strategy
 from longtail.strategies.registry import ClassifierHead
 from longtail.strategies.stages import Stage, StageContext
@@ -85,8 +86,8 @@ def classifier_head(
 
 
 def strategy_for_run(strategy: Strategy, config: TrainConfig, data: DataBundle) -> BuiltStrategy:
-    """``strategy`` built for a run of ``config`` on ``data`` (its targets, class counts and
-    class tree)."""
+    """``strategy`` built for a run of ``config`` on ``data`` (its targets, class counts, class
+    tree and the target prior)."""
     dist = data.distribution
     return build_strategy(
         strategy,
@@ -96,6 +97,7 @@ def strategy_for_run(strategy: Strategy, config: TrainConfig, data: DataBundle) 
         epochs=config.epochs,
         batch_size=config.batch_size,
         tree=dist.tree_paths(),
+        prior=target_prior(config.target_prior, dist.counts, dist.class_names),
     )
 
 
@@ -107,9 +109,13 @@ def first_stage_config(config: TrainConfig, built: BuiltStrategy) -> TrainConfig
 
 
 def resolved_config(config: TrainConfig, data: DataBundle) -> TrainConfig:
-    """``config`` with what it leaves to the data filled in (the augmentation preset), as the
-    run records it in its identity."""
-    return replace(config, augment=resolve_augmentation(data.train, config.augment))
+    """``config`` with what it leaves to the data filled in (the augmentation preset) and a
+    target prior file read into its table, as the run records it in its identity."""
+    return replace(
+        config,
+        augment=resolve_augmentation(data.train, config.augment),
+        target_prior=canonical_target(config.target_prior),
+    )
 
 
 @dataclass
@@ -162,6 +168,8 @@ class Trainer:
         tail = np.asarray(data.distribution.groups) == "tail"  # ImbSAM's tail classes
         self.tail_classes = torch.as_tensor(tail, device=self.device)
         self.config = config = resolved_config(config, data)
+        dist = data.distribution
+        self.prior = target_prior(config.target_prior, dist.counts, dist.class_names)
         self.data, self.on_epoch_end = data, on_epoch_end
         self.strategy = parse_strategy(config.strategy)
         self.fingerprint = data.fingerprint()
@@ -219,6 +227,7 @@ class Trainer:
                 self.data.distribution,
                 self.device,
                 self.config.num_workers,
+                self.prior,
             )
 
         return StageContext(model, lambda: model.get_submodule(path), set_classifier, score)
@@ -355,7 +364,10 @@ class Trainer:
                 self.progress.update(task, completed=step + 1, info=info)
         self.progress.remove_task(task)
         report = self.validate()
-        self.history.append(_log_row(epoch, k, totals, report, time.perf_counter() - t0))
+        row = _log_row(epoch, k, totals, report, time.perf_counter() - t0)
+        if self.prior is not None:
+            row["val_target_accuracy"] = prior_accuracy(_known_recall(report), self.prior)
+        self.history.append(row)
         self.epoch_done(k, epoch, run)
 
     def step(
@@ -489,7 +501,8 @@ class Trainer:
         while last > 0 and not self.stage_rows(last):
             last -= 1
         rows = self.stage_rows(last)
-        selected = best_epoch(rows) if self.config.select_best else int(rows[-1]["epoch"])
+        key = "val_balanced_accuracy" if self.prior is None else "val_target_accuracy"
+        selected = best_epoch(rows, key) if self.config.select_best else int(rows[-1]["epoch"])
         post_hoc_last = last < len(self.built.stages) - 1
         if not post_hoc_last and selected != rows[-1]["epoch"]:
             self.model.load_state_dict(self.recorder.best_weights())
@@ -508,6 +521,8 @@ class Trainer:
                 num_workers=self.config.num_workers,
             )
             test = TestResult.from_report(report)
+            if self.prior is not None:
+                test.summary["target_accuracy"] = prior_accuracy(_known_recall(report), self.prior)
         recorder.save_tested(self.model.state_dict())
         self._announce_bad_images()
         result = RunResult(
@@ -550,6 +565,11 @@ class Trainer:
                 log.warning(
                     "unreadable image %s (%s); replaced by another image of its class", path, reason
                 )
+
+
+def _known_recall(report: ClassificationReport) -> np.ndarray:
+    """Per-class recall, nan for a class without images in the split."""
+    return np.where(report.support > 0, report.recall, np.nan)
 
 
 def _log_row(
