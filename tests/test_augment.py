@@ -411,3 +411,13 @@ def test_aerial_preset_on_in_memory_images_yields_the_8_symmetries_of_a_padded_c
         assert len(found) == 1
         kinds += found
     assert np.bincount(kinds, minlength=8).min() >= 20  # each of the 8 about 300 / 8 times
+
+
+def test_the_default_preset_follows_the_model():
+    from longtail.data.bundle import embedded_bundle
+    from longtail.training.trainer import resolved_config
+
+    data = embedded_bundle()
+    assert resolved_config(TrainConfig(model="mlp"), data).augment == "none"  # reads by position
+    assert resolved_config(TrainConfig(model="small_cnn"), data).augment == "standard"
+    assert resolved_config(TrainConfig(model="mlp", augment="standard"), data).augment == "standard"

@@ -19,12 +19,12 @@ OWN_TRANSFORMS = "dataset"
 """The augmentation of a dataset that is not longtail's: whatever transforms it applies itself."""
 
 
-def resolve_augmentation(dataset: Dataset, asked: str | None) -> str:
-    """The augmentation preset a training run on ``dataset`` uses: ``asked`` (default
-    ``standard``) for longtail's own datasets, :data:`OWN_TRANSFORMS` for others, which apply
-    their own transforms (asking those for a preset is an error)."""
+def resolve_augmentation(dataset: Dataset, asked: str | None, default: str = "standard") -> str:
+    """The augmentation preset a training run on ``dataset`` uses: ``asked`` (else ``default``)
+    for longtail's own datasets, :data:`OWN_TRANSFORMS` for others, which apply their own
+    transforms (asking those for a preset is an error)."""
     if isinstance(dataset, (ArrayDataset, FolderDataset)):
-        return check_preset(asked or "standard")
+        return check_preset(asked or default)
     if asked not in (None, OWN_TRANSFORMS):
         raise ValueError(
             f"augment={asked!r} applies to longtail's datasets, but this {type(dataset).__name__} "

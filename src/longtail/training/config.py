@@ -105,7 +105,8 @@ class TrainConfig:
     )
     augment: str | None = option(
         None,
-        "training augmentation (default standard): standard = random-resized crop + horizontal "
+        "training augmentation (default: none for the mlp, which reads pixels by position, "
+        "standard for other models): standard = random-resized crop + horizontal "
         "flip (embedded set: padded random crop + flip); aerial = the crop in any of the 8 "
         "flips/90-degree rotations, for overhead imagery; none. Evaluation is never augmented",
         "--augment",

@@ -31,7 +31,7 @@ from longtail.training.checkpoint import load
 from longtail.training.config import TrainConfig
 from longtail.training.evaluation import evaluate_model, score_heads
 from longtail.training.identity import differences, run_identity
-from longtail.training.models import build_model, find_classifier
+from longtail.training.models import build_model, default_augment, find_classifier
 from longtail.training.recorder import TESTED, RunRecorder
 from longtail.training.results import Divergence, RunResult, TestResult
 from longtail.training.runtime import (
@@ -109,11 +109,12 @@ def first_stage_config(config: TrainConfig, built: BuiltStrategy) -> TrainConfig
 
 
 def resolved_config(config: TrainConfig, data: DataBundle) -> TrainConfig:
-    """``config`` with what it leaves to the data filled in (the augmentation preset) and a
+    """``config`` with what it leaves to the data and model filled in (the augmentation preset:
+    :func:`~longtail.training.models.default_augment`) and a
     target prior file read into its table, as the run records it in its identity."""
     return replace(
         config,
-        augment=resolve_augmentation(data.train, config.augment),
+        augment=resolve_augmentation(data.train, config.augment, default_augment(config.model)),
         target_prior=canonical_target(config.target_prior),
     )
 
