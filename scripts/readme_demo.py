@@ -1,7 +1,8 @@
 """Write the demo's results into the README: ``python scripts/readme_demo.py [runs/demo]``.
 
 Copies the comparison's ``results.json`` to ``docs/demo_results.json`` and its plots to
-``docs/demo_*.png``, and rewrites the README's table between the ``demo-table`` markers from it;
+``docs/demo_*.png``, and rewrites the README's tables and their reading between the
+``demo-table`` and ``demo-reading`` markers from it;
 ``tests/test_readme.py`` fails when the README and ``docs/demo_results.json`` disagree.
 """
 
@@ -11,22 +12,27 @@ import shutil
 import sys
 from pathlib import Path
 
+from longtail.report.comparison import reading
 from longtail.report.tables import markdown_tables
 from longtail.training.results import Comparison
 
 ROOT = Path(__file__).resolve().parent.parent
-START, END = "<!-- demo-table:start -->", "<!-- demo-table:end -->"
+BLOCKS = ("demo-table", "demo-reading")
 PLOTS = ("recall_change", "per_class_recall", "prior_shift")
 
 
-def demo_table(comparison: Comparison) -> str:
-    """The README's block between the markers."""
-    return f"{START}\n{markdown_tables(comparison)}{END}"
+def block(name: str, comparison: Comparison) -> str:
+    """The README's block ``name`` with its markers: the tables, or their reading."""
+    body = markdown_tables(comparison) if name == "demo-table" else "\n".join(reading(comparison))
+    return f"<!-- {name}:start -->\n{body.rstrip()}\n<!-- {name}:end -->"
 
 
-def replace_table(readme: str, comparison: Comparison) -> str:
-    start, end = readme.index(START), readme.index(END) + len(END)
-    return readme[:start] + demo_table(comparison) + readme[end:]
+def replace_blocks(readme: str, comparison: Comparison) -> str:
+    for name in BLOCKS:
+        start = readme.index(f"<!-- {name}:start -->")
+        end = readme.index(f"<!-- {name}:end -->") + len(f"<!-- {name}:end -->")
+        readme = readme[:start] + block(name, comparison) + readme[end:]
+    return readme
 
 
 def main(run: Path) -> None:
@@ -35,7 +41,7 @@ def main(run: Path) -> None:
     for name in PLOTS:
         shutil.copyfile(run / f"{name}.png", ROOT / "docs" / f"demo_{name}.png")
     readme = ROOT / "README.md"
-    readme.write_text(replace_table(readme.read_text(), comparison))
+    readme.write_text(replace_blocks(readme.read_text(), comparison))
     print(f"README table and docs/demo_* written from {run}")
 
 

@@ -113,3 +113,29 @@ def test_metric_errors():
         MetricAccumulator(3).update(torch.zeros(2, 4), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="no batches"):
         MetricAccumulator(3).compute()
+
+
+def test_strategies_whose_seeds_overlap_are_reported_as_tied():
+    from longtail.report.comparison import reading, tied
+
+    def seeds(*values):
+        return [{"balanced_accuracy": v, "tail_recall": v, "head_recall": 0.9} for v in values]
+
+    runs = {
+        "base": seeds(0.700, 0.704),  # 70.2 ± 0.2
+        "a": seeds(0.825, 0.827),  # 82.6 ± 0.1
+        "b": seeds(0.822, 0.826),  # 82.4 ± 0.2: |82.6 - 82.4| <= 0.1 + 0.2, tied with a
+        "c": seeds(0.810, 0.812),  # 81.1 ± 0.1: apart from a
+        "d": seeds(0.701, 0.705),  # 70.3 ± 0.2: no better than base
+    }
+    comparison = Comparison.from_table(
+        compare_runs(runs, metrics=("balanced_accuracy", "tail_recall", "head_recall"))
+    )
+    assert tied(comparison, "balanced_accuracy", "a") == ["b"]
+    assert tied(comparison, "balanced_accuracy", "base") == ["d"]
+    text = "\n".join(reading(comparison))
+    assert "Best balanced accuracy: **a** (82.6 ± 0.1%, +12.4 points against base)" in text
+    assert "the seeds cannot tell it from **b**" in text
+    assert (
+        "No better than base on balanced accuracy (mean ± std over seeds overlap): **d**." in text
+    )

@@ -22,10 +22,11 @@ def test_the_readme_table_is_the_demo_results():
     script = _script()
     comparison = Comparison.load(ROOT / "docs" / "demo_results.json")
     readme = (ROOT / "README.md").read_text()
-    assert script.demo_table(comparison) in readme, (
-        "the README's demo table differs from docs/demo_results.json: run make demo, then "
-        "python scripts/readme_demo.py"
-    )
+    for name in script.BLOCKS:
+        assert script.block(name, comparison) in readme, (
+            f"the README's {name} differs from docs/demo_results.json: run make demo, then "
+            "python scripts/readme_demo.py"
+        )
 
 
 def test_the_demo_results_are_those_of_the_default_comparison():
@@ -46,4 +47,4 @@ def test_a_changed_number_is_caught():
     readme = (ROOT / "README.md").read_text()
     stat = comparison.metrics["balanced_accuracy"]["weighted+ce"]
     object.__setattr__(stat, "mean", stat.mean + 0.01)
-    assert script.demo_table(comparison) not in readme
+    assert script.block("demo-table", comparison) not in readme

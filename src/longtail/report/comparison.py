@@ -17,7 +17,6 @@ def comparison_markdown(
 ) -> str:
     """``report.md``: the set-up, the results table, a reading of it, the plots and per-class
     recall; ``timings`` is each strategy's wall time over its seeds."""
-    best = comparison.best(comparison.headline)
     lines = [
         f"# Strategy comparison on {comparison.data}",
         "",
@@ -31,7 +30,7 @@ def comparison_markdown(
         *_level_tables(comparison),
         "## Reading the table",
         "",
-        *_reading(comparison, best),
+        *reading(comparison),
         "",
         *_prior_shift(comparison),
         *_figures(comparison),
@@ -94,9 +93,28 @@ def _points(comparison: Comparison, metric: str, name: str) -> tuple[float, floa
     return 100 * stat.mean, stat.delta_points or 0.0
 
 
-def _reading(comparison: Comparison, best: str | None) -> list[str]:
-    baseline = comparison.baseline
-    best_tail = comparison.best("tail_recall") or best
+def tied(comparison: Comparison, metric: str, name: str) -> list[str]:
+    """The other strategies the seeds cannot tell apart from ``name`` on ``metric``: those whose
+    mean +- std over seeds overlaps ``name``'s."""
+    row = comparison.metrics.get(metric, {})
+    mine = row[name]
+    return [
+        other
+        for other, stat in row.items()
+        if other != name
+        and other not in comparison.diverged
+        and np.isfinite(stat.mean)
+        and abs(stat.mean - mine.mean) <= stat.std + mine.std
+    ]
+
+
+def reading(comparison: Comparison) -> list[str]:
+    """What the table says, as Markdown bullets computed from it (the report's and the
+    README's "how to read it"): the best strategy and those tied with it, the best tail recall
+    and its price, the best that keeps head recall, what does not help, the mildest mistakes,
+    the best under shifted priors."""
+    headline = comparison.headline
+    best = comparison.best(headline)
     lines = [
         f"- **{name}** diverged (its loss became nan or infinite), so it has no results: {msg}"
         for name, msg in comparison.diverged.items()
@@ -106,18 +124,76 @@ def _reading(comparison: Comparison, best: str | None) -> list[str]:
             f"- {comparison.unreadable_images} unreadable image(s) were replaced by other "
             "images of their class (listed in `bad_images.log`)."
         )
-    value, delta = _points(comparison, comparison.headline, best)
-    lines.append(
-        f"- Best {metric_info(comparison.headline).label}: **{best}** ({value:.1f}%, "
-        f"{delta:+.1f} points against {baseline})."
+    if best is None:
+        return lines
+    lines += [_best_line(comparison, headline, best), _tail_line(comparison, best)]
+    lines += _gentle(comparison, headline) + _no_gain(comparison, headline)
+    lines += _severity(comparison)
+    if comparison.prior_shift is not None:
+        lines += ["- " + line for line in _shift_reading(comparison.prior_shift)]
+    return lines
+
+
+def _stat_text(comparison: Comparison, metric: str, name: str) -> str:
+    stat = comparison.metrics[metric][name]
+    return f"{100 * stat.mean:.1f} ± {100 * stat.std:.1f}%"
+
+
+def _best_line(comparison: Comparison, headline: str, best: str) -> str:
+    _, delta = _points(comparison, headline, best)
+    ties = tied(comparison, headline, best)
+    line = (
+        f"- Best {metric_info(headline).label}: **{best}** ({_stat_text(comparison, headline, best)}, "
+        f"{delta:+.1f} points against {comparison.baseline})"
     )
-    tail, tail_delta = _points(comparison, "tail_recall", best_tail)
+    if ties:
+        line += "; the seeds cannot tell it from " + ", ".join(f"**{t}**" for t in ties)
+        line += " (mean ± std over seeds overlap), so take the cheapest of them"
+    return line + "."
+
+
+def _tail_line(comparison: Comparison, best: str) -> str:
+    best_tail = comparison.best("tail_recall") or best
+    _, tail_delta = _points(comparison, "tail_recall", best_tail)
     _, head_delta = _points(comparison, "head_recall", best_tail)
-    lines.append(
-        f"- Best tail recall: **{best_tail}** ({tail:.1f}%, {tail_delta:+.1f} points); its head "
-        f"recall changed by {head_delta:+.1f} points."
+    return (
+        f"- Best tail recall: **{best_tail}** ({_stat_text(comparison, 'tail_recall', best_tail)}, "
+        f"{tail_delta:+.1f} points); it pays {head_delta:+.1f} points of head recall."
     )
-    return lines + _severity(comparison)
+
+
+def _gentle(comparison: Comparison, headline: str, limit: float = 3.0) -> list[str]:
+    """The best strategy whose head recall drops by at most ``limit`` points."""
+    head = comparison.metrics.get("head_recall", {})
+    keep = {
+        n: s.mean
+        for n, s in comparison.metrics[headline].items()
+        if n != comparison.baseline
+        and n in head
+        and (head[n].delta_points or 0.0) >= -limit
+        and np.isfinite(s.mean)
+    }
+    if not keep:
+        return []
+    name = max(keep, key=keep.__getitem__)
+    _, delta = _points(comparison, headline, name)
+    _, head_delta = _points(comparison, "head_recall", name)
+    return [
+        f"- If head recall may not drop more than {limit:g} points: **{name}** ({delta:+.1f} "
+        f"points of {metric_info(headline).label}, {head_delta:+.1f} of head recall)."
+    ]
+
+
+def _no_gain(comparison: Comparison, headline: str) -> list[str]:
+    """The strategies the seeds cannot tell apart from the baseline."""
+    same = tied(comparison, headline, comparison.baseline)
+    if not same:
+        return []
+    names = ", ".join(f"**{n}**" for n in same)
+    return [
+        f"- No better than {comparison.baseline} on {metric_info(headline).label} (mean ± std "
+        f"over seeds overlap): {names}."
+    ]
 
 
 def _level_tables(comparison: Comparison) -> list[str]:
@@ -231,4 +307,4 @@ def recall_array(values: list[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
-__all__ = ["comparison_markdown", "recall_array"]
+__all__ = ["comparison_markdown", "reading", "recall_array", "tied"]
