@@ -130,11 +130,13 @@ def test_the_target_sampler_draws_classes_by_the_prior():
     targets = np.repeat(np.arange(3), [600, 300, 100])
     prior = np.array([0.2, 0.3, 0.5])
     ctx = BuildContext(targets, np.array([600, 300, 100]), 0, 1, 8, None, prior)
-    sampler = component("sampler", "target").factory(ctx)
+    sampler = component("sampler", "target_prior").factory(ctx)
     drawn = np.concatenate([targets[np.fromiter(sampler, np.int64)] for _ in range(100)])
     # 10^5 draws: the binomial sd of a share is below 0.0016; allow 0.006
     np.testing.assert_allclose(np.bincount(drawn) / drawn.size, prior, atol=0.006)
-    uniform = component("sampler", "target").factory(BuildContext(targets, ctx.counts, 0, 1, 8))
+    uniform = component("sampler", "target_prior").factory(
+        BuildContext(targets, ctx.counts, 0, 1, 8)
+    )
     shares = np.bincount(targets[np.fromiter(uniform, np.int64)], minlength=3) / len(targets)
     np.testing.assert_allclose(shares, [1 / 3] * 3, atol=0.05)  # 1,000 draws: class-balanced
 
@@ -161,7 +163,7 @@ def test_a_run_is_selected_and_judged_under_its_target_prior(tmp_path):
     prior = tmp_path / "deploy.csv"
     prior.write_text("c0,0.1\nc1,0.2\nc2,0.7\n")
     config = TrainConfig(
-        strategy="target+ce:logit_adjust",
+        strategy="target_prior+ce:logit_adjust",
         epochs=3,
         batch_size=8,
         target_prior=str(prior),

@@ -473,12 +473,12 @@ def _interrupted(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None, config_class: type | None = None) -> int:
+    parser = build_parser(config_class)
+    args = parser.parse_args(argv)  # --help and argument errors end here, before torch loads
     from longtail._lock import FolderLocked
     from longtail.experiments.compare import RunsFailed
     from longtail.training.loop import TrainingDiverged
 
-    parser = build_parser(config_class)
-    args = parser.parse_args(argv)
     if getattr(args, "config", None) is not None:
         try:
             _apply_config_file(parser, args.command, args.config)

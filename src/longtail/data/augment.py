@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, Sampler
 
-PRESETS = ("standard", "aerial", "none")
+from longtail.data import PRESETS
 
 CROP_SCALE = (0.08, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)

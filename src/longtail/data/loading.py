@@ -11,11 +11,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
+from longtail.data import OWN_TRANSFORMS
 from longtail.data.augment import KeyedBatchSampler, check_preset
 from longtail.data.datasets import ArrayDataset, BatchDataset, FolderDataset, batch_collate
 from longtail.data.index import available_cpus
 
-OWN_TRANSFORMS = "dataset"
 """The augmentation of a dataset that is not longtail's: whatever transforms it applies itself."""
 
 

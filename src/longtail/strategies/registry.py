@@ -211,7 +211,7 @@ SAMPLER_SPECS = (
     ),
     _sampler("repeat_factor", RepeatFactorSampler, {"threshold": FLOAT}),
     ComponentSpec(
-        "target",
+        "target_prior",
         "sampler",
         _target_sampler,
         {},

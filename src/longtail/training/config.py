@@ -11,17 +11,16 @@ derived from these fields, so adding a setting is adding one field, in a subclas
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator
+import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from longtail._checks import check_int, check_number
-from longtail.data.augment import PRESETS
-from longtail.data.loading import OWN_TRANSFORMS
-from longtail.mixing import check_mix
-from longtail.priors import check_target_prior
-from longtail.training.models import HEADS
-from longtail.training.sharpness import check_optimizer
+from longtail.data import OWN_TRANSFORMS, PRESETS
+
+HEADS = ("linear", "cosine")
+"""The classifier heads a model may end with (:func:`longtail.training.models.build_model`)."""
 
 MAX_EPOCHS = 100_000
 MAX_SEED = 2**32 - 1
@@ -38,7 +37,9 @@ class Option:
     (``--no-amp`` sets ``amp`` to false); ``execution`` marks a setting that does not change the
     result, left out of the identity. ``low`` / ``high`` bound an integer, ``positive`` a number;
     ``also`` lists values accepted from code but not offered on the command line; ``parse``
-    checks a value written in a small language of its own (``mixup[alpha=0.2]``)."""
+    names the function (imported when a value is checked, so that building the command line
+    imports nothing heavy) that checks a value written in a small language of its own
+    (``mixup[alpha=0.2]``)."""
 
     help: str
     flag: str | None = None
@@ -49,7 +50,7 @@ class Option:
     high: int | None = None
     positive: bool = False
     also: tuple[str, ...] = ()
-    parse: Callable[[Any], None] | None = None  # refuses a value it cannot read
+    parse: str | None = None  # "module:function" that refuses a value it cannot read
 
 
 def option(default: Any, help: str, flag: str | None = None, **kw: Any) -> Any:
@@ -78,7 +79,7 @@ class TrainConfig:
         "(Foret et al. 2021) or imbsam[rho=0.05,base=sgd] (the tail classes' loss only; Zhou "
         "et al. 2023)",
         "--optimizer",
-        parse=check_optimizer,
+        parse="longtail.training.sharpness:check_optimizer",
     )
     lr: float = option(1e-3, "learning rate", "--lr", positive=True)
     weight_decay: float = option(1e-4, "weight decay", "--weight-decay")
@@ -128,14 +129,14 @@ class TrainConfig:
         "the class prior the model is selected and judged for: uniform (balanced accuracy), "
         "train, or a file of class,share rows (CSV) or a JSON object class -> share",
         "--target-prior",
-        parse=check_target_prior,
+        parse="longtail.priors:check_target_prior",
     )
     mix: str = option(
         "none",
         "mixed-sample training of the first stage: none, mixup[alpha=0.2], cutmix[alpha=1] or "
         "remix[alpha=0.2,kappa=3,tau=0.5] (the label leans to the rarer class)",
         "--mix",
-        parse=check_mix,
+        parse="longtail.mixing:check_mix",
     )
     amp: bool = option(True, "disable mixed precision on CUDA", "--no-amp", negated=True)
     progress: bool = option(True, "no progress bars", "--no-progress", negated=True, execution=True)
@@ -175,7 +176,8 @@ def check_value(name: str, value: Any, default: Any, opt: Option) -> None:
     if opt.parse is not None:
         if not isinstance(value, str):
             raise ValueError(f"{name} must be text, got {value!r}")
-        opt.parse(value)
+        module, function = opt.parse.split(":")
+        getattr(importlib.import_module(module), function)(value)
 
 
 def add_options(parser: argparse._ActionsContainer, cls: type = TrainConfig) -> None:
@@ -217,6 +219,7 @@ def option_names(cls: type = TrainConfig) -> dict[str, tuple[str, bool]]:
 
 
 __all__ = [
+    "HEADS",
     "MAX_COUNT",
     "MAX_EPOCHS",
     "MAX_SEED",

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from longtail._checks import check_int
+from longtail.training.config import HEADS
 
 BUILTIN = ("mlp", "small_cnn")
 POSITIONAL = ("mlp",)
@@ -95,9 +96,6 @@ class CosineClassifier(nn.Module):
         x = nn.functional.normalize(x.float(), dim=1)
         w = nn.functional.normalize(self.weight.float(), dim=1)
         return self.scale * x @ w.T
-
-
-HEADS = ("linear", "cosine")
 
 
 def build_model(
