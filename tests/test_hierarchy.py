@@ -199,3 +199,24 @@ def test_train_prints_and_records_every_level(tmp_path, capsys):
     test = RunResult.load(tmp_path / "run" / "metrics.json").test
     assert [row["class"] for row in test.levels["1"].per_class] == ["a", "b"]
     assert "mistake_severity" in test.summary
+
+
+def test_a_loss_that_scales_its_logits_is_judged_on_the_scaled_probabilities(tmp_path):
+    from helpers import write_tree
+    from longtail.data.bundle import folder_bundle
+    from longtail.training.loop import TrainConfig
+    from longtail.training.trainer import Trainer
+
+    root = write_tree(tmp_path / "tree", {"a/x": 12, "a/y": 8, "a/z": 8, "b": 10}, size=8)
+    data = folder_bundle(root, image_size=8)
+
+    def scale(strategy):
+        config = TrainConfig(strategy=strategy, epochs=1, num_workers=0, progress=False)
+        return Trainer(config, data, tmp_path / strategy.replace(":", "_")).logit_scale()
+
+    # LDAM scores s * cos on its cosine head: softmax(cos) would spread mass over a's three
+    # children and roll it up to a whatever the image; the cRT stage after it trains plain CE
+    assert scale("instance+ldam_drw") == 30.0
+    assert scale("instance+ldam_drw[s=10]") == 10.0
+    assert scale("instance+ce") == 1.0
+    assert scale("instance+ldam_drw:crt") == 1.0

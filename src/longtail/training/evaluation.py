@@ -52,12 +52,16 @@ def evaluate_model(
     device: torch.device,
     batch_size: int = 512,
     num_workers: int | None = None,
+    logit_scale: float = 1.0,
 ) -> ClassificationReport:
-    """Metrics of ``model`` on ``dataset`` (at every level of ``distribution``'s tree); under DDP each rank evaluates its share and the
-    statistics are summed across ranks, so every rank gets the same exact numbers."""
+    """Metrics of ``model`` on ``dataset`` (at every level of ``distribution``'s tree); under
+    DDP each rank evaluates its share and the statistics are summed across ranks, so every rank gets the same exact numbers. The logits
+    are scored times ``logit_scale``, the factor the training loss put on them (LDAM's s), so
+    that probabilities (calibration, the tree roll-up) are the ones the model was trained for."""
     acc = MetricAccumulator.for_distribution(distribution)
     for x, y in _validation_batches(model, dataset, device, batch_size, num_workers):
-        acc.update(model(x), y)
+        logits = model(x)
+        acc.update(logits if logit_scale == 1.0 else logit_scale * logits, y)
     _reduced([acc], device)
     return acc.compute(distribution)
 

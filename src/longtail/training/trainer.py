@@ -479,15 +479,35 @@ class Trainer:
         """Metrics on the validation split, given to the strategy (``after_validation``)."""
         data, config = self.data, self.config
         report = evaluate_model(
-            self.model, data.val, data.distribution, self.device, num_workers=config.num_workers
+            self.model,
+            data.val,
+            data.distribution,
+            self.device,
+            num_workers=config.num_workers,
+            logit_scale=self.logit_scale(),
         )
         self._announce_bad_images()
         self.built.after_validation(report)
         return report
 
+    def logit_scale(self) -> float:
+        """The factor the loss of the last stage that trained puts on the model's logits (LDAM's
+        s on cosine logits; 1 for most losses): the model's probabilities are
+        softmax(factor x logits), which calibration and the tree roll-up read."""
+        param = self.built.head.scale_param if self.built.head is not None else None
+        trained = [stage for stage in self.built.stages if stage.epochs > 0]
+        last = trained[-1] if trained else self.built.stages[0]
+        module = last.loss.module if last.loss is not None else None
+        return float(getattr(module, param, 1.0)) if param else 1.0
+
+    @property
+    def selection_key(self) -> str:
+        """The validation column the tested epoch is chosen by."""
+        return "val_balanced_accuracy" if self.prior is None else "val_target_accuracy"
+
     def epoch_done(self, k: int, epoch: int, run: StageRun) -> None:
         """Keep the best epoch's weights, write the log and the checkpoint, call back."""
-        if best_epoch(self.stage_rows(k)) == epoch + 1:  # before the checkpoint
+        if best_epoch(self.stage_rows(k), self.selection_key) == epoch + 1:  # before the checkpoint
             self.recorder.save_best(epoch, self.model.state_dict())
         self.recorder.epoch_done(self.history)
         self._checkpoint(epoch, run)
@@ -502,7 +522,7 @@ class Trainer:
         while last > 0 and not self.stage_rows(last):
             last -= 1
         rows = self.stage_rows(last)
-        key = "val_balanced_accuracy" if self.prior is None else "val_target_accuracy"
+        key = self.selection_key
         selected = best_epoch(rows, key) if self.config.select_best else int(rows[-1]["epoch"])
         post_hoc_last = last < len(self.built.stages) - 1
         if not post_hoc_last and selected != rows[-1]["epoch"]:
@@ -520,6 +540,7 @@ class Trainer:
                 data.distribution,
                 self.device,
                 num_workers=self.config.num_workers,
+                logit_scale=self.logit_scale(),
             )
             test = TestResult.from_report(report)
             if self.prior is not None:
