@@ -139,3 +139,11 @@ def test_strategies_whose_seeds_overlap_are_reported_as_tied():
     assert (
         "No better than base on balanced accuracy (mean ± std over seeds overlap): **d**." in text
     )
+
+
+def test_each_seed_value_is_kept_in_both_result_files():
+    runs = {"ce": [{"tail_recall": 0.40}, {"tail_recall": 0.44}], "focal": [{"tail_recall": 0.6}]}
+    comparison = Comparison.from_table(compare_runs(runs, metrics=("tail_recall",)))
+    assert comparison.metrics["tail_recall"]["ce"].values == [0.40, 0.44]
+    assert Comparison.from_dict(comparison.to_dict()) == comparison
+    assert "leaf,tail_recall,ce,0.420000,0.020000,2,0.000,0.400000;0.440000" in csv_table(comparison)

@@ -433,7 +433,8 @@ def compare_runs(
     metrics: Sequence[str] = HEADLINE,
     baseline: str | None = None,
 ) -> dict[str, Any]:
-    """Comparison of strategies: for each metric and strategy, mean and std over seeds, and the change
+    """Comparison of strategies: for each metric and strategy, each seed's value, their mean and
+    std (population, ddof = 0), and the change
     of the mean against ``baseline`` (default: the first strategy): in percentage points for a
     share, in the metric's own unit otherwise (:class:`MetricInfo`). A metric that no summary
     holds (mistake severity on flat classes) is left out.
@@ -459,6 +460,7 @@ def compare_runs(
                 "mean": float(finite.mean()) if finite.size else float("nan"),
                 "std": float(finite.std()) if finite.size else float("nan"),
                 "n": int(values.size),
+                "values": values.tolist(),
             }
         if baseline in row:
             for s in row:

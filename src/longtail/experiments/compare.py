@@ -333,7 +333,10 @@ def prior_shift(tests: dict[str, list[TestResult]], dist: ClassDistribution) -> 
     accuracy = {}
     for name, runs in tests.items():
         curves = np.array([shifted_accuracies(t.known_recall, dist.counts) for t in runs])
-        accuracy[name] = [Stat(float(col.mean()), float(col.std()), len(col)) for col in curves.T]
+        accuracy[name] = [
+            Stat(float(col.mean()), float(col.std()), len(col), values=col.tolist())
+            for col in curves.T
+        ]
     labels = [shift_label(t, dist.imbalance_ratio) for t in SHIFT_EXPONENTS]
     return PriorShift(list(SHIFT_EXPONENTS), labels, accuracy)
 

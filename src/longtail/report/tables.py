@@ -125,12 +125,13 @@ def markdown_tables(comparison: Comparison) -> str:
 
 
 def csv_table(comparison: Comparison) -> str:
-    """Long format: level, metric, strategy, mean, std, n, delta_points (means as fractions, not
-    percent; the change in points for a share, in the metric's unit otherwise). ``level`` is
-    the tree level of the row, "leaf" for the classes trained on."""
+    """Long format: level, metric, strategy, mean, std, n, delta_points, seeds (means and each
+    seed's value, ";"-separated in seed order, as fractions, not percent; the change in points
+    for a share, in the metric's unit otherwise). ``level`` is the tree level of the row, "leaf"
+    for the classes trained on."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["level", "metric", "strategy", "mean", "std", "n", "delta_points"])
+    w.writerow(["level", "metric", "strategy", "mean", "std", "n", "delta_points", "seeds"])
     tables = [("leaf", comparison.metrics)] + [
         (str(lv.level), lv.metrics) for lv in comparison.levels
     ]
@@ -138,8 +139,18 @@ def csv_table(comparison: Comparison) -> str:
         for metric, row in metrics.items():
             for name, e in row.items():
                 delta = 0.0 if e.delta_points is None else e.delta_points
+                seeds = ";".join(f"{v:.6f}" for v in e.values)
                 w.writerow(
-                    [level, metric, name, f"{e.mean:.6f}", f"{e.std:.6f}", e.n, f"{delta:.3f}"]
+                    [
+                        level,
+                        metric,
+                        name,
+                        f"{e.mean:.6f}",
+                        f"{e.std:.6f}",
+                        e.n,
+                        f"{delta:.3f}",
+                        seeds,
+                    ]
                 )
     return buf.getvalue()
 

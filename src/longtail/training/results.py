@@ -163,7 +163,8 @@ class RunResult:
 
 @dataclass(frozen=True)
 class Stat:
-    """One metric of one strategy over seeds: mean, std, number of seeds, and the change of the
+    """One metric of one strategy over seeds: mean, std, number of seeds, each seed's value, and
+    the change of the
     mean against the baseline, in percentage points for a share and in the metric's unit
     otherwise (None when the baseline has no value)."""
 
@@ -171,15 +172,20 @@ class Stat:
     std: float
     n: int
     delta_points: float | None = None
+    values: list[float] = field(default_factory=list)  # each seed's, in seed order
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"mean": self.mean, "std": self.std, "n": self.n}
-        return out if self.delta_points is None else {**out, "delta_points": self.delta_points}
+        out: dict[str, Any] = {"mean": self.mean, "std": self.std, "n": self.n}
+        if self.delta_points is not None:
+            out["delta_points"] = self.delta_points
+        return {**out, "values": self.values} if self.values else out
 
     @classmethod
     def from_dict(cls, record: Any) -> Stat:
         kw = _strict(cls, record, ("mean", "std", "n"))
-        return cls(**{k: v if k == "n" or v is not None else float("nan") for k, v in kw.items()})
+        values = [_number(v) for v in kw.pop("values", [])]
+        kw = {k: v if k == "n" or v is not None else float("nan") for k, v in kw.items()}
+        return cls(**kw, values=values)
 
 
 def _stats(table: Any) -> dict[str, dict[str, Stat]]:
