@@ -96,7 +96,9 @@ def test_compare_runs_and_tables():
     assert c["metrics"]["tail_recall"]["focal"]["delta_points"] == pytest.approx(24.0)
     assert c["metrics"]["balanced_accuracy"]["ce"]["std"] == pytest.approx(0.01)
     md = markdown_table(Comparison.from_table(c))
-    assert "| tail recall | 41.0 ± 1.0 | 65.0 ± 5.0 (+24.0) |" in md
+    assert "| strategy | bal acc | tail R |" in md  # strategies as rows
+    assert "| ce (baseline) | 81.0 ± 1.0 | 41.0 ± 1.0 |" in md
+    assert "| focal | 85.0 ± 0.0 (+4.0) | 65.0 ± 5.0 (+24.0) |" in md
     assert "leaf,tail_recall,focal,0.650000,0.050000,2,24.000" in csv_table(
         Comparison.from_table(c)
     )
@@ -146,4 +148,6 @@ def test_each_seed_value_is_kept_in_both_result_files():
     comparison = Comparison.from_table(compare_runs(runs, metrics=("tail_recall",)))
     assert comparison.metrics["tail_recall"]["ce"].values == [0.40, 0.44]
     assert Comparison.from_dict(comparison.to_dict()) == comparison
-    assert "leaf,tail_recall,ce,0.420000,0.020000,2,0.000,0.400000;0.440000" in csv_table(comparison)
+    assert "leaf,tail_recall,ce,0.420000,0.020000,2,0.000,0.400000;0.440000" in csv_table(
+        comparison
+    )

@@ -192,9 +192,14 @@ def _train(args: argparse.Namespace) -> int:
             compare_runs({args.strategy: [result.test.summary]}),
             levels=level_comparisons({args.strategy: [result.test]}, data.distribution),
         )
-        print_table(console, rich_table(table, title=f"{args.strategy} on {data.name} (test)"))
+        caption = "test %; mistake severity in tree levels; all of it in metrics.json"
+        title = f"{args.strategy} on {data.name} (test)"
+        print_table(console, rich_table(table, title=title, caption=caption))
         for level in table.levels:
-            print_table(console, rich_table(table.at_level(level), title=level_title(level)))
+            level_table = rich_table(
+                table.at_level(level), title=level_title(level), caption=caption
+            )
+            print_table(console, level_table)
     _report_bad_images(data, out)
     console.print(
         f"Run written to [bold]{escape(str(out))}[/bold] (log.csv, checkpoint.pt, metrics.json)"

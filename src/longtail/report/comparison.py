@@ -8,7 +8,7 @@ import numpy as np
 from longtail._io import markdown_cell
 from longtail.distribution import ClassDistribution
 from longtail.metrics import metric_info
-from longtail.report.tables import level_title, markdown_table
+from longtail.report.tables import legend, level_title, markdown_table
 from longtail.training.results import Comparison, PriorShift
 
 
@@ -27,6 +27,8 @@ def comparison_markdown(
         _results_note(comparison),
         "",
         markdown_table(comparison),
+        legend(comparison),
+        "",
         *_level_tables(comparison),
         "## Reading the table",
         "",

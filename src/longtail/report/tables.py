@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from longtail._io import write_text
+from longtail._io import markdown_cell, write_text
 from longtail.metrics import MetricInfo, metric_info
 from longtail.training.results import Comparison, LevelComparison, Stat
 
@@ -41,30 +41,49 @@ def _cell(entry: Stat | None, info: MetricInfo, baseline: bool, diverged: bool =
     return text
 
 
-def _label(info: MetricInfo) -> str:
-    return info.label if info.share else f"{info.label}, not in %"
-
-
 def _rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
-    names, baseline = comparison.strategies, comparison.baseline
-    header = ["metric (%)"] + [f"{n} (baseline)" if n == baseline else n for n in names]
+    """One row per strategy, one column per metric (its short name)."""
+    metrics, baseline = list(comparison.metrics), comparison.baseline
+    header = ["strategy"] + [metric_info(m).short for m in metrics]
     rows = []
-    for metric, row in comparison.metrics.items():
-        info = metric_info(metric)
-        rows.append(
-            [_label(info)]
-            + [_cell(row.get(n), info, n == baseline, n in comparison.diverged) for n in names]
-        )
+    for name in comparison.strategies:
+        label = markdown_cell(name) + (" (baseline)" if name == baseline else "")
+        cells = [
+            _cell(
+                comparison.metrics[m].get(name),
+                metric_info(m),
+                name == baseline,
+                name in comparison.diverged,
+            )
+            for m in metrics
+        ]
+        rows.append([label, *cells])
     return header, rows
 
 
-def rich_table(comparison: Comparison, title: str = "Strategies compared") -> Table:
+def legend(comparison: Comparison) -> str:
+    """What the columns of :func:`markdown_table` are and how their cells read."""
+    names = "; ".join(
+        f"{metric_info(m).short} = {metric_info(m).label}" for m in comparison.metrics
+    )
+    return (
+        f"Test metrics, mean ± std over seeds, with the change against {comparison.baseline} in "
+        f"brackets; shares in % (changes in points), mistake severity in tree levels. {names}."
+    )
+
+
+COMPARE_CAPTION = "test %, mean over seeds (change vs baseline in points); std in report.md"
+
+
+def rich_table(
+    comparison: Comparison, title: str = "Strategies compared", caption: str = COMPARE_CAPTION
+) -> Table:
     """Terminal table: one row per strategy, one column per metric; mean (change vs baseline)."""
     names, baseline = comparison.strategies, comparison.baseline
     metrics = list(comparison.metrics)
     table = Table(
         title=escape(title),
-        caption="test %, mean over seeds (change vs baseline in points); std in report.md",
+        caption=caption,
     )
     table.add_column("strategy", overflow="fold", min_width=18)
     for m in metrics:
@@ -102,6 +121,7 @@ def print_table(console: Console, table: Table) -> None:
 
 
 def markdown_table(comparison: Comparison) -> str:
+    """Strategies as rows, metrics as columns (see :func:`legend`)."""
     header, rows = _rows(comparison)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -118,7 +138,7 @@ def level_title(level: LevelComparison) -> str:
 
 def markdown_tables(comparison: Comparison) -> str:
     """The comparison's table, then one per coarser level of the class tree (top first)."""
-    parts = [markdown_table(comparison)]
+    parts = [markdown_table(comparison), legend(comparison), ""]
     for level in comparison.levels:
         parts += ["", f"{level_title(level)}:", "", markdown_table(comparison.at_level(level))]
     return "\n".join(parts)
@@ -166,6 +186,7 @@ def write_tables(comparison: Comparison, out: str | Path) -> None:
 
 __all__ = [
     "csv_table",
+    "legend",
     "level_title",
     "markdown_table",
     "markdown_tables",
