@@ -34,7 +34,13 @@ from longtail.report.plots import (
     plot_prior_shift,
     plot_recall_change,
 )
-from longtail.report.tables import level_title, print_table, rich_table, write_tables
+from longtail.report.tables import (
+    level_title,
+    print_table,
+    rich_table,
+    small_test_note,
+    write_tables,
+)
 from longtail.strategies import Strategy, parse_strategy
 from longtail.training.loop import TrainConfig, TrainingDiverged, resolved_config
 from longtail.training.results import (
@@ -191,6 +197,8 @@ def _run_compare(
     _write_outputs(comparison, collected, dist, out)
     title = f"{data.name}: {len(parsed)} strategies x {len(seeds)} seeds, {base.epochs} epochs, model {base.model}"
     print_table(console, rich_table(comparison, title=title))
+    if comparison.small_test:
+        console.print(f"[yellow]{escape(small_test_note(comparison))}[/yellow]")
     for level in comparison.levels:
         print_table(console, rich_table(comparison.at_level(level), title=level_title(level)))
     console.print(
@@ -324,7 +332,22 @@ def _comparison(
         prior_shift=prior_shift(
             {n: [r.test for r in collected.runs[n]] for n in converged}, data.distribution
         ),
+        **_small_test(collected.runs[converged[0]][0].test, data.distribution),
     )
+
+
+MIN_TEST_IMAGES = 5
+"""A class with fewer test images than this has a recall too coarse to read alone."""
+
+
+def _small_test(test: TestResult, dist: ClassDistribution) -> dict[str, Any]:
+    """The classes with fewer than :data:`MIN_TEST_IMAGES` test images, and their groups."""
+    support = np.array([row["support"] for row in test.per_class])
+    few = np.flatnonzero(support < MIN_TEST_IMAGES)
+    return {
+        "small_test": {dist.class_names[i]: int(support[i]) for i in few},
+        "small_test_groups": sorted({str(dist.groups[i]) for i in few}),
+    }
 
 
 def prior_shift(tests: dict[str, list[TestResult]], dist: ClassDistribution) -> PriorShift:

@@ -44,7 +44,7 @@ def _cell(entry: Stat | None, info: MetricInfo, baseline: bool, diverged: bool =
 def _rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     """One row per strategy, one column per metric (its short name)."""
     metrics, baseline = list(comparison.metrics), comparison.baseline
-    header = ["strategy"] + [metric_info(m).short for m in metrics]
+    header = ["strategy"] + [_short(comparison, m) for m in metrics]
     rows = []
     for name in comparison.strategies:
         label = markdown_cell(name) + (" (baseline)" if name == baseline else "")
@@ -61,11 +61,34 @@ def _rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _short(comparison: Comparison, metric: str) -> str:
+    """A column's name, marked † when classes with too few test images move it."""
+    return metric_info(metric).short + ("†" if comparison.moved_by_small_test(metric) else "")
+
+
+def small_test_note(comparison: Comparison) -> str:
+    """The sentence on the classes with too few test images ("" when there are none)."""
+    if not comparison.small_test:
+        return ""
+    few = ", ".join(f"{markdown_cell(c)} ({n})" for c, n in comparison.small_test.items())
+    return (
+        f"† averages over classes with fewer than 5 test images: {few}. Each of their recalls "
+        "moves in steps of 20 points or more (a class with none is not judged), and so do the "
+        "numbers marked †: read them with care, or give the test split more images."
+    )
+
+
 def legend(comparison: Comparison) -> str:
     """What the columns of :func:`markdown_table` are and how their cells read."""
     names = "; ".join(
         f"{metric_info(m).short} = {metric_info(m).label}" for m in comparison.metrics
     )
+    text = (
+        f"Test metrics, mean ± std over seeds, with the change against {comparison.baseline} in "
+        f"brackets; shares in % (changes in points), mistake severity in tree levels. {names}."
+    )
+    note = small_test_note(comparison)
+    return f"{text} {note}" if note else text
     return (
         f"Test metrics, mean ± std over seeds, with the change against {comparison.baseline} in "
         f"brackets; shares in % (changes in points), mistake severity in tree levels. {names}."
@@ -87,7 +110,7 @@ def rich_table(
     )
     table.add_column("strategy", overflow="fold", min_width=18)
     for m in metrics:
-        table.add_column(metric_info(m).short, justify="right")
+        table.add_column(_short(comparison, m), justify="right")
     for n in names:
         cells = [
             _rich_cell(comparison.metrics[m].get(n), metric_info(m), n, comparison) for m in metrics
@@ -187,6 +210,7 @@ def write_tables(comparison: Comparison, out: str | Path) -> None:
 __all__ = [
     "csv_table",
     "legend",
+    "small_test_note",
     "level_title",
     "markdown_table",
     "markdown_tables",

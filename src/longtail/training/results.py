@@ -253,7 +253,9 @@ class Comparison:
     each strategy's mean per-class recall; ``trainings`` counts the stage trainings this call
     ran, ``reused`` the finished ones it took as they were, ``grid`` strategies x seeds (first
     stages are shared, and a post-hoc second stage is an evaluation, not a training); on data
-    with a class tree, ``levels`` holds the same table at each coarser level."""
+    with a class tree, ``levels`` holds the same table at each coarser level; ``small_test``
+    names the classes with fewer than 5 test images, whose recall moves in steps of 20 points
+    or more, and the metrics they move are marked in every table."""
 
     baseline: str
     strategies: list[str]
@@ -274,6 +276,17 @@ class Comparison:
     grid: int = 0
     levels: list[LevelComparison] = field(default_factory=list)
     prior_shift: PriorShift | None = None
+    small_test: dict[str, int] = field(default_factory=dict)  # class -> test images, when < 5
+    small_test_groups: list[str] = field(default_factory=list)  # the groups those classes are in
+
+    SMALL_MOVES = ("balanced_accuracy", "macro_f1", "target_accuracy")
+
+    def moved_by_small_test(self, metric: str) -> bool:
+        """Whether ``metric`` averages over a class with fewer than 5 test images."""
+        if not self.small_test:
+            return False
+        groups = {f"{g}_{m}" for g in self.small_test_groups for m in ("recall", "f1")}
+        return metric in self.SMALL_MOVES or metric in groups
 
     @classmethod
     def from_table(cls, table: dict[str, Any], **rest: Any) -> Comparison:
@@ -288,7 +301,13 @@ class Comparison:
     def at_level(self, level: LevelComparison) -> Comparison:
         """This comparison as judged at ``level``: its metrics and classes, the rest as is."""
         return replace(
-            self, metrics=level.metrics, classes=level.classes, levels=[], prior_shift=None
+            self,
+            metrics=level.metrics,
+            classes=level.classes,
+            levels=[],
+            prior_shift=None,
+            small_test={},
+            small_test_groups=[],
         )
 
     @property
