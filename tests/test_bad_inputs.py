@@ -235,6 +235,20 @@ def test_compare_table_keeps_every_column_when_not_a_terminal(tmp_path, capsys):
     assert top.count("┳") == 11 and top.endswith("┓")
     last_row = next(line for line in printed.splitlines() if line.startswith("│ weighted"))
     assert last_row.rstrip().endswith("│")
+    assert "…" not in printed  # no cell cut short either
+
+
+def test_without_a_terminal_train_logs_a_plain_line_per_epoch(tmp_path, capsys):
+    argv = ["train", "--epochs", "2", "--workers", "0", "--out", tmp_path / "run"]
+    code, printed, _ = run(argv, capsys)
+    assert code == 0
+    lines = [line for line in printed.splitlines() if " epoch " in line and "left" in line]
+    assert [line.split(":")[0] for line in lines] == [
+        "instance+ce epoch 1/2",
+        "instance+ce epoch 2/2",
+    ]
+    assert "val balanced accuracy" in lines[0] and "about" in lines[0]
+    assert "(baseline)" not in printed and "seeds" not in printed  # one run, no comparison
 
 
 @pytest.mark.parametrize(

@@ -157,7 +157,6 @@ def test_classes_with_too_few_test_images_are_flagged_beside_the_numbers_they_mo
     tmp_path, capsys
 ):
     from helpers import write_tree
-
     from longtail.cli import main
 
     counts = {"train/a": 20, "train/b": 12, "train/c": 6, "val/a": 3, "val/b": 3, "val/c": 3}

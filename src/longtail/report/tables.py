@@ -89,10 +89,6 @@ def legend(comparison: Comparison) -> str:
     )
     note = small_test_note(comparison)
     return f"{text} {note}" if note else text
-    return (
-        f"Test metrics, mean ± std over seeds, with the change against {comparison.baseline} in "
-        f"brackets; shares in % (changes in points), mistake severity in tree levels. {names}."
-    )
 
 
 COMPARE_CAPTION = "test %, mean over seeds (change vs baseline in points); std in report.md"
@@ -115,7 +111,8 @@ def rich_table(
         cells = [
             _rich_cell(comparison.metrics[m].get(n), metric_info(m), n, comparison) for m in metrics
         ]
-        table.add_row(escape(n) + (" (baseline)" if n == baseline else ""), *cells)
+        marked = n == baseline and len(names) > 1
+        table.add_row(escape(n) + (" (baseline)" if marked else ""), *cells)
     return table
 
 
@@ -137,10 +134,13 @@ def _rich_cell(e: Stat | None, info: MetricInfo, name: str, comparison: Comparis
 def print_table(console: Console, table: Table) -> None:
     """Print ``table`` whole: a terminal narrower than the table folds it as usual, but output
     that is not a terminal (a CI log, ``| tee``) gets the table's full width, so no column is cut."""
-    width = None
-    if not console.is_terminal:
-        width = max(console.width, console.measure(table).maximum)
-    console.print(table, width=width, crop=False)
+    if console.is_terminal:
+        console.print(table, crop=False)
+        return
+    unbounded = console.options.update(width=100_000, max_width=100_000)
+    width = max(console.width, console.measure(table, options=unbounded).maximum)
+    # print(width=) is capped at the console's width: a console of the table's width prints it
+    Console(file=console.file, width=width, no_color=console.no_color).print(table, crop=False)
 
 
 def markdown_table(comparison: Comparison) -> str:

@@ -369,6 +369,7 @@ class Trainer:
         if self.prior is not None:
             row["val_target_accuracy"] = prior_accuracy(_known_recall(report), self.prior)
         self.history.append(row)
+        self._log_line(k, epoch, row)
         self.epoch_done(k, epoch, run)
 
     def step(
@@ -576,10 +577,26 @@ class Trainer:
             state["scheduler"] = run.scheduler.state_dict()
         self.recorder.checkpoint(state)
 
-    def _epoch_label(self, k: int, epoch: int) -> str:
+    def _log_line(self, k: int, epoch: int, row: dict[str, float]) -> None:
+        """Without a terminal (a job log, a pipe), one plain line per epoch in place of the bars:
+        the epoch, its loss and validation balanced accuracy, the time and an estimate of what
+        is left."""
+        if not self.config.progress or self.rank != 0 or get_console().is_terminal:
+            return
+        spent = [r["seconds"] for r in self.history]
+        left = (self.built.total_epochs - epoch - 1) * sum(spent) / len(spent)
+        print(
+            f"{self._epoch_label(k, epoch, markup=False)}: loss {row['train_loss']:.3f}, "
+            f"val balanced accuracy {100 * row['val_balanced_accuracy']:.1f}%, "
+            f"{row['seconds']:.1f}s, about {left:.0f}s left",
+            flush=True,
+        )
+
+    def _epoch_label(self, k: int, epoch: int, markup: bool = True) -> str:
         stages = len(self.built.stages)
         label = self.strategy.label + (f" (stage {k + 1})" if stages > 1 else "")
-        return f"{escape(label)} epoch {epoch + 1}/{self.built.total_epochs}"
+        shown = escape(label) if markup else label
+        return f"{shown} epoch {epoch + 1}/{self.built.total_epochs}"
 
     def _announce_bad_images(self) -> None:
         for path, reason in self.data.new_unreadable_images().items():
