@@ -509,7 +509,7 @@ def test_compare_runs_with_one_seed_each():
         {"a": [{"accuracy": 0.5}], "b": [{"accuracy": 0.75}]}, metrics=["accuracy"]
     )
     row = table["metrics"]["accuracy"]
-    assert row["a"] == {"mean": 0.5, "std": 0.0, "n": 1, "delta_points": 0.0}
+    assert row["a"] == {"mean": 0.5, "std": 0.0, "n": 1, "delta_points": 0.0, "values": [0.5]}
     assert row["b"]["delta_points"] == pytest.approx(25.0)
 
 
