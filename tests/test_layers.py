@@ -16,6 +16,7 @@ CORE = (
     "distribution",
     "hierarchy",
     "priors",
+    "uncertainty",
     "weights",
     "sampling",
     "losses",

@@ -24,7 +24,7 @@ from longtail.experiments.execute import (
 )
 from longtail.experiments.plan import ComparisonPlan, Training, plan_comparison
 from longtail.metrics import HEADLINE, compare_runs, metric_info
-from longtail.priors import SHIFT_EXPONENTS, shift_label, shifted_accuracies
+from longtail.priors import SHIFT_EXPONENTS, shift_label, shifted_accuracies, target_prior
 from longtail.report.comparison import comparison_markdown
 from longtail.report.html import report_html
 from longtail.report.plots import (
@@ -50,7 +50,9 @@ from longtail.training.results import (
     RunResult,
     Stat,
     TestResult,
+    Uncertainty,
 )
+from longtail.uncertainty import bootstrap_interval, paired_interval, seed_interval
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Collected:
     trainings: int = 0
     reused: int = 0
     grid: int = 0
+    costs: dict[str, int] = field(default_factory=dict)  # stage trainings per seed
 
     def add(self, label: str, result: RunResult, seconds: float) -> None:
         self.timings[label] = self.timings.get(label, 0.0) + seconds
@@ -235,6 +238,8 @@ def _collect(
                 seconds += outcomes[id(training.first)].seconds
             assert outcome.result is not None
             collected.add(strategy.label, outcome.result, seconds)
+        last = plan.results[(strategy.label, seeds[0])]
+        collected.costs[strategy.label] = int(last.trains) + int(last.first is not None)
     for training in plan.trainings:
         if training.trains:
             reused = outcomes[id(training)].reused
@@ -305,8 +310,14 @@ def _comparison(
         )
     summaries = {n: [r.test.summary for r in collected.runs[n]] for n in converged}
     config = asdict(resolved_config(base, data))
+    table = Comparison.from_table(compare_runs(summaries, metrics=HEADLINE))
+    prior = target_prior(
+        config["target_prior"], data.distribution.counts, data.distribution.class_names
+    )
     return Comparison.from_table(
         compare_runs(summaries, metrics=HEADLINE),
+        uncertainty=uncertainties(table, collected, prior),
+        costs=collected.costs,
         strategies=labels,
         diverged=collected.diverged,
         unreadable_images=len(data.unreadable_images()),
@@ -348,6 +359,35 @@ def _small_test(test: TestResult, dist: ClassDistribution) -> dict[str, Any]:
         "small_test": {dist.class_names[i]: int(support[i]) for i in few},
         "small_test_groups": sorted({str(dist.groups[i]) for i in few}),
     }
+
+
+def uncertainties(
+    comparison: Comparison, collected: Collected, prior: np.ndarray | None
+) -> list[Uncertainty]:
+    """How sure each strategy's headline number is, and whether it is tied with the best."""
+    metric = comparison.headline
+    best = comparison.best(metric)
+    if best is None:
+        return []
+    row = comparison.metrics[metric]
+    out = []
+    for name, stat in row.items():
+        confusions = [r.test.confusion_matrix for r in collected.runs[name]]
+        diff, low, high = paired_interval(row[best].values, stat.values)
+        overlap = abs(stat.mean - row[best].mean) <= stat.std + row[best].std
+        out.append(
+            Uncertainty(
+                name,
+                stat.mean,
+                *seed_interval(stat.values),
+                *bootstrap_interval(confusions, prior),
+                diff,
+                low,
+                high,
+                name != best and (overlap or not (low > 0 or high < 0)),
+            )
+        )
+    return out
 
 
 def prior_shift(tests: dict[str, list[TestResult]], dist: ClassDistribution) -> PriorShift:

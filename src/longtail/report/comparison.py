@@ -29,6 +29,7 @@ def comparison_markdown(
         markdown_table(comparison),
         legend(comparison),
         "",
+        *_how_sure(comparison),
         *_level_tables(comparison),
         "## Reading the table",
         "",
@@ -143,15 +144,56 @@ def _stat_text(comparison: Comparison, metric: str, name: str) -> str:
 
 def _best_line(comparison: Comparison, headline: str, best: str) -> str:
     _, delta = _points(comparison, headline, best)
-    ties = tied(comparison, headline, best)
+    if comparison.uncertainty:
+        ties = [u.strategy for u in comparison.uncertainty if u.tied]
+        why = "seeds overlapping, or a paired difference whose 95% interval holds 0"
+    else:
+        ties = tied(comparison, headline, best)
+        why = "mean ± std over seeds overlap"
     line = (
         f"- Best {metric_info(headline).label}: **{best}** ({_stat_text(comparison, headline, best)}, "
         f"{delta:+.1f} points against {comparison.baseline})"
     )
     if ties:
         line += "; the seeds cannot tell it from " + ", ".join(f"**{t}**" for t in ties)
-        line += " (mean ± std over seeds overlap), so take the cheapest of them"
+        line += f" ({why})"
+        cost = comparison.costs
+        if cost and all(n in cost for n in [best, *ties]):
+            cheapest = min([best, *ties], key=lambda n: (cost[n], n != best))
+            line += (
+                f", so take the cheapest: **{cheapest}** ({cost[cheapest]} training"
+                f"{'s' if cost[cheapest] > 1 else ''} per seed)"
+            )
     return line + "."
+
+
+def _how_sure(comparison: Comparison) -> list[str]:
+    """The headline metric of each strategy with its intervals and its difference from the best."""
+    if not comparison.uncertainty:
+        return []
+    label = metric_info(comparison.headline).label
+    lines = [
+        f"### How sure: {label}",
+        "",
+        "95% intervals: over seeds (Student t), over test images (bootstrap, class by class), and "
+        "of the difference from the best strategy seed by seed; *tied* marks a strategy the data "
+        "cannot tell from the best.",
+        "",
+        "| strategy | mean | over seeds | over test images | difference from the best | |",
+        "|---|---|---|---|---|---|",
+    ]
+    for u in sorted(comparison.uncertainty, key=lambda u: -u.mean):
+        interval = f"{100 * u.seed_low:.1f} to {100 * u.seed_high:.1f}"
+        images = f"{100 * u.image_low:.1f} to {100 * u.image_high:.1f}"
+        diff = (
+            f"{-100 * u.vs_best:+.1f} ({-100 * u.vs_best_high:+.1f} to {-100 * u.vs_best_low:+.1f})"
+            if u.strategy != comparison.best(comparison.headline)
+            else "the best"
+        )
+        mark = "tied" if u.tied else ""
+        name = markdown_cell(u.strategy)
+        lines.append(f"| {name} | {100 * u.mean:.1f} | {interval} | {images} | {diff} | {mark} |")
+    return [*lines, ""]
 
 
 def _tail_line(comparison: Comparison, best: str) -> str:

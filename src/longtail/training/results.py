@@ -244,6 +244,33 @@ class PriorShift:
         return np.array([s.mean for s in self.accuracy[strategy]], dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class Uncertainty:
+    """How sure the headline metric of one strategy is (:mod:`longtail.uncertainty`): the 95%
+    interval of its mean over seeds and over test images (bootstrap), the difference from the
+    best strategy seed by seed with its 95% interval, and whether the two are ``tied``: their
+    mean +- std over seeds overlap, or the paired interval holds 0."""
+
+    strategy: str
+    mean: float
+    seed_low: float
+    seed_high: float
+    image_low: float
+    image_high: float
+    vs_best: float
+    vs_best_low: float
+    vs_best_high: float
+    tied: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, record: Any) -> Uncertainty:
+        kw = _strict(cls, record, tuple(f.name for f in fields(cls)))
+        return cls(**{k: v if k in ("strategy", "tied") else _number(v) for k, v in kw.items()})
+
+
 @dataclass
 class Comparison:
     """Strategies compared under identical conditions: what ``results.json`` holds.
@@ -278,6 +305,8 @@ class Comparison:
     prior_shift: PriorShift | None = None
     small_test: dict[str, int] = field(default_factory=dict)  # class -> test images, when < 5
     small_test_groups: list[str] = field(default_factory=list)  # the groups those classes are in
+    uncertainty: list[Uncertainty] = field(default_factory=list)  # of the headline metric
+    costs: dict[str, int] = field(default_factory=dict)  # stage trainings per seed
 
     SMALL_MOVES = ("balanced_accuracy", "macro_f1", "target_accuracy")
 
@@ -292,8 +321,8 @@ class Comparison:
     def from_table(cls, table: dict[str, Any], **rest: Any) -> Comparison:
         """From :func:`longtail.metrics.compare_runs`'s table and the other fields (``levels``
         as :class:`LevelComparison` records)."""
-        levels, shift = rest.pop("levels", []), rest.pop("prior_shift", None)
-        return replace(cls.from_dict({**table, **rest}), levels=list(levels), prior_shift=shift)
+        typed = {k: rest.pop(k) for k in ("levels", "prior_shift", "uncertainty") if k in rest}
+        return replace(cls.from_dict({**table, **rest}), **typed)
 
     def stat(self, metric: str, strategy: str) -> Stat | None:
         return self.metrics.get(metric, {}).get(strategy)
@@ -308,6 +337,7 @@ class Comparison:
             prior_shift=None,
             small_test={},
             small_test_groups=[],
+            uncertainty=[],
         )
 
     @property
@@ -333,6 +363,7 @@ class Comparison:
             del out["prior_shift"]
         else:
             out["prior_shift"] = self.prior_shift.to_dict()
+        out["uncertainty"] = [u.to_dict() for u in self.uncertainty]
         return jsonable(out)
 
     @classmethod
@@ -342,6 +373,7 @@ class Comparison:
         kw["levels"] = [LevelComparison.from_dict(level) for level in kw.get("levels", [])]
         if kw.get("prior_shift") is not None:
             kw["prior_shift"] = PriorShift.from_dict(kw["prior_shift"])
+        kw["uncertainty"] = [Uncertainty.from_dict(u) for u in kw.get("uncertainty", [])]
         return cls(**kw)
 
     def save(self, path: Path) -> None:
@@ -360,4 +392,5 @@ __all__ = [
     "RunResult",
     "Stat",
     "TestResult",
+    "Uncertainty",
 ]
