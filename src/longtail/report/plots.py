@@ -17,11 +17,23 @@ from longtail.training.results import PriorShift  # noqa: E402
 GROUP_COLOURS = {"head": "#1f77b4", "medium": "#ff7f0e", "tail": "#d62728"}
 
 
+def line_styles(n: int) -> list[dict]:
+    """``n`` line styles that differ pairwise: 20 distinct colours (tab20, dark shades first),
+    then the same colours again with another marker and dash pattern."""
+    cmap = plt.get_cmap("tab20")
+    colours = [cmap(i) for i in list(range(0, 20, 2)) + list(range(1, 20, 2))]
+    markers, dashes = ("o", "s", "^", "D"), ("-", "--", ":", "-.")
+    return [
+        {"color": colours[k % 20], "marker": markers[k // 20 % 4], "linestyle": dashes[k // 20 % 4]}
+        for k in range(n)
+    ]
+
+
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # nothing outside the axes is clipped
     plt.close(fig)
     return path
 
@@ -64,7 +76,7 @@ def plot_lorenz(dist: ClassDistribution, path: str | Path) -> Path:
     top = dist.pareto_share(0.2)
     ax.annotate(
         f"top 20% of classes hold {top:.0%}",
-        xy=(0.8, 1 - top),
+        xy=(0.8, float(np.interp(0.8, frac, share))),  # on the curve, between its points
         xytext=(0.05, 0.85),
         arrowprops={"arrowstyle": "->"},
     )
@@ -83,23 +95,21 @@ def plot_per_class_recall(
 ) -> Path:
     """Per-class recall of several strategies, classes sorted by training count (largest first)."""
     order = np.argsort(-dist.counts, kind="stable")
-    fig, ax1 = plt.subplots(
-        figsize=(min(max(8.0, 0.3 * dist.num_classes + 3), 24.0), 5.5 + 0.2 * len(recalls))
-    )
+    fig, ax1 = plt.subplots(figsize=(min(max(8.0, 0.3 * dist.num_classes + 3), 24.0) + 3, 5.5))
     ax2 = ax1.twinx()
     ax2.bar(np.arange(dist.num_classes), dist.counts[order], color="lightgrey", alpha=0.6)
     ax2.set_yscale("log")
     ax2.set_ylabel("training images (grey bars, log)")
     ax1.set_zorder(ax2.get_zorder() + 1)
     ax1.patch.set_visible(False)
-    for name, rec in recalls.items():
-        ax1.plot(np.arange(dist.num_classes), np.asarray(rec)[order], marker="o", ms=3, label=name)
+    for (name, rec), style in zip(recalls.items(), line_styles(len(recalls)), strict=True):
+        ax1.plot(np.arange(dist.num_classes), np.asarray(rec)[order], ms=4, label=name, **style)
     ax1.set_xticks(np.arange(dist.num_classes))
     ax1.set_xticklabels([dist.class_names[i] for i in order], rotation=60, ha="right", fontsize=8)
     ax1.set_ylabel("recall on test")
     ax1.set_ylim(0, 1.02)
     ax1.grid(alpha=0.3)
-    ax1.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.32), frameon=False)
+    ax1.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.12, 1.0), frameon=False)
     ax1.set_title("Per-class recall, classes sorted by training count")
     return _save(fig, path)
 
@@ -277,12 +287,12 @@ def plot_prior_shift(shift: PriorShift, path: str | Path) -> Path:
     one line per strategy, the seeds' spread as a band."""
     fig, ax = plt.subplots(figsize=(9, 5))
     x = np.arange(len(shift.exponents))
-    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(shift.accuracy), 2)))
-    for colour, (name, row) in zip(colours, shift.accuracy.items(), strict=False):
+    styles = line_styles(len(shift.accuracy))
+    for style, (name, row) in zip(styles, shift.accuracy.items(), strict=True):
         mean = 100 * np.array([s.mean for s in row])
         std = 100 * np.array([s.std for s in row])
-        ax.plot(x, mean, marker="o", ms=3, color=colour, label=name)
-        ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.15, linewidth=0)
+        ax.plot(x, mean, ms=3, label=name, **style)
+        ax.fill_between(x, mean - std, mean + std, color=style["color"], alpha=0.15, linewidth=0)
     ax.set_xticks(x)
     ax.set_xticklabels(shift.labels, rotation=30, ha="right", fontsize=8)
     ax.axvline(shift.exponents.index(0.0) if 0.0 in shift.exponents else 0, color="grey", lw=0.8)
@@ -295,6 +305,7 @@ def plot_prior_shift(shift: PriorShift, path: str | Path) -> Path:
 
 __all__ = [
     "GROUP_COLOURS",
+    "line_styles",
     "plot_class_counts",
     "plot_confusion",
     "plot_lorenz",
