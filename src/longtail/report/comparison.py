@@ -201,9 +201,16 @@ def _tail_line(comparison: Comparison, best: str) -> str:
     _, tail_delta = _points(comparison, "tail_recall", best_tail)
     _, head_delta = _points(comparison, "head_recall", best_tail)
     return (
-        f"- Best tail recall: **{best_tail}** ({_stat_text(comparison, 'tail_recall', best_tail)}, "
-        f"{tail_delta:+.1f} points); it pays {head_delta:+.1f} points of head recall."
+        f"- If tail recall matters most: **{best_tail}** "
+        f"({_stat_text(comparison, 'tail_recall', best_tail)}, {tail_delta:+.1f} points"
+        f"{_cost(comparison, best_tail)}); it pays {head_delta:+.1f} points of head recall."
     )
+
+
+def _cost(comparison: Comparison, name: str) -> str:
+    """ ", N trainings per seed" when the comparison knows it."""
+    n = comparison.costs.get(name)
+    return "" if n is None else f", {n} training{'s' if n > 1 else ''} per seed"
 
 
 def _gentle(comparison: Comparison, headline: str, limit: float = 3.0) -> list[str]:
@@ -224,7 +231,8 @@ def _gentle(comparison: Comparison, headline: str, limit: float = 3.0) -> list[s
     _, head_delta = _points(comparison, "head_recall", name)
     return [
         f"- If head recall may not drop more than {limit:g} points: **{name}** ({delta:+.1f} "
-        f"points of {metric_info(headline).label}, {head_delta:+.1f} of head recall)."
+        f"points of {metric_info(headline).label}, {head_delta:+.1f} of head recall"
+        f"{_cost(comparison, name)})."
     ]
 
 
