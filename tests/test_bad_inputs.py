@@ -236,6 +236,8 @@ def test_compare_table_keeps_every_column_when_not_a_terminal(tmp_path, capsys):
     last_row = next(line for line in printed.splitlines() if line.startswith("│ weighted"))
     assert last_row.rstrip().endswith("│")
     assert "…" not in printed  # no cell cut short either
+    progress = [line for line in printed.splitlines() if line.startswith("[")]
+    assert len(progress) == 2 and all("tail recall" in line for line in progress)  # unwrapped
 
 
 def test_without_a_terminal_train_logs_a_plain_line_per_epoch(tmp_path, capsys):

@@ -22,7 +22,7 @@ from longtail.data import IMAGE_SIZE
 if TYPE_CHECKING:
     from longtail.data.bundle import DataBundle
 
-console = Console()
+console = Console(soft_wrap=True)  # a line longer than the terminal is not broken in a log
 err_console = Console(stderr=True, soft_wrap=True)
 
 
