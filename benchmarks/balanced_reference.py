@@ -31,6 +31,7 @@ from longtail.data.fashion_mnist_lt import read_idx
 from longtail.distribution import ClassDistribution
 from longtail.strategies import DEFAULT_STRATEGIES, split_outside_brackets
 from longtail.training.loop import TrainConfig, train
+from longtail.training.models import default_augment
 
 
 def main() -> None:
@@ -71,7 +72,7 @@ def main() -> None:
     config = TrainConfig(progress=False)
     print(
         f"model {config.model}, {config.epochs} epochs, {config.optimizer} lr {config.lr}, batch {config.batch_size}, "
-        f"augmentation {config.augment or 'standard'}"
+        f"augmentation: each row's own, else the model's default ({default_augment(config.model)})"
     )
 
     def mean_score(data: DataBundle, row: str) -> tuple[float, list[float]]:
