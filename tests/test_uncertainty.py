@@ -83,3 +83,20 @@ def test_a_comparison_marks_strategies_tied_with_the_best():
         ).uncertainty[0]
         == got["base"]
     )
+
+
+def test_two_seeds_apart_are_not_tied_by_a_useless_paired_interval():
+    from types import SimpleNamespace
+
+    from longtail.experiments.compare import uncertainties
+    from longtail.metrics import compare_runs
+    from longtail.training.results import Comparison
+
+    runs = {"base": [{"balanced_accuracy": v} for v in (0.60, 0.64)]}
+    runs["best"] = [{"balanced_accuracy": v} for v in (0.80, 0.90)]  # paired diffs 0.20, 0.26
+    comparison = Comparison.from_table(compare_runs(runs, metrics=("balanced_accuracy",)))
+    run = SimpleNamespace(test=SimpleNamespace(confusion_matrix=np.eye(2, dtype=int) * 5))
+    collected = SimpleNamespace(runs={n: [run, run] for n in runs})
+    got = {u.strategy: u for u in uncertainties(comparison, collected, None)}
+    assert got["base"].vs_best_low < 0  # t_1 = 12.7: the paired interval holds 0 ...
+    assert not got["base"].tied  # ... but two seeds apart are not a tie

@@ -347,6 +347,10 @@ def _comparison(
     )
 
 
+MIN_PAIRED_SEEDS = 3
+"""The fewest seeds whose paired interval can declare a tie (with 2, t_1 = 12.7 holds 0 for
+almost any difference); fewer seeds decide by the overlap of mean +- std alone."""
+
 MIN_TEST_IMAGES = 5
 """A class with fewer test images than this has a recall too coarse to read alone."""
 
@@ -375,6 +379,7 @@ def uncertainties(
         confusions = [r.test.confusion_matrix for r in collected.runs[name]]
         diff, low, high = paired_interval(row[best].values, stat.values)
         overlap = abs(stat.mean - row[best].mean) <= stat.std + row[best].std
+        paired = len(stat.values) >= MIN_PAIRED_SEEDS  # with 2 seeds, t_1 = 12.7 says nothing
         out.append(
             Uncertainty(
                 name,
@@ -384,7 +389,7 @@ def uncertainties(
                 diff,
                 low,
                 high,
-                name != best and (overlap or not (low > 0 or high < 0)),
+                name != best and (overlap or (paired and not (low > 0 or high < 0))),
             )
         )
     return out

@@ -249,7 +249,7 @@ class Uncertainty:
     """How sure the headline metric of one strategy is (:mod:`longtail.uncertainty`): the 95%
     interval of its mean over seeds and over test images (bootstrap), the difference from the
     best strategy seed by seed with its 95% interval, and whether the two are ``tied``: their
-    mean +- std over seeds overlap, or the paired interval holds 0."""
+    mean +- std over seeds overlap, or (with 3 seeds or more) the paired interval holds 0."""
 
     strategy: str
     mean: float
