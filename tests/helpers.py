@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,19 @@ def write_tree(root: Path, counts: Mapping[str, int], size: int = 12, seed: int 
             pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(folder / f"img_{i:04d}.jpg")
     return root
+
+
+def write_splits(
+    root: Path,
+    train: Sequence[int] = (24, 10, 6),
+    held_out: int = 3,
+    size: int = 12,
+) -> Path:
+    """A ``train/`` / ``val/`` / ``test/`` tree of classes c0, c1, ...: ``train[k]`` training
+    images of class k and ``held_out`` of each class in val and test."""
+    counts = {f"train/c{k}": n for k, n in enumerate(train)}
+    counts |= {f"{part}/c{k}": held_out for part in ("val", "test") for k in range(len(train))}
+    return write_tree(root, counts, size=size)
 
 
 MILLION_AID_LIKE = {

@@ -13,7 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, SequentialSampler
 from torchvision.transforms.v2 import functional as TF
 
-from helpers import write_tree
+from helpers import write_splits, write_tree
 from longtail.data.augment import (
     CROP_ATTEMPTS,
     DRAWS,
@@ -241,9 +241,7 @@ def test_a_crop_is_chosen_on_the_image_as_displayed(tmp_path):
 
 @pytest.fixture
 def small_tree(tmp_path):
-    counts = {f"train/c{k}": n for k, n in enumerate((24, 10, 4))}
-    counts |= {f"val/c{k}": 3 for k in range(3)} | {f"test/c{k}": 3 for k in range(3)}
-    return write_tree(tmp_path / "data", counts, size=40)
+    return write_splits(tmp_path / "data", (24, 10, 4), size=40)
 
 
 def test_an_augmented_run_killed_mid_epoch_resumes_to_the_same_result(

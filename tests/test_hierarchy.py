@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from longtail.distribution import ClassDistribution
-from longtail.hierarchy import lca_heights, mistake_severity
+from longtail.hierarchy import ancestors, lca_heights, mistake_severity, roll_up_confusion
 from longtail.metrics import MetricAccumulator
 from test_hierarchical_sampler import NAMES, TREE
 
@@ -90,6 +90,12 @@ def test_level_reports_equal_the_hand_rolled_confusion_matrices():
     assert level2.class_names == ("p", "q", "d")
     np.testing.assert_array_equal(level2.confusion, [[6, 1, 1], [1, 4, 0], [0, 2, 5]])
     np.testing.assert_array_equal(level1.confusion, [[12, 1], [2, 5]])
+    # roll_up_confusion gives the same from the leaf matrix alone
+    tree = THREE.tree_paths()
+    for level, report_at in ((1, level1), (2, level2)):
+        node, nodes = ancestors(tree[level - 1])
+        rolled = roll_up_confusion(LEAF_CONFUSION, node, nodes)
+        np.testing.assert_array_equal(rolled, report_at.confusion)
     s1 = level1.summary()
     assert s1["accuracy"] == 17 / 20
     assert s1["balanced_accuracy"] == (12 / 13 + 5 / 7) / 2

@@ -10,15 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import quiet_trainer, write_tree
+from helpers import quiet_trainer, write_splits, write_tree
 from longtail.training.models import build_model
 
 
 @pytest.fixture
 def tree(tmp_path):
-    counts = {f"train/c{k}": n for k, n in enumerate((12, 6, 3))}
-    counts |= {f"{part}/c{k}": 2 for part in ("val", "test") for k in range(3)}
-    return write_tree(tmp_path / "data", counts, size=40)
+    return write_splits(tmp_path / "data", (12, 6, 3), held_out=2, size=40)
 
 
 def test_a_timm_backbone_loads_local_weights_and_trains(tree, tmp_path):

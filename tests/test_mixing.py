@@ -77,12 +77,10 @@ def test_bad_mix_options_are_refused(text, message):
 
 @pytest.fixture
 def small_data(tmp_path):
-    from helpers import write_tree
+    from helpers import write_splits
     from longtail.data.bundle import folder_bundle
 
-    counts = {f"train/c{k}": n for k, n in enumerate((24, 10, 6))}
-    counts |= {f"val/c{k}": 3 for k in range(3)} | {f"test/c{k}": 3 for k in range(3)}
-    return folder_bundle(write_tree(tmp_path / "data", counts, size=12), image_size=8)
+    return folder_bundle(write_splits(tmp_path / "data"), image_size=8)
 
 
 def test_a_mixed_run_killed_mid_epoch_resumes_to_the_same_result(small_data, tmp_path, monkeypatch):

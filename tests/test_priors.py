@@ -153,13 +153,11 @@ def test_logit_adjustment_toward_a_target_prior():
 
 
 def test_a_run_is_selected_and_judged_under_its_target_prior(tmp_path):
-    from helpers import write_tree
+    from helpers import write_splits
     from longtail.data.bundle import folder_bundle
     from longtail.training.loop import TrainConfig, train
 
-    counts = {f"train/c{k}": n for k, n in enumerate((24, 10, 6))}
-    counts |= {f"val/c{k}": 4 for k in range(3)} | {f"test/c{k}": 4 for k in range(3)}
-    data = folder_bundle(write_tree(tmp_path / "data", counts, size=12), image_size=8)
+    data = folder_bundle(write_splits(tmp_path / "data", held_out=4), image_size=8)
     prior = tmp_path / "deploy.csv"
     prior.write_text("c0,0.1\nc1,0.2\nc2,0.7\n")
     config = TrainConfig(

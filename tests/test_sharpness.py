@@ -87,13 +87,11 @@ def test_parsed_optimizers():
 
 def test_a_sharpness_aware_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path, monkeypatch):
     import longtail.training.trainer as trainer_module
-    from helpers import write_tree
+    from helpers import write_splits
     from longtail.data.bundle import folder_bundle
     from longtail.training.loop import TrainConfig, train
 
-    counts = {f"train/c{k}": n for k, n in enumerate((24, 10, 6))}
-    counts |= {f"val/c{k}": 3 for k in range(3)} | {f"test/c{k}": 3 for k in range(3)}
-    data = folder_bundle(write_tree(tmp_path / "data", counts, size=12), image_size=8)
+    data = folder_bundle(write_splits(tmp_path / "data"), image_size=8)
     config = TrainConfig(
         strategy="instance+ce",
         epochs=2,

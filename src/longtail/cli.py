@@ -174,7 +174,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from longtail.experiments.compare import level_comparisons
     from longtail.metrics import compare_runs
-    from longtail.report.tables import level_title, print_table, rich_table
+    from longtail.report.tables import print_comparison
     from longtail.strategies import parse_strategy
     from longtail.training.loop import train
     from longtail.training.results import Comparison
@@ -193,13 +193,7 @@ def _train(args: argparse.Namespace) -> int:
             levels=level_comparisons({args.strategy: [result.test]}, data.distribution),
         )
         caption = "test %; mistake severity in tree levels; all of it in metrics.json"
-        title = f"{args.strategy} on {data.name} (test)"
-        print_table(console, rich_table(table, title=title, caption=caption))
-        for level in table.levels:
-            level_table = rich_table(
-                table.at_level(level), title=level_title(level), caption=caption
-            )
-            print_table(console, level_table)
+        print_comparison(console, table, f"{args.strategy} on {data.name} (test)", caption)
     _report_bad_images(data, out)
     console.print(
         f"Run written to [bold]{escape(str(out))}[/bold] (log.csv, checkpoint.pt, metrics.json)"

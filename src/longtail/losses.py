@@ -386,7 +386,28 @@ def _log_probs(logits: Tensor, num_classes: int) -> Tensor:
     return F.log_softmax(logits.float(), dim=1)
 
 
-class HierarchicalCrossEntropyLoss(_ClassLoss):
+class _TreeLoss(_ClassLoss):
+    """A loss on the class tree: the tree's classes, optional class weights, and the reduction
+    of per-sample values (``per_sample(log p, targets)``) as ``F.cross_entropy`` does."""
+
+    def __init__(
+        self, tree: Sequence[Sequence[Any]], weight: Any, reduction: Reduction, ignore_index: int
+    ) -> None:
+        super().__init__(reduction, ignore_index)
+        self.paths = _tree_paths(tree)
+        self.num_classes = len(self.paths[0])
+        self.register_buffer("weight", _as_weight(weight, "weight"))
+
+    def per_sample(self, logp: Tensor, target: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        logp = _log_probs(logits, self.num_classes)
+        valid, safe_t = _checked_targets(target, self.num_classes, self.ignore_index)
+        return _reduce(self.per_sample(logp, safe_t), safe_t, valid, self.weight, self.reduction)
+
+
+class HierarchicalCrossEntropyLoss(_TreeLoss):
     """Hierarchical cross-entropy, HXE (Bertinetto et al., "Making Better Mistakes: Leveraging
     Class Hierarchies with Deep Networks", CVPR 2020). With a_l the true class's ancestor at
     level l of an L-level tree (a_0 the root, a_L the class), p(a) the summed probability of the
@@ -418,24 +439,19 @@ class HierarchicalCrossEntropyLoss(_ClassLoss):
         reduction: Reduction = "mean",
         ignore_index: int = -100,
     ) -> None:
-        super().__init__(reduction, ignore_index)
         if not (alpha >= 0 and np.isfinite(alpha)):
             raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
-        paths = _tree_paths(tree)
-        self.num_classes, levels = len(paths[0]), len(paths)
-        self.alpha = float(alpha)
+        super().__init__(tree, weight, reduction, ignore_index)
+        self.alpha, levels = float(alpha), len(self.paths)
         members = []  # per coarser level: [K, K] bool, classes sharing class i's node there
-        for keys in paths[:-1]:
+        for keys in self.paths[:-1]:
             node = torch.from_numpy(ancestors(keys)[0])
             members.append(node[:, None] == node[None, :])
         self.register_buffer("members", torch.stack(members) if members else None)
         lam = [float(np.exp(-alpha * (levels - level))) for level in range(1, levels + 1)]
         self.register_buffer("level_weights", torch.tensor(lam, dtype=torch.float32))
-        self.register_buffer("weight", _as_weight(weight, "weight"))
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        logp = _log_probs(logits, self.num_classes)
-        valid, safe_t = _checked_targets(target, self.num_classes, self.ignore_index)
+    def per_sample(self, logp: Tensor, safe_t: Tensor) -> Tensor:
         lam = self.level_weights
         above = torch.zeros(logp.shape[0], device=logp.device)  # log p(a_0) = log 1
         loss = torch.zeros_like(above)
@@ -445,11 +461,10 @@ class HierarchicalCrossEntropyLoss(_ClassLoss):
             loss = loss - lam[level] * (node - above)
             above = node
         leaf = logp.gather(1, safe_t[:, None]).squeeze(1)
-        loss = loss - lam[-1] * (leaf - above)
-        return _reduce(loss, safe_t, valid, self.weight, self.reduction)
+        return loss - lam[-1] * (leaf - above)
 
 
-class SoftLabelLoss(_ClassLoss):
+class SoftLabelLoss(_TreeLoss):
     """Cross-entropy against soft labels from the class tree (Bertinetto et al., CVPR 2020):
     the target of class y puts mass
 
@@ -480,22 +495,17 @@ class SoftLabelLoss(_ClassLoss):
         reduction: Reduction = "mean",
         ignore_index: int = -100,
     ) -> None:
-        super().__init__(reduction, ignore_index)
         if not (beta > 0 and np.isfinite(beta)):
             raise ValueError(f"beta must be a finite number > 0, got {beta}")
-        heights = lca_heights(_tree_paths(tree)).astype(np.float64)
+        super().__init__(tree, weight, reduction, ignore_index)
+        heights = lca_heights(self.paths).astype(np.float64)
         scaled = -float(beta) * heights / max(heights.max(), 1.0)
         soft = np.exp(scaled - scaled.max(axis=1, keepdims=True))
         self.beta = float(beta)
-        self.num_classes = len(heights)
         self.register_buffer("soft_labels", torch.tensor(soft / soft.sum(1, keepdims=True)).float())
-        self.register_buffer("weight", _as_weight(weight, "weight"))
 
-    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
-        logp = _log_probs(logits, self.num_classes)
-        valid, safe_t = _checked_targets(target, self.num_classes, self.ignore_index)
-        loss = -(self.soft_labels[safe_t] * logp).sum(1)
-        return _reduce(loss, safe_t, valid, self.weight, self.reduction)
+    def per_sample(self, logp: Tensor, safe_t: Tensor) -> Tensor:
+        return -(self.soft_labels[safe_t] * logp).sum(1)
 
 
 def logit_adjust(logits: Tensor, counts: Any, tau: float = 1.0) -> Tensor:

@@ -155,6 +155,12 @@ class ClassificationReport:
         return _safe_div(np.diag(self.confusion).astype(np.float64), self.support)
 
     @property
+    def known_recall(self) -> np.ndarray:
+        """Per-class recall, nan for a class without images here (whose recall of 0 is a
+        convention, not a measurement)."""
+        return np.where(self.support > 0, self.recall, np.nan)
+
+    @property
     def f1(self) -> np.ndarray:
         p, r = self.precision, self.recall
         return _safe_div(2 * p * r, p + r)

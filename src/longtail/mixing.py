@@ -18,7 +18,7 @@ global generator; longtail's losses take class indices and its randomness is a f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,17 +132,11 @@ def mixed_loss(criterion: nn.Module, logits: Tensor, batch: MixedBatch) -> Tenso
             f"{type(criterion).__name__} has no 'reduction', so it cannot give the per-sample "
             "losses that mixing weighs; give the loss a reduction='none' mode"
         )
-    per_sample = _per_sample(criterion)
+    per_sample = copy.copy(criterion)  # its own attributes: the one given keeps its reduction
+    per_sample.reduction = "none"
     first, second = per_sample(logits, batch.y_a), per_sample(logits, batch.y_b)
     w = batch.weight.to(first.dtype)
     return (w * first + (1 - w) * second).mean()
-
-
-def _per_sample(criterion: nn.Module) -> Callable[[Tensor, Tensor], Tensor]:
-    copy = object.__new__(type(criterion))
-    copy.__dict__.update(criterion.__dict__)
-    copy.__dict__["reduction"] = "none"
-    return copy
 
 
 def mix_rng(seed: int, epoch: int, step: int, rank: int = 0) -> np.random.Generator:

@@ -79,4 +79,36 @@ def paired_interval(first: Sequence[float], second: Sequence[float]) -> tuple[fl
     return float(np.nanmean(d)) if d.size else float("nan"), low, high
 
 
-__all__ = ["bootstrap_interval", "paired_interval", "seed_interval", "t_quantile"]
+MIN_PAIRED_SEEDS = 3
+"""The fewest seeds whose paired interval can declare a tie (with 2, t_1 = 12.7 holds 0 for
+almost any difference); fewer seeds decide by the overlap of mean +- std alone."""
+
+
+def seeds_overlap(first: Sequence[float], second: Sequence[float]) -> bool:
+    """Whether the two sets of seed values overlap as mean +- std (ddof = 0)."""
+    a = np.asarray([x for x in first if np.isfinite(x)], dtype=np.float64)
+    b = np.asarray([x for x in second if np.isfinite(x)], dtype=np.float64)
+    return bool(a.size and b.size and abs(a.mean() - b.mean()) <= a.std() + b.std())
+
+
+def indistinct(first: Sequence[float], second: Sequence[float]) -> bool:
+    """Whether the seeds cannot tell two strategies apart: they overlap
+    (:func:`seeds_overlap`) or, with :data:`MIN_PAIRED_SEEDS` paired seeds or more, the 95%
+    interval of the seed-by-seed difference holds 0."""
+    if seeds_overlap(first, second):
+        return True
+    if len(first) != len(second) or len(first) < MIN_PAIRED_SEEDS:
+        return False
+    _, low, high = paired_interval(first, second)
+    return bool(low <= 0 <= high)
+
+
+__all__ = [
+    "MIN_PAIRED_SEEDS",
+    "bootstrap_interval",
+    "indistinct",
+    "paired_interval",
+    "seed_interval",
+    "seeds_overlap",
+    "t_quantile",
+]

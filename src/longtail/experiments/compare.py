@@ -34,13 +34,7 @@ from longtail.report.plots import (
     plot_prior_shift,
     plot_recall_change,
 )
-from longtail.report.tables import (
-    level_title,
-    print_table,
-    rich_table,
-    small_test_note,
-    write_tables,
-)
+from longtail.report.tables import print_comparison, write_tables
 from longtail.strategies import Strategy, parse_strategy
 from longtail.training.loop import TrainConfig, TrainingDiverged, resolved_config
 from longtail.training.results import (
@@ -52,7 +46,7 @@ from longtail.training.results import (
     TestResult,
     Uncertainty,
 )
-from longtail.uncertainty import bootstrap_interval, paired_interval, seed_interval
+from longtail.uncertainty import bootstrap_interval, indistinct, paired_interval, seed_interval
 
 
 @dataclass
@@ -199,11 +193,7 @@ def _run_compare(
     comparison = _comparison(collected, parsed, seeds, base, data, time.perf_counter() - started)
     _write_outputs(comparison, collected, dist, out)
     title = f"{data.name}: {len(parsed)} strategies x {len(seeds)} seeds, {base.epochs} epochs, model {base.model}"
-    print_table(console, rich_table(comparison, title=title))
-    if comparison.small_test:
-        console.print(f"[yellow]{escape(small_test_note(comparison))}[/yellow]")
-    for level in comparison.levels:
-        print_table(console, rich_table(comparison.at_level(level), title=level_title(level)))
+    print_comparison(console, comparison, title)
     console.print(
         f"Report written to [bold]{escape(str(out))}/report.md[/bold] ({comparison.seconds:.0f}s)"
     )
@@ -310,13 +300,13 @@ def _comparison(
         )
     summaries = {n: [r.test.summary for r in collected.runs[n]] for n in converged}
     config = asdict(resolved_config(base, data))
-    table = Comparison.from_table(compare_runs(summaries, metrics=HEADLINE))
+    table = compare_runs(summaries, metrics=HEADLINE)
     prior = target_prior(
         config["target_prior"], data.distribution.counts, data.distribution.class_names
     )
     return Comparison.from_table(
-        compare_runs(summaries, metrics=HEADLINE),
-        uncertainty=uncertainties(table, collected, prior),
+        table,
+        uncertainty=uncertainties(Comparison.from_table(table), collected, prior),
         costs=collected.costs,
         strategies=labels,
         diverged=collected.diverged,
@@ -347,10 +337,6 @@ def _comparison(
     )
 
 
-MIN_PAIRED_SEEDS = 3
-"""The fewest seeds whose paired interval can declare a tie (with 2, t_1 = 12.7 holds 0 for
-almost any difference); fewer seeds decide by the overlap of mean +- std alone."""
-
 MIN_TEST_IMAGES = 5
 """A class with fewer test images than this has a recall too coarse to read alone."""
 
@@ -378,8 +364,6 @@ def uncertainties(
     for name, stat in row.items():
         confusions = [r.test.confusion_matrix for r in collected.runs[name]]
         diff, low, high = paired_interval(row[best].values, stat.values)
-        overlap = abs(stat.mean - row[best].mean) <= stat.std + row[best].std
-        paired = len(stat.values) >= MIN_PAIRED_SEEDS  # with 2 seeds, t_1 = 12.7 says nothing
         out.append(
             Uncertainty(
                 name,
@@ -389,7 +373,7 @@ def uncertainties(
                 diff,
                 low,
                 high,
-                name != best and (overlap or (paired and not (low > 0 or high < 0))),
+                name != best and indistinct(row[best].values, stat.values),
             )
         )
     return out

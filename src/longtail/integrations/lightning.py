@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 
 from longtail.distribution import ClassDistribution
@@ -108,7 +107,7 @@ class LongtailMetrics(Callback):
         sampler = getattr(trainer.train_dataloader, "sampler", None)
         if isinstance(sampler, CurriculumSampler):
             report = self.report
-            sampler.update(np.where(report.support > 0, report.recall, np.nan))
+            sampler.update(report.known_recall)
 
 
 __all__ = [

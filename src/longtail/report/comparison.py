@@ -10,6 +10,7 @@ from longtail.distribution import ClassDistribution
 from longtail.metrics import metric_info
 from longtail.report.tables import legend, level_title, markdown_table
 from longtail.training.results import Comparison, PriorShift
+from longtail.uncertainty import seeds_overlap
 
 
 def comparison_markdown(
@@ -97,8 +98,8 @@ def _points(comparison: Comparison, metric: str, name: str) -> tuple[float, floa
 
 
 def tied(comparison: Comparison, metric: str, name: str) -> list[str]:
-    """The other strategies the seeds cannot tell apart from ``name`` on ``metric``: those whose
-    mean +- std over seeds overlaps ``name``'s."""
+    """The other strategies the seeds cannot tell apart from ``name`` on ``metric``: their
+    mean +- std over seeds overlap (:func:`longtail.uncertainty.seeds_overlap`)."""
     row = comparison.metrics.get(metric, {})
     mine = row[name]
     return [
@@ -106,8 +107,7 @@ def tied(comparison: Comparison, metric: str, name: str) -> list[str]:
         for other, stat in row.items()
         if other != name
         and other not in comparison.diverged
-        and np.isfinite(stat.mean)
-        and abs(stat.mean - mine.mean) <= stat.std + mine.std
+        and seeds_overlap(mine.values or [mine.mean], stat.values or [stat.mean])
     ]
 
 

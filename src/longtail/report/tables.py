@@ -143,6 +143,18 @@ def print_table(console: Console, table: Table) -> None:
     Console(file=console.file, width=width, no_color=console.no_color).print(table, crop=False)
 
 
+def print_comparison(
+    console: Console, comparison: Comparison, title: str, caption: str = COMPARE_CAPTION
+) -> None:
+    """The comparison's table, the note on small test classes, and a table per tree level."""
+    print_table(console, rich_table(comparison, title=title, caption=caption))
+    if comparison.small_test:
+        console.print(f"[yellow]{escape(small_test_note(comparison))}[/yellow]")
+    for level in comparison.levels:
+        level_table = rich_table(comparison.at_level(level), level_title(level), caption)
+        print_table(console, level_table)
+
+
 def markdown_table(comparison: Comparison) -> str:
     """Strategies as rows, metrics as columns (see :func:`legend`)."""
     header, rows = _rows(comparison)
@@ -214,6 +226,7 @@ __all__ = [
     "level_title",
     "markdown_table",
     "markdown_tables",
+    "print_comparison",
     "print_table",
     "rich_table",
     "write_tables",

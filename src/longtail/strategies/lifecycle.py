@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from torch import nn
 from torch.utils.data import Sampler
 
@@ -64,7 +63,7 @@ class FeedbackSampler(EpochSampler):
     A class without validation images has no recall: it is passed as nan, so it keeps its weight."""
 
     def after_validation(self, report: ClassificationReport) -> None:
-        self.sampler.update(np.where(report.support > 0, report.recall, np.nan))
+        self.sampler.update(report.known_recall)
 
     def state_dict(self) -> dict[str, Any]:
         return self.sampler.state_dict()

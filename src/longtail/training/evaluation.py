@@ -95,8 +95,7 @@ def score_heads(
     reports = [acc.compute(distribution) for acc in accs]
     if prior is None:
         return [report.summary()["balanced_accuracy"] for report in reports]
-    known = [np.where(r.support > 0, r.recall, np.nan) for r in reports]
-    return [prior_accuracy(recall, prior) for recall in known]
+    return [prior_accuracy(r.known_recall, prior) for r in reports]
 
 
 __all__ = ["evaluate_model", "score_heads"]

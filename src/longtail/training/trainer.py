@@ -367,7 +367,7 @@ class Trainer:
         report = self.validate()
         row = _log_row(epoch, k, totals, report, time.perf_counter() - t0)
         if self.prior is not None:
-            row["val_target_accuracy"] = prior_accuracy(_known_recall(report), self.prior)
+            row["val_target_accuracy"] = prior_accuracy(report.known_recall, self.prior)
         self.history.append(row)
         self._log_line(k, epoch, row)
         self.epoch_done(k, epoch, run)
@@ -545,7 +545,7 @@ class Trainer:
             )
             test = TestResult.from_report(report)
             if self.prior is not None:
-                test.summary["target_accuracy"] = prior_accuracy(_known_recall(report), self.prior)
+                test.summary["target_accuracy"] = prior_accuracy(report.known_recall, self.prior)
         recorder.save_tested(self.model.state_dict())
         self._announce_bad_images()
         result = RunResult(
@@ -604,11 +604,6 @@ class Trainer:
                 log.warning(
                     "unreadable image %s (%s); replaced by another image of its class", path, reason
                 )
-
-
-def _known_recall(report: ClassificationReport) -> np.ndarray:
-    """Per-class recall, nan for a class without images in the split."""
-    return np.where(report.support > 0, report.recall, np.nan)
 
 
 def _log_row(
