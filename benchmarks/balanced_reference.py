@@ -4,8 +4,9 @@ long-tailed 14,639, evaluated on the same official test set.
 
 Usage: python benchmarks/balanced_reference.py SOURCE_DIR [--seeds 3] [--strategies A,B,...]
 
-A strategy may carry recipe options after ``@``: ``weighted+ce@mix=remix[alpha=0.2]@augment=none``
-(any TrainConfig setting; the model and epochs stay those of every other row). Plain training
+A strategy may carry training settings after ``@``, as in ``longtail compare``:
+``weighted+ce@mix=remix[alpha=0.2]@augment=none`` (the model and epochs stay those of every
+other row). Plain training
 and the balanced reference are each trained under every augmentation preset, and each is taken
 at its best, so a preset that weakens the baseline cannot widen the gap.
 
@@ -29,6 +30,7 @@ from longtail.data.bundle import DataBundle, embedded_bundle
 from longtail.data.datasets import ArrayDataset
 from longtail.data.fashion_mnist_lt import read_idx
 from longtail.distribution import ClassDistribution
+from longtail.experiments.plan import parse_row
 from longtail.strategies import DEFAULT_STRATEGIES, split_outside_brackets
 from longtail.training.loop import TrainConfig, train
 from longtail.training.models import default_augment
@@ -75,15 +77,12 @@ def main() -> None:
         f"augmentation: each row's own, else the model's default ({default_augment(config.model)})"
     )
 
-    def mean_score(data: DataBundle, row: str) -> tuple[float, list[float]]:
-        strategy, *recipe = row.split("@")
-        settings = dict(item.split("=", 1) for item in recipe)
-        if "model" in settings or "epochs" in settings:
-            raise SystemExit(f"{row}: every row trains the same model for the same epochs")
+    def mean_score(data: DataBundle, text: str) -> tuple[float, list[float]]:
+        row = parse_row(text)  # refuses a row's own model or epochs
         scores = []
         for seed in range(args.seeds):
             with tempfile.TemporaryDirectory() as out:
-                run = replace(config, strategy=strategy, seed=seed, **settings)
+                run = replace(config, strategy=row.strategy.label, seed=seed, **dict(row.recipe))
                 r = train(run, data, out)
             scores.append(100 * r.test.summary["balanced_accuracy"])
         return float(np.mean(scores)), scores

@@ -1,6 +1,7 @@
 """A comparison at scale: first stages shared, local jobs, commands for another scheduler."""
 
 import json
+import re
 import shlex
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from longtail.cli import main
 from longtail.experiments.compare import run_compare
-from longtail.strategies import parse_strategy
+from longtail.experiments.plan import parse_row
 from longtail.training.loop import TrainConfig, TrainingDiverged, train
 from longtail.training.runtime import training_threads
 from test_structure import _small_embedded
@@ -26,7 +27,7 @@ def base() -> TrainConfig:
 
 
 def _run_dir(out, strategy, seed=0):
-    return out / "runs" / parse_strategy(strategy).slug / f"seed{seed}"
+    return out / "runs" / parse_row(strategy).slug / f"seed{seed}"
 
 
 def test_first_stages_are_shared_and_give_the_numbers_of_a_run_alone(data, tmp_path):
@@ -123,7 +124,7 @@ def test_a_failing_training_in_a_local_job_is_reported_and_the_others_finish(dat
     from longtail.experiments.plan import plan_comparison
     from longtail.training.identity import run_identity
 
-    strategies = [parse_strategy(s) for s in ("instance+ce", "sqrt+ce:crt")]
+    strategies = [parse_row(s) for s in ("instance+ce", "sqrt+ce:crt")]
     plan = plan_comparison(data, strategies, [0], base(), tmp_path)
     good, first, second = plan.trainings
     broken = replace(first.config, model="no_such_model")  # fails when the job builds it
@@ -135,3 +136,56 @@ def test_a_failing_training_in_a_local_job_is_reported_and_the_others_finish(dat
     assert outcomes[id(second)].result is None  # never started on a failed first stage
     assert "first stage failed" in outcomes[id(second)].error
     assert len(ended) == 3
+
+
+def test_a_row_reads_its_own_settings_typed_and_refuses_what_rows_share():
+    row = parse_row("sqrt+ce:crt@mix=remix[alpha=0.2]@lr=0.002@select_best=false")
+    assert row.strategy.label == "sqrt+ce:crt" and row.strategy.stage == "crt"
+    assert row.recipe == (("mix", "remix[alpha=0.2]"), ("lr", 0.002), ("select_best", False))
+    assert row.label == "sqrt+ce:crt@mix=remix[alpha=0.2]@lr=0.002@select_best=false"
+    assert parse_row("instance+ce").recipe == ()
+    refused = {
+        "instance+ce@epochs=3": "every row of a comparison shares it",
+        "instance+ce@model=small_cnn": "every row of a comparison shares it",
+        "instance+ce@target_prior=train": "every row of a comparison shares it",
+        "instance+ce@colour=red": "cannot set 'colour'; it may set batch_size",
+        "instance+ce@lr=fast": "lr must be a number, got 'fast'",
+        "instance+ce@batch_size=0": "batch_size must be an integer >= 1",
+        "instance+ce@mix=blend": "mix must be one of none, mixup, cutmix, remix",
+        "instance+ce@lr=0.1@lr=0.2": "sets lr twice",
+        "instance+ce@lr": "write a row's setting as @name=value",
+        "nosuch+ce@lr=0.1": "unknown sampler",
+    }
+    for text, message in refused.items():
+        with pytest.raises(ValueError, match=re.escape(message)):
+            parse_row(text)
+
+
+def test_rows_with_settings_of_their_own_train_with_them_and_share_first_stages(data, tmp_path):
+    from longtail.experiments.plan import plan_comparison
+
+    rows = [
+        "sqrt+ce@mix=mixup[alpha=0.2]",
+        "sqrt+ce:crt@mix=mixup[alpha=0.2]",  # the same first stage as the row above
+        "sqrt+ce:crt",  # another first stage: trained without mixing
+    ]
+    plan = plan_comparison(data, [parse_row(r) for r in rows], [0], base(), tmp_path)
+    assert plan.grid == 3 and len(plan.trainings) == 4  # two sqrt+ce, two crt stages
+    mixed, plain = plan.results[(rows[1], 0)], plan.results[(rows[2], 0)]
+    assert mixed.first is plan.results[(rows[0], 0)]
+    assert (mixed.config.mix, mixed.first.config.mix) == ("mixup[alpha=0.2]", "mixup[alpha=0.2]")
+    assert (plain.config.mix, plain.first.config.mix) == ("none", "none")
+    assert mixed.first.identity != plain.first.identity
+    assert plain.first.run_dir != mixed.first.run_dir  # never one folder for two identities
+
+    comparison = run_compare(
+        data, ["instance+ce", "instance+ce@lr=0.01"], [0], base(), tmp_path / "c"
+    )
+    assert comparison.strategies == ["instance+ce", "instance+ce@lr=0.01"]
+    config = json.loads(
+        (_run_dir(tmp_path / "c", "instance+ce@lr=0.01") / "config.json").read_text()
+    )
+    assert config["config"]["lr"] == 0.01 and config["config"]["strategy"] == "instance+ce"
+    accuracy = comparison.metrics["accuracy"]
+    assert accuracy["instance+ce"].mean != accuracy["instance+ce@lr=0.01"].mean
+    assert "instance+ce@lr=0.01" in (tmp_path / "c" / "report.md").read_text()

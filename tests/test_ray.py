@@ -7,7 +7,7 @@ import time
 import pytest
 
 from longtail.experiments.compare import run_compare
-from longtail.strategies import parse_strategy
+from longtail.experiments.plan import parse_row
 from test_compare_scale import base
 from test_structure import _small_embedded
 
@@ -46,7 +46,7 @@ def test_a_comparison_on_ray_survives_a_killed_worker_with_the_same_numbers(clus
     config = base().__class__(**{**base().__dict__, "epochs": 4})
     local = run_compare(data, strategies, [0], config, tmp_path / "local")
     out = tmp_path / "ray"
-    watched = out / "runs" / parse_strategy("sqrt+ce").slug / "seed0" / "checkpoint.pt"
+    watched = out / "runs" / parse_row("sqrt+ce").slug / "seed0" / "checkpoint.pt"
     killed: list[int] = []
     watcher = threading.Thread(target=_kill_worker_once, args=(watched, killed))
     watcher.start()

@@ -14,6 +14,7 @@ from helpers import write_tree
 from longtail.data.bundle import embedded_bundle, folder_bundle
 from longtail.data.datasets import ArrayDataset
 from longtail.distribution import ClassDistribution
+from longtail.experiments.plan import parse_row
 from longtail.losses import CrossEntropyLoss
 from longtail.strategies import parse_strategy
 from longtail.strategies.registry import FLOAT, REGISTRY, ComponentSpec, register, unregister
@@ -103,7 +104,7 @@ def test_a_loss_registered_in_one_place_runs_in_compare(tmp_path):
         base = TrainConfig(epochs=1, batch_size=256, progress=False, augment="none")
         strategies = ["instance+ce", "instance+double_ce[label_smoothing=0.1]"]
         comparison = run_compare(data, strategies, [0], base, tmp_path / "cmp")
-        slug = parse_strategy(strategies[1]).slug
+        slug = parse_row(strategies[1]).slug
     finally:
         unregister("loss", "double_ce")
     assert comparison.strategies == strategies

@@ -203,11 +203,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from longtail.experiments.compare import list_runs, run_compare
-    from longtail.strategies import (
-        DEFAULT_STRATEGIES,
-        parse_strategy,
-        split_outside_brackets,
-    )
+    from longtail.experiments.plan import parse_row
+    from longtail.strategies import DEFAULT_STRATEGIES, split_outside_brackets
 
     _check_data_options(args)
     strategies = (
@@ -220,7 +217,7 @@ def _compare(args: argparse.Namespace) -> int:
             f"--strategies {args.strategies!r} names no strategy; pass e.g. instance+ce,class_balanced+focal"
         )
     for spec in strategies:
-        parse_strategy(spec)
+        parse_row(spec)
     if not 1 <= args.seeds <= MAX_SEEDS:
         raise ValueError(f"--seeds must be at least 1 (at most {MAX_SEEDS}), got {args.seeds}")
     base = _config(args, strategies[0], 0)
@@ -299,7 +296,9 @@ def _add_compare_parser(sub: Any, config_class: type) -> argparse.ArgumentParser
     )
     p.add_argument(
         "--strategies",
-        help="comma-separated strategies (default: a set covering the standard methods)",
+        help="comma-separated strategies (default: a set covering the standard methods); a "
+        "strategy may carry training settings of its own after @, e.g. "
+        "weighted+ce@mix=remix[alpha=0.2]@lr=0.002 (not the model, epochs or target prior)",
     )
     p.add_argument("--seeds", type=int, default=3, help="seeds per strategy (default 3)")
     p.add_argument(

@@ -22,7 +22,7 @@ from longtail.experiments.execute import (
     run_in_processes,
     train_commands,
 )
-from longtail.experiments.plan import ComparisonPlan, Training, plan_comparison
+from longtail.experiments.plan import ComparisonPlan, Row, Training, parse_row, plan_comparison
 from longtail.metrics import HEADLINE, compare_runs, metric_info
 from longtail.priors import SHIFT_EXPONENTS, shift_label, shifted_accuracies, target_prior
 from longtail.report.comparison import comparison_markdown
@@ -35,7 +35,6 @@ from longtail.report.plots import (
     plot_recall_change,
 )
 from longtail.report.tables import print_comparison, write_tables
-from longtail.strategies import Strategy, parse_strategy
 from longtail.training.loop import TrainConfig, TrainingDiverged, resolved_config
 from longtail.training.results import (
     Comparison,
@@ -153,14 +152,15 @@ class RunsFailed(RuntimeError):
     """Some trainings of a comparison failed (the others finished and are kept)."""
 
 
-def _checked(strategies: Sequence[str], seeds: Sequence[int]) -> list[Strategy]:
-    """The strategies parsed, distinct, and at least one seed (building each for the data is
-    :func:`~longtail.experiments.plan.plan_comparison`'s check)."""
+def _checked(strategies: Sequence[str], seeds: Sequence[int]) -> list[Row]:
+    """The rows parsed (:func:`~longtail.experiments.plan.parse_row`), distinct, and at least one
+    seed (building each for the data is :func:`~longtail.experiments.plan.plan_comparison`'s
+    check)."""
     if not strategies:
         raise ValueError(
             "no strategies given; pass e.g. --strategies instance+ce,class_balanced+focal"
         )
-    parsed = [parse_strategy(s) for s in strategies]
+    parsed = [parse_row(s) for s in strategies]
     if len({p.slug for p in parsed}) != len(parsed):
         raise ValueError(f"strategies must be distinct, got {list(strategies)}")
     if not seeds:
@@ -212,24 +212,24 @@ def _check_failures(plan: ComparisonPlan, outcomes: dict[int, Outcome]) -> None:
 
 def _collect(
     plan: ComparisonPlan,
-    parsed: list[Strategy],
+    parsed: list[Row],
     seeds: Sequence[int],
     outcomes: dict[int, Outcome],
 ) -> Collected:
     """Each strategy's runs in seed order, its wall time (with the first stage it needs), and how
     many trainings this call ran and reused."""
     collected = Collected(grid=plan.grid)
-    for strategy in parsed:
+    for row in parsed:
         for seed in seeds:
-            training = plan.results[(strategy.label, seed)]
+            training = plan.results[(row.label, seed)]
             outcome = outcomes[id(training)]
             seconds = outcome.seconds
             if training.first is not None:
                 seconds += outcomes[id(training.first)].seconds
             assert outcome.result is not None
-            collected.add(strategy.label, outcome.result, seconds)
-        last = plan.results[(strategy.label, seeds[0])]
-        collected.costs[strategy.label] = int(last.trains) + int(last.first is not None)
+            collected.add(row.label, outcome.result, seconds)
+        last = plan.results[(row.label, seeds[0])]
+        collected.costs[row.label] = int(last.trains) + int(last.first is not None)
     for training in plan.trainings:
         if training.trains:
             reused = outcomes[id(training)].reused
@@ -283,7 +283,7 @@ def _progress_line(result: RunResult, reused: bool, seconds: float) -> str:
 
 def _comparison(
     collected: Collected,
-    parsed: list[Strategy],
+    parsed: list[Row],
     seeds: Sequence[int],
     base: TrainConfig,
     data: DataBundle,

@@ -6,21 +6,65 @@ first stage and seed, then the second stages that start from them.
 too); a post-hoc second stage (``tau_norm``, ``logit_adjust``) trains nothing and is an
 evaluation of its first stage's model. Each training has its own identity and run folder, so it
 is reused or resumed exactly as a single run is.
+
+A row of a comparison is a strategy with, after ``@``, the training settings it has of its own
+on top of the comparison's: ``weighted+ce@mix=remix[alpha=0.2]`` or
+``instance+balanced_softmax@optimizer=sam[rho=0.1,base=adamw]@lr=0.002``. The model, its
+epochs and the target prior are the same for every row
+(:func:`~longtail.training.config.parse_setting`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from longtail.data.bundle import DataBundle
-from longtail.strategies import Strategy
-from longtail.training.config import TrainConfig
+from longtail.strategies import Strategy, parse_strategy, split_outside_brackets
+from longtail.training.config import TrainConfig, parse_setting
 from longtail.training.identity import run_identity
 from longtail.training.trainer import first_stage_config, resolved_config, strategy_for_run
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a comparison: ``strategy`` trained with the settings ``recipe`` (name, value)
+    on top of the comparison's; ``label`` names it in every table."""
+
+    strategy: Strategy
+    recipe: tuple[tuple[str, Any], ...] = ()
+    label: str = ""
+
+    @property
+    def slug(self) -> str:
+        """A file-system friendly name."""
+        return _slug(self.label)
+
+
+def parse_row(text: str) -> Row:
+    """The row written as ``STRATEGY[@setting=value]...`` (see the module docstring)."""
+    spec, *settings = split_outside_brackets(text.strip(), "@")
+    recipe: dict[str, Any] = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"{text!r}: write a row's setting as @name=value, got @{item}")
+        if name in recipe:
+            raise ValueError(f"{text!r} sets {name} twice")
+        try:
+            recipe[name] = parse_setting(name, value.strip())
+        except ValueError as err:
+            raise ValueError(f"{text!r}: {err}") from None
+    return Row(parse_strategy(spec), tuple(recipe.items()), text.strip())
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", text).strip("_")
 
 
 @dataclass(eq=False)
@@ -64,50 +108,51 @@ class ComparisonPlan:
         return self._by_identity[key]
 
 
-def _folder(out: Path, strategy: Strategy | str, seed: int, settings: dict[str, Any]) -> Path:
-    slug = strategy.slug if isinstance(strategy, Strategy) else strategy
+def _folder(out: Path, label: str, seed: int, settings: dict[str, Any]) -> Path:
+    slug = _slug(label)
     if settings:  # a first stage trained with settings of its own (weight balancing's decay)
-        slug += "~" + ",".join(f"{k}={v}" for k, v in sorted(settings.items()))
+        slug += "~" + ",".join(f"{k}={_slug(str(v))}" for k, v in sorted(settings.items()))
     return out / "runs" / slug / f"seed{seed}"
 
 
 def plan_comparison(
     data: DataBundle,
-    strategies: Sequence[Strategy],
+    rows: Sequence[Row],
     seeds: Sequence[int],
     base: TrainConfig,
     out: Path,
 ) -> ComparisonPlan:
-    """The trainings of every strategy with every seed, first stages shared; a strategy that
+    """The trainings of every row with every seed, first stages shared; a strategy that
     cannot be built for this data (a bad parameter) fails now, not after hours of other runs."""
     plan = ComparisonPlan()
     fingerprint = data.fingerprint()
-    for strategy in strategies:
+    for row in rows:
+        strategy, row_base = row.strategy, replace(base, **dict(row.recipe))
         try:
-            built = strategy_for_run(strategy, base, data)
+            built = strategy_for_run(strategy, row_base, data)
         except ValueError as err:
-            raise ValueError(f"strategy {strategy.label}: {err}") from None
+            raise ValueError(f"strategy {row.label}: {err}") from None
         for seed in seeds:
-            config = resolved_config(replace(base, strategy=strategy.label, seed=seed), data)
+            config = resolved_config(replace(row_base, strategy=strategy.label, seed=seed), data)
             identity = run_identity(config, fingerprint)
-            run_dir = _folder(out, strategy, seed, {})
+            run_dir = _folder(out, row.label, seed, {})
             if strategy.stage is None:
                 training = plan.add(Training(config, run_dir, identity))
             else:
                 first_config = first_stage_config(config, built)
                 first_dir = _folder(
                     out,
-                    Strategy(label=first_config.strategy).slug,
+                    first_config.strategy,
                     seed,
-                    built.first_stage_settings(),
+                    {**built.first_stage_settings(), **dict(row.recipe)},
                 )
                 first = plan.add(
                     Training(first_config, first_dir, run_identity(first_config, fingerprint))
                 )
                 trains = built.stages[1].epochs > 0
                 training = plan.add(Training(config, run_dir, identity, first, trains))
-            plan.results[(strategy.label, seed)] = training
+            plan.results[(row.label, seed)] = training
     return plan
 
 
-__all__ = ["ComparisonPlan", "Training", "plan_comparison"]
+__all__ = ["ComparisonPlan", "Row", "Training", "parse_row", "plan_comparison"]

@@ -17,7 +17,6 @@ Either part may be plain (``instance`` sampling, ``ce`` loss); a single name is 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,11 +92,6 @@ class Strategy:
         """The label of the first stage alone (``SAMPLER+LOSS``; the whole label without a
         second stage)."""
         return split_outside_brackets(self.label, ":")[0]
-
-    @property
-    def slug(self) -> str:
-        """A file-system friendly name."""
-        return re.sub(r"[^A-Za-z0-9_.+=-]+", "_", self.label).strip("_")
 
 
 def _known(kind: Kind, name: str, spec: str) -> str:

@@ -36,8 +36,10 @@ class Option:
     ``--seed`` are); ``negated`` marks a true-by-default setting whose flag turns it off
     (``--no-amp`` sets ``amp`` to false); ``execution`` marks a setting that does not change the
     result, left out of the identity. ``low`` / ``high`` bound an integer, ``positive`` a number;
-    ``also`` lists values accepted from code but not offered on the command line; ``parse``
-    names the function (imported when a value is checked, so that building the command line
+    ``also`` lists values accepted from code but not offered on the command line; ``shared``
+    marks a setting that every row of a comparison has in common (the model and its epochs,
+    what the runs are judged for), which a row may not set for itself (see
+    :func:`parse_setting`); ``parse`` names the function (imported when a value is checked, so that building the command line
     imports nothing heavy) that checks a value written in a small language of its own
     (``mixup[alpha=0.2]``)."""
 
@@ -50,6 +52,7 @@ class Option:
     high: int | None = None
     positive: bool = False
     also: tuple[str, ...] = ()
+    shared: bool = False
     parse: str | None = None  # "module:function" that refuses a value it cannot read
 
 
@@ -64,14 +67,18 @@ class TrainConfig:
 
     strategy: str = option("instance+ce", "SAMPLER+LOSS[:STAGE]")
     model: str = option(
-        "mlp", "mlp, small_cnn, a torchvision classifier (resnet18, ...) or timm:NAME", "--model"
+        "mlp",
+        "mlp, small_cnn, a torchvision classifier (resnet18, ...) or timm:NAME",
+        "--model",
+        shared=True,
     )
     pretrained: str | None = option(
         None,
         "local weights file, a torchvision weights name or a timm tag (needs network once)",
         "--pretrained",
+        shared=True,
     )
-    epochs: int = option(10, "first-stage epochs", "--epochs", low=1, high=MAX_EPOCHS)
+    epochs: int = option(10, "first-stage epochs", "--epochs", low=1, high=MAX_EPOCHS, shared=True)
     batch_size: int = option(128, "images per batch", "--batch-size", low=1)
     optimizer: str = option(
         "adamw",
@@ -129,6 +136,7 @@ class TrainConfig:
         "the class prior the model is selected and judged for: uniform (balanced accuracy), "
         "train, or a file of class,share rows (CSV) or a JSON object class -> share",
         "--target-prior",
+        shared=True,
         parse="longtail.priors:check_target_prior",
     )
     mix: str = option(
@@ -178,6 +186,47 @@ def check_value(name: str, value: Any, default: Any, opt: Option) -> None:
             raise ValueError(f"{name} must be text, got {value!r}")
         module, function = opt.parse.split(":")
         getattr(importlib.import_module(module), function)(value)
+
+
+def row_settings(cls: type = TrainConfig) -> tuple[str, ...]:
+    """The settings a row of a comparison may set for itself: those with a command-line flag
+    that change the result and are not ``shared``."""
+    return tuple(
+        f.name
+        for f, opt in settings(cls)
+        if opt.flag is not None and not opt.execution and not opt.shared
+    )
+
+
+def parse_setting(name: str, text: str, cls: type = TrainConfig) -> Any:
+    """The value of the setting ``name`` written as ``text`` (``lr`` and ``"0.002"``, as a
+    compared row writes it after ``@``), of the setting's kind and checked like any other;
+    ``true``/``false`` for a switch. A setting a row may not set raises ``ValueError``."""
+    allowed = row_settings(cls)
+    if name not in allowed:
+        raise ValueError(
+            f"a compared row cannot set {name!r}"
+            + (" (every row of a comparison shares it)" if _is_setting(name, cls) else "")
+            + f"; it may set {', '.join(allowed)}"
+        )
+    f, opt = next((f, opt) for f, opt in settings(cls) if f.name == name)
+    value: Any = text
+    try:
+        if isinstance(f.default, bool):
+            value = {"true": True, "false": False}[text.lower()]
+        elif isinstance(f.default, int) or opt.high is not None:
+            value = int(text)
+        elif isinstance(f.default, float):
+            value = float(text)
+    except (KeyError, ValueError):
+        kind = {bool: "true or false", int: "an integer"}.get(type(f.default), "a number")
+        raise ValueError(f"{name} must be {kind}, got {text!r}") from None
+    check_value(name, value, f.default, opt)
+    return value
+
+
+def _is_setting(name: str, cls: type) -> bool:
+    return any(f.name == name for f, _ in settings(cls))
 
 
 def add_options(parser: argparse._ActionsContainer, cls: type = TrainConfig) -> None:
@@ -231,5 +280,7 @@ __all__ = [
     "from_arguments",
     "option",
     "option_names",
+    "parse_setting",
+    "row_settings",
     "settings",
 ]
