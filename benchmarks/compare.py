@@ -21,7 +21,8 @@ from rich.console import Console
 
 from longtail.data.bundle import embedded_bundle
 from longtail.experiments.compare import run_compare
-from longtail.strategies import DEFAULT_STRATEGIES, split_outside_brackets
+from longtail.experiments.plan import DEFAULT_STRATEGIES
+from longtail.strategies import split_outside_brackets
 from longtail.training.loop import TrainConfig
 
 EXECUTORS = {"--jobs 1": {}, "--jobs 2": {"jobs": 2}, "--launcher ray": {"launcher": "ray"}}

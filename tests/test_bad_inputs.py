@@ -86,6 +86,8 @@ def test_symlink_loop_is_not_followed(folders, tmp_path, capsys):
     [
         (["compare", "--strategies", ","], "names no strategy"),
         (["compare", "--seeds", "0"], "--seeds must be at least 1"),
+        (["compare", "--strategies", "instance+ce@epochs=3"], "every row of a comparison shares"),
+        (["compare", "--strategies", "weighted+ce@mix=blend"], "mix must be one of none, mixup"),
         (["train", "--strategy", "instance+nope"], "unknown loss 'nope'"),
         (["train", "--level", "2"], "only apply to folder data"),
         (["train", "--image-size", "16"], "only apply to folder data"),

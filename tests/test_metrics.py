@@ -172,3 +172,22 @@ def test_classes_with_too_few_test_images_are_flagged_beside_the_numbers_they_mo
     header = (out / "comparison.md").read_text().splitlines()[0]
     assert "tail R†" in header and "bal acc†" in header and "head R |" in header
     assert "fewer than 5 test images: c (1)" in (out / "report.md").read_text()
+
+
+def test_a_wide_table_printed_whole_keeps_the_consoles_settings():
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from longtail.report.tables import print_table
+
+    table = Table(*(f"column {k}" for k in range(12)))
+    table.add_row(*(f"{k}.0" for k in range(12)))
+    out = io.StringIO()
+    print_table(Console(file=out, width=40), table)
+    assert "…" not in out.getvalue() and "column 11" in out.getvalue()  # whole, not cut at 40
+    assert "\x1b[" not in out.getvalue()  # no colour codes where the console had none
+    quiet = io.StringIO()
+    print_table(Console(file=quiet, width=40, quiet=True), table)
+    assert quiet.getvalue() == ""  # a quiet console stays quiet

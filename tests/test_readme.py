@@ -4,7 +4,7 @@ import importlib.util
 from dataclasses import fields
 from pathlib import Path
 
-from longtail.strategies import DEFAULT_STRATEGIES
+from longtail.experiments.plan import DEFAULT_STRATEGIES
 from longtail.training.config import TrainConfig, execution_fields
 from longtail.training.results import Comparison
 

@@ -203,8 +203,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from longtail.experiments.compare import list_runs, run_compare
-    from longtail.experiments.plan import parse_row
-    from longtail.strategies import DEFAULT_STRATEGIES, split_outside_brackets
+    from longtail.experiments.plan import DEFAULT_STRATEGIES, parse_row
+    from longtail.strategies import split_outside_brackets
 
     _check_data_options(args)
     strategies = (

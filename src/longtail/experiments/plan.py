@@ -29,6 +29,34 @@ from longtail.training.config import TrainConfig, parse_setting
 from longtail.training.identity import run_identity
 from longtail.training.trainer import first_stage_config, resolved_config, strategy_for_run
 
+DEFAULT_STRATEGIES = (
+    "instance+ce",
+    "weighted+ce",
+    "weighted[scheme=smooth_inverse,alpha=500]+ce",
+    "weighted[scheme=effective_number,beta=0.999]+ce",
+    "hybrid+ce",
+    "curriculum+ce",
+    "instance+focal",
+    "class_balanced+focal",
+    "instance+balanced_softmax",
+    "instance+ldam_drw",
+    "sqrt+ce:crt",
+    "weighted+ce:lws",
+    "sqrt+ce:logit_adjust",
+    "instance+ce:weight_balancing",
+    "weighted+ce@mix=remix[alpha=0.2]",
+    "weighted+ce@optimizer=sam[rho=0.05,base=adamw]",
+)
+"""What ``longtail compare`` runs by default: plain training, inverse / smoothed-inverse /
+class-balanced (effective number) weighted sampling, hybrid and curriculum sampling, focal loss,
+class-balanced sampling with focal loss, two of the strongest published losses (balanced
+softmax, LDAM with deferred re-weighting), and the decoupled second stages in their strongest
+pairing on the demo (classifier re-training and post-hoc logit adjustment after square-root
+sampling, learnable weight scaling after inverse-frequency sampling, weight balancing), and
+inverse-frequency sampling with the two first-stage recipes that helped it most in
+``benchmarks/balanced_reference.py`` (Remix, sharpness-aware steps): a row of
+``longtail compare`` may carry settings after ``@``."""
+
 
 @dataclass(frozen=True)
 class Row:
@@ -155,4 +183,11 @@ def plan_comparison(
     return plan
 
 
-__all__ = ["ComparisonPlan", "Row", "Training", "parse_row", "plan_comparison"]
+__all__ = [
+    "DEFAULT_STRATEGIES",
+    "ComparisonPlan",
+    "Row",
+    "Training",
+    "parse_row",
+    "plan_comparison",
+]

@@ -139,8 +139,17 @@ def print_table(console: Console, table: Table) -> None:
         return
     unbounded = console.options.update(width=100_000, max_width=100_000)
     width = max(console.width, console.measure(table, options=unbounded).maximum)
-    # print(width=) is capped at the console's width: a console of the table's width prints it
-    Console(file=console.file, width=width, no_color=console.no_color).print(table, crop=False)
+    # print(width=) is capped at the console's width: a console of the table's width, and
+    # otherwise the caller's (its file, quiet, colours), prints it
+    wide = Console(
+        file=console.file,
+        width=width,
+        quiet=console.quiet,
+        no_color=console.no_color,
+        color_system=console.color_system,  # type: ignore[arg-type]  # the name it was given
+        force_terminal=False,
+    )
+    wide.print(table, crop=False)
 
 
 def print_comparison(

@@ -18,7 +18,6 @@ from longtail.strategies.registry import (
     unregister,
 )
 from longtail.strategies.spec import (
-    DEFAULT_STRATEGIES,
     Strategy,
     parse_strategy,
     split_outside_brackets,
@@ -33,7 +32,6 @@ __all__ = [
     "make_sampler",
     "register",
     "unregister",
-    "DEFAULT_STRATEGIES",
     "BuiltStrategy",
     "Part",
     "Strategy",

@@ -141,34 +141,9 @@ def split_outside_brackets(text: str, sep: str) -> list[str]:
     return [p for p in out if p]
 
 
-DEFAULT_STRATEGIES = (
-    "instance+ce",
-    "weighted+ce",
-    "weighted[scheme=smooth_inverse,alpha=500]+ce",
-    "weighted[scheme=effective_number,beta=0.999]+ce",
-    "hybrid+ce",
-    "curriculum+ce",
-    "instance+focal",
-    "class_balanced+focal",
-    "instance+balanced_softmax",
-    "instance+ldam_drw",
-    "sqrt+ce:crt",
-    "weighted+ce:lws",
-    "sqrt+ce:logit_adjust",
-    "instance+ce:weight_balancing",
-)
-"""What ``longtail compare`` runs by default: plain training, inverse / smoothed-inverse /
-class-balanced (effective number) weighted sampling, hybrid and curriculum sampling, focal loss,
-class-balanced sampling with focal loss, two of the strongest published losses (balanced
-softmax, LDAM with deferred re-weighting), and the decoupled second stages in their strongest
-pairing on the demo (classifier re-training and post-hoc logit adjustment after square-root
-sampling, learnable weight scaling after inverse-frequency sampling, weight balancing)."""
-
-
 __all__ = [
     "DEFAULT_LOSS",
     "DEFAULT_SAMPLER",
-    "DEFAULT_STRATEGIES",
     "MAX_INT",
     "parse_strategy",
     "split_outside_brackets",
