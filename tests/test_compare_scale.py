@@ -155,6 +155,7 @@ def test_a_row_reads_its_own_settings_typed_and_refuses_what_rows_share():
         "instance+ce@lr=0.1@lr=0.2": "sets lr twice",
         "instance+ce@lr": "write a row's setting as @name=value",
         "nosuch+ce@lr=0.1": "unknown sampler",
+        "@lr=0.1": "a row starts with its strategy",
     }
     for text, message in refused.items():
         with pytest.raises(ValueError, match=re.escape(message)):

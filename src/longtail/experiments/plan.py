@@ -75,6 +75,8 @@ class Row:
 
 def parse_row(text: str) -> Row:
     """The row written as ``STRATEGY[@setting=value]...`` (see the module docstring)."""
+    if text.strip().startswith("@") or not text.strip():
+        raise ValueError(f"{text!r}: a row starts with its strategy, e.g. weighted+ce@lr=0.002")
     spec, *settings = split_outside_brackets(text.strip(), "@")
     recipe: dict[str, Any] = {}
     for item in settings:
