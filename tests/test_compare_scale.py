@@ -3,6 +3,7 @@
 import json
 import re
 import shlex
+from pathlib import Path
 
 import pytest
 import torch
@@ -82,18 +83,21 @@ def test_two_local_jobs_give_the_numbers_of_one(data, tmp_path):
 
 def test_listed_commands_run_by_hand_then_compare_trains_nothing(tmp_path, capsys):
     out = tmp_path / "cmp"
-    argv = ["compare", "--strategies", "instance+ce,sqrt+ce:crt", "--out", str(out), *QUIET]
+    rows = "instance+ce,sqrt+ce:crt,instance+ce@lr=0.01"
+    argv = ["compare", "--strategies", rows, "--out", str(out), *QUIET]
     assert main([*argv, "--list-runs"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("longtail train --config ") for line in lines)
+    assert len(lines) == 4 and all(line.startswith("longtail train --config ") for line in lines)
     assert "sqrt+ce/seed0" in lines[1] and "sqrt+ce_crt" in lines[2]  # first stage first
+    options = json.loads(Path(shlex.split(lines[3])[3]).read_text())
+    assert options["lr"] == 0.01 and options["strategy"] == "instance+ce"  # the row's own lr
     assert not (out / "runs").exists()  # nothing trained
     for line in lines:
         assert main(shlex.split(line)[1:]) == 0
     capsys.readouterr()
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
-    assert (results["trainings"], results["reused"]) == (0, 3)
+    assert (results["trainings"], results["reused"]) == (0, 4)
 
 
 def test_train_refuses_a_first_stage_folder_of_another_run(data, tmp_path):
