@@ -39,9 +39,9 @@ class Option:
     ``also`` lists values accepted from code but not offered on the command line; ``shared``
     marks a setting that every row of a comparison has in common (the model and its epochs,
     what the runs are judged for), which a row may not set for itself (see
-    :func:`parse_setting`); ``parse`` names the function (imported when a value is checked, so that building the command line
-    imports nothing heavy) that checks a value written in a small language of its own
-    (``mixup[alpha=0.2]``)."""
+    :func:`parse_setting`); ``parse`` names the function (imported when a value is checked, so
+    that building the command line imports nothing heavy) that checks a value written in a
+    small language of its own (``mixup[alpha=0.2]``)."""
 
     help: str
     flag: str | None = None
