@@ -193,4 +193,8 @@ def test_rows_with_settings_of_their_own_train_with_them_and_share_first_stages(
     assert config["config"]["lr"] == 0.01 and config["config"]["strategy"] == "instance+ce"
     accuracy = comparison.metrics["accuracy"]
     assert accuracy["instance+ce"].mean != accuracy["instance+ce@lr=0.01"].mean
-    assert "instance+ce@lr=0.01" in (tmp_path / "c" / "report.md").read_text()
+    report = (tmp_path / "c" / "report.md").read_text()
+    assert "train with them instead (`instance+ce@lr=0.01`: lr `0.01`)" in report
+    assert comparison.recipes == {"instance+ce@lr=0.01": {"lr": 0.01}}
+    saved = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert saved["recipes"] == {"instance+ce@lr=0.01": {"lr": 0.01}}

@@ -308,6 +308,7 @@ def _comparison(
         table,
         uncertainty=uncertainties(Comparison.from_table(table), collected, prior),
         costs=collected.costs,
+        recipes={row.label: dict(row.recipe) for row in parsed if row.recipe},
         strategies=labels,
         diverged=collected.diverged,
         unreadable_images=len(data.unreadable_images()),

@@ -58,8 +58,19 @@ def _setup(comparison: Comparison, dist: ClassDistribution) -> str:
         f"Model `{cfg['model']}`, {cfg['epochs']} epochs, batch {cfg['batch_size']}, "
         f"{cfg['optimizer']} lr {cfg['lr']}, training augmentation `{cfg['augment']}`, "
         f"seeds {comparison.seeds}; every number below was measured in this run on the test split. "
-        f"{_trainings(comparison)}"
+        f"{_own_settings(comparison)}{_trainings(comparison)}"
     )
+
+
+def _own_settings(comparison: Comparison) -> str:
+    """A sentence on the rows that train with settings of their own (written after ``@``)."""
+    if not comparison.recipes:
+        return ""
+    rows = "; ".join(
+        f"`{label}`: " + ", ".join(f"{k} `{v}`" for k, v in recipe.items())
+        for label, recipe in comparison.recipes.items()
+    )
+    return f"Rows with settings of their own train with them instead ({rows}). "
 
 
 def _trainings(comparison: Comparison) -> str:

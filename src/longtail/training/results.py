@@ -307,6 +307,7 @@ class Comparison:
     small_test_groups: list[str] = field(default_factory=list)  # the groups those classes are in
     uncertainty: list[Uncertainty] = field(default_factory=list)  # of the headline metric
     costs: dict[str, int] = field(default_factory=dict)  # stage trainings per seed
+    recipes: dict[str, dict[str, Any]] = field(default_factory=dict)  # a row's own settings
 
     SMALL_MOVES = ("balanced_accuracy", "macro_f1", "target_accuracy")
 
