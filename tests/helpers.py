@@ -1,4 +1,4 @@
-"""Helpers that write small image trees for the tests."""
+"""Helpers for the tests: small image trees, torchrun, a quiet Lightning trainer, a killed run."""
 
 from __future__ import annotations
 
@@ -76,3 +76,44 @@ def quiet_trainer(tmp_path: Path, callbacks: list, **kwargs):
         default_root_dir=tmp_path,
         **kwargs,
     )
+
+
+class Killed(Exception):
+    """A training stopped from inside, as a killed process would be."""
+
+
+def count_calls(monkeypatch, owner: object, name: str) -> list:
+    """Wrap ``owner.name`` so that each call appends to the list returned."""
+    real, calls = getattr(owner, name), []
+
+    def counted(*args, **kw):
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+def train_killed(
+    config, data, out: Path, monkeypatch, owner: object, name: str, at: int, counts=None
+):
+    """Train ``config`` in ``out`` until the ``at``-th call of ``owner.name`` (of those for which
+    ``counts(*args)`` is true, if given), where it dies with :class:`Killed`; ``owner.name`` is
+    itself again afterwards."""
+    import pytest
+
+    from longtail.training.loop import train
+
+    real, calls = getattr(owner, name), []
+
+    def dying(*args, **kw):
+        if counts is None or counts(*args, **kw):
+            calls.append(1)
+            if len(calls) == at:
+                raise Killed
+        return real(*args, **kw)
+
+    monkeypatch.setattr(owner, name, dying)
+    with pytest.raises(Killed):
+        train(config, data, out)
+    monkeypatch.setattr(owner, name, real)

@@ -13,7 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, SequentialSampler
 from torchvision.transforms.v2 import functional as TF
 
-from helpers import write_splits, write_tree
+from helpers import train_killed, write_splits, write_tree
 from longtail.data.augment import (
     CROP_ATTEMPTS,
     DRAWS,
@@ -260,23 +260,10 @@ def test_an_augmented_run_killed_mid_epoch_resumes_to_the_same_result(
     assert full.config["augment"] == "aerial"
     assert full.identity["training"]["augment"] == "aerial"
 
-    class Killed(Exception):
-        pass
-
-    real_batch = FolderDataset.batch
-    calls = []
-
-    def dies_in_the_second_epoch(self, indices):
-        if self.augment != "none":
-            calls.append(1)
-            if len(calls) == 7:  # 5 batches an epoch: the second batch of epoch 2
-                raise Killed
-        return real_batch(self, indices)
-
-    monkeypatch.setattr(FolderDataset, "batch", dies_in_the_second_epoch)
-    with pytest.raises(Killed):
-        train(config, data, tmp_path / "killed")
-    monkeypatch.setattr(FolderDataset, "batch", real_batch)
+    # 5 augmented batches an epoch (evaluation batches are not): the second batch of epoch 2
+    augmented = lambda dataset, indices: dataset.augment != "none"  # noqa: E731
+    killed = tmp_path / "killed"
+    train_killed(config, data, killed, monkeypatch, FolderDataset, "batch", 7, augmented)
     resumed = train(
         TrainConfig(**{**config.__dict__, "num_workers": 2}), data, tmp_path / "killed", resume=True
     )

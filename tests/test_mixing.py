@@ -85,6 +85,7 @@ def small_data(tmp_path):
 
 def test_a_mixed_run_killed_mid_epoch_resumes_to_the_same_result(small_data, tmp_path, monkeypatch):
     import longtail.training.trainer as trainer_module
+    from helpers import count_calls, train_killed
     from longtail.training.loop import TrainConfig, train
 
     config = TrainConfig(
@@ -95,31 +96,13 @@ def test_a_mixed_run_killed_mid_epoch_resumes_to_the_same_result(small_data, tmp
         num_workers=0,
         progress=False,
     )
-    real = trainer_module.mix_batch
-    calls = []
-
-    def counted(*args, **kw):
-        calls.append(1)
-        return real(*args, **kw)
-
-    monkeypatch.setattr(trainer_module, "mix_batch", counted)
+    calls = count_calls(monkeypatch, trainer_module, "mix_batch")
     full = train(config, small_data, tmp_path / "full")
     assert len(calls) == 3 * 5  # 40 images, batches of 8: every first-stage step, no cRT step
     assert full.identity["training"]["mix"] == "remix[alpha=0.4,kappa=2]"
-
-    class Killed(Exception):
-        pass
-
-    def dies_in_the_second_epoch(*args, **kw):
-        calls.append(1)
-        if len(calls) == 15 + 7:  # the second batch of epoch 2
-            raise Killed
-        return real(*args, **kw)
-
-    monkeypatch.setattr(trainer_module, "mix_batch", dies_in_the_second_epoch)
-    with pytest.raises(Killed):
-        train(config, small_data, tmp_path / "killed")
-    monkeypatch.setattr(trainer_module, "mix_batch", real)
+    monkeypatch.undo()
+    killed = tmp_path / "killed"  # at the second batch of epoch 2
+    train_killed(config, small_data, killed, monkeypatch, trainer_module, "mix_batch", at=7)
     resumed = train(config, small_data, tmp_path / "killed", resume=True)
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
     assert resumed.test.summary == full.test.summary

@@ -10,6 +10,7 @@ it at the start of every epoch.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -386,7 +387,7 @@ def _log_probs(logits: Tensor, num_classes: int) -> Tensor:
     return F.log_softmax(logits.float(), dim=1)
 
 
-class _TreeLoss(_ClassLoss):
+class _TreeLoss(_ClassLoss, ABC):
     """A loss on the class tree: the tree's classes, optional class weights, and the reduction
     of per-sample values (``per_sample(log p, targets)``) as ``F.cross_entropy`` does."""
 
@@ -398,8 +399,9 @@ class _TreeLoss(_ClassLoss):
         self.num_classes = len(self.paths[0])
         self.register_buffer("weight", _as_weight(weight, "weight"))
 
+    @abstractmethod
     def per_sample(self, logp: Tensor, target: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The loss of each sample [B] from log-probabilities [B, K] and valid targets [B]."""
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         logp = _log_probs(logits, self.num_classes)
