@@ -148,6 +148,8 @@ def test_a_row_reads_its_own_settings_typed_and_refuses_what_rows_share():
     assert row.recipe == (("mix", "remix[alpha=0.2]"), ("lr", 0.002), ("select_best", False))
     assert row.label == "sqrt+ce:crt@mix=remix[alpha=0.2]@lr=0.002@select_best=false"
     assert parse_row("instance+ce").recipe == ()
+    readme = parse_row("instance+balanced_softmax@optimizer=sam[rho=0.1,base=adamw]@lr=0.002")
+    assert readme.recipe == (("optimizer", "sam[rho=0.1,base=adamw]"), ("lr", 0.002))
     refused = {
         "instance+ce@epochs=3": "every row of a comparison shares it",
         "instance+ce@model=small_cnn": "every row of a comparison shares it",

@@ -75,9 +75,10 @@ class Row:
 
 def parse_row(text: str) -> Row:
     """The row written as ``STRATEGY[@setting=value]...`` (see the module docstring)."""
-    if text.strip().startswith("@") or not text.strip():
+    label = text.strip()
+    if not label or label.startswith("@"):
         raise ValueError(f"{text!r}: a row starts with its strategy, e.g. weighted+ce@lr=0.002")
-    spec, *settings = split_outside_brackets(text.strip(), "@")
+    spec, *settings = split_outside_brackets(label, "@")
     recipe: dict[str, Any] = {}
     for item in settings:
         name, sep, value = item.partition("=")
@@ -90,7 +91,7 @@ def parse_row(text: str) -> Row:
             recipe[name] = parse_setting(name, value.strip())
         except ValueError as err:
             raise ValueError(f"{text!r}: {err}") from None
-    return Row(parse_strategy(spec), tuple(recipe.items()), text.strip())
+    return Row(parse_strategy(spec), tuple(recipe.items()), label)
 
 
 def _slug(text: str) -> str:
