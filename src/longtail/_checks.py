@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from longtail.errors import LongtailError
+
 _PART = re.compile(r"^([a-z_][a-z0-9_]*)(?:\[(.*)\])?$")
 
 
@@ -27,15 +29,15 @@ def parse_named(text: str) -> tuple[str, dict[str, Any]]:
     read as such, anything else stays text; a key given twice is refused."""
     m = _PART.match(text.strip())
     if not m:
-        raise ValueError(f"cannot read {text!r}: expected NAME or NAME[key=value,...]")
+        raise LongtailError(f"cannot read {text!r}: expected NAME or NAME[key=value,...]")
     params: dict[str, Any] = {}
     if m.group(2):
         for item in m.group(2).split(","):
             if "=" not in item:
-                raise ValueError(f"parameter {item!r} in {text!r} is not key=value")
+                raise LongtailError(f"parameter {item!r} in {text!r} is not key=value")
             k, v = (part.strip() for part in item.split("=", 1))
             if k in params:
-                raise ValueError(f"parameter {k!r} is given twice in {text!r}; give it once")
+                raise LongtailError(f"parameter {k!r} is given twice in {text!r}; give it once")
             params[k] = _value(v)
     return m.group(1), params
 
@@ -51,9 +53,9 @@ def as_labels(labels: Any, num_classes: int | None = None, name: str = "labels")
         labels = labels.detach().cpu().numpy()
     arr = np.asarray(labels)
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+        raise LongtailError(f"{name} must be one-dimensional, got shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError(f"{name} is empty: at least one labelled sample is needed")
+        raise LongtailError(f"{name} is empty: at least one labelled sample is needed")
     if not np.issubdtype(arr.dtype, np.integer):
         if (
             np.issubdtype(arr.dtype, np.floating)
@@ -62,16 +64,16 @@ def as_labels(labels: Any, num_classes: int | None = None, name: str = "labels")
         ):
             arr = arr.astype(np.int64)
         else:
-            raise ValueError(f"{name} must be integer class indices, got dtype {arr.dtype}")
+            raise LongtailError(f"{name} must be integer class indices, got dtype {arr.dtype}")
     if arr.dtype == np.uint64:
         arr = arr.astype(np.int64)
     low = int(arr.min())
     if low < 0:
-        raise ValueError(f"{name} contains a negative class index ({low}); classes are 0..K-1")
+        raise LongtailError(f"{name} contains a negative class index ({low}); classes are 0..K-1")
     if num_classes is not None:
         high = int(arr.max())
         if high >= num_classes:
-            raise ValueError(
+            raise LongtailError(
                 f"{name} contains class index {high}, out of range for num_classes={num_classes}; "
                 f"pass num_classes > {high} or fix the labels"
             )
@@ -95,16 +97,16 @@ def as_counts(counts: Any, name: str = "counts") -> np.ndarray:
         counts = counts.detach().cpu().numpy()
     arr = np.asarray(counts)
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(
+        raise LongtailError(
             f"{name} must be a non-empty 1-D sequence of per-class counts, got shape {arr.shape}"
         )
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains nan or inf: {arr.tolist()}")
+        raise LongtailError(f"{name} contains nan or inf: {arr.tolist()}")
     if np.any(arr < 0):
         bad = np.flatnonzero(arr < 0).tolist()
-        raise ValueError(f"{name} must be >= 0; classes {bad} are negative")
+        raise LongtailError(f"{name} must be >= 0; classes {bad} are negative")
     if np.any(arr != np.round(arr)):
-        raise ValueError(f"{name} must be whole numbers of samples, got {arr.tolist()}")
+        raise LongtailError(f"{name} must be whole numbers of samples, got {arr.tolist()}")
     return arr.astype(np.int64)
 
 
@@ -114,9 +116,9 @@ def check_names(names: Sequence[str] | None, num_classes: int) -> tuple[str, ...
         return tuple(str(i) for i in range(num_classes))
     names = tuple(str(n) for n in names)
     if len(names) != num_classes:
-        raise ValueError(f"got {len(names)} class names for {num_classes} classes")
+        raise LongtailError(f"got {len(names)} class names for {num_classes} classes")
     if len(set(names)) != len(names):
-        raise ValueError("class names must be unique")
+        raise LongtailError("class names must be unique")
     return names
 
 
@@ -126,13 +128,13 @@ def check_probability_vector(weights: Any, name: str = "weights") -> np.ndarray:
         weights = weights.detach().cpu().numpy()
     arr = np.asarray(weights, dtype=np.float64)
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D sequence, got shape {arr.shape}")
+        raise LongtailError(f"{name} must be a non-empty 1-D sequence, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains nan or inf")
+        raise LongtailError(f"{name} contains nan or inf")
     if np.any(arr < 0):
-        raise ValueError(f"{name} must be >= 0; found {arr.min()}")
+        raise LongtailError(f"{name} must be >= 0; found {arr.min()}")
     if arr.sum() <= 0:
-        raise ValueError(f"{name} are all zero: at least one must be positive")
+        raise LongtailError(f"{name} are all zero: at least one must be positive")
     return arr
 
 
@@ -142,7 +144,7 @@ def check_int(value: Any, name: str, low: int = 0, high: int | None = None) -> i
     ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
     if not ok or value < low or (high is not None and value > high):
         most = "" if high is None else f" (at most {high:,})"
-        raise ValueError(f"{name} must be an integer >= {low}{most}, got {repr(value)[:40]}")
+        raise LongtailError(f"{name} must be an integer >= {low}{most}, got {repr(value)[:40]}")
     return int(value)
 
 
@@ -155,7 +157,7 @@ def check_number(value: Any, name: str, positive: bool = False) -> float:
     except OverflowError:  # an integer beyond any float
         finite = False
     if not finite or value < 0 or (positive and value == 0):
-        raise ValueError(
+        raise LongtailError(
             f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}"
         )
     return float(value)

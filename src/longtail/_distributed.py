@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from longtail.errors import LongtailError
+
 
 def rank_and_world(rank: int | None = None, num_replicas: int | None = None) -> tuple[int, int]:
     """(rank, world size): the ones given, else those of the initialised process group, else
@@ -16,9 +18,9 @@ def rank_and_world(rank: int | None = None, num_replicas: int | None = None) -> 
     if rank is None:
         rank = dist.get_rank() if initialised and num_replicas > 1 else 0
     if num_replicas < 1:
-        raise ValueError(f"num_replicas must be >= 1, got {num_replicas}")
+        raise LongtailError(f"num_replicas must be >= 1, got {num_replicas}")
     if not 0 <= rank < num_replicas:
-        raise ValueError(
+        raise LongtailError(
             f"rank must lie in [0, num_replicas - 1] = [0, {num_replicas - 1}], got {rank}"
         )
     return rank, num_replicas

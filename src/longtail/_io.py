@@ -17,17 +17,11 @@ from typing import IO, Any
 
 import numpy as np
 
+from longtail.errors import LongtailError
+
 OUTPUT_MARKER = ".longtail-output"
 """A file in every folder longtail writes its results to; an index never reads such a folder
 (so ``analyze DATA --out DATA/report`` does not count its own plots as a class)."""
-
-
-def markdown_cell(text: Any) -> str:
-    """``text`` safe inside a Markdown table cell: ``|`` escaped, line breaks shown as ``\\n``,
-    ``<`` and ``>`` as entities (a class name is data, never markup)."""
-    text = str(text).replace("\\", "\\\\").replace("|", "\\|")
-    text = text.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n")
-    return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def read_regular_file(path: str | Path, limit: int) -> bytes:
@@ -103,7 +97,7 @@ def strict_loads(text: str) -> Any:
     """Parse JSON, refusing the NaN/Infinity tokens that ``json.loads`` accepts by default."""
 
     def refuse(token: str) -> Any:
-        raise ValueError(f"invalid JSON number {token}")
+        raise LongtailError(f"invalid JSON number {token}")
 
     return json.loads(text, parse_constant=refuse)
 
@@ -112,7 +106,6 @@ __all__ = [
     "OUTPUT_MARKER",
     "atomic_write",
     "jsonable",
-    "markdown_cell",
     "read_regular_file",
     "strict_loads",
     "to_json",

@@ -18,11 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from longtail.errors import LongtailError
+
 LOCK_NAME = ".lock"
 _held: dict[Path, tuple[IO[str], int]] = {}
 
 
-class FolderLocked(RuntimeError):
+class FolderLocked(LongtailError):
     """Another process is writing into the same output folder."""
 
 

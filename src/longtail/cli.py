@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import os
 import re
 import shutil
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.markup import escape
 
+from longtail._text import console_text
 from longtail.data import IMAGE_SIZE
+from longtail.errors import LongtailError
 
 if TYPE_CHECKING:
     from longtail.data.bundle import DataBundle
@@ -31,7 +35,7 @@ def _indexing(path: Path):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(
-        TextColumn(f"Indexing {escape(str(path))}"),
+        TextColumn(f"Indexing {console_text(str(path))}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("folders, {task.fields[files]:,} images"),
@@ -60,14 +64,14 @@ def _output_folder(path: Path) -> Iterator[Path]:
     from longtail._lock import LOCK_NAME, folder_lock
 
     if path.exists() and not path.is_dir():
-        raise ValueError(f"--out {path} is a file, not a folder; pass a folder path")
+        raise LongtailError(f"--out {path} is a file, not a folder; pass a folder path")
     created = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=path).close()
         (path / OUTPUT_MARKER).touch()  # an index of a folder above never reads this one
     except OSError as err:
-        raise ValueError(
+        raise LongtailError(
             f"cannot write into --out {path}: {err.strerror or err}; pass a folder you can write to"
         ) from None
     try:
@@ -91,12 +95,14 @@ def _check_data_options(args: argparse.Namespace) -> None:
             if getattr(args, o) not in (None, False)
         ]
         if given:
-            raise ValueError(
+            raise LongtailError(
                 f"{', '.join(given)} only apply to folder data (--data DIR); the embedded "
                 "Fashion-MNIST-LT has fixed 28 x 28 images and splits"
             )
     elif args.image_size is not None and args.image_size < 1:
-        raise ValueError(f"--image-size must be a positive number of pixels, got {args.image_size}")
+        raise LongtailError(
+            f"--image-size must be a positive number of pixels, got {args.image_size}"
+        )
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -121,7 +127,7 @@ def _analyze(args: argparse.Namespace) -> int:
                 path = path / "train"
                 source = f"{path} (the training split; val/ and test/ are not counted)"
                 console.print(
-                    f"Analysing the training split {escape(str(path))} (val/ and test/ are not counted)"
+                    f"Analysing the training split {console_text(str(path))} (val/ and test/ are not counted)"
                 )
             bar, update = _indexing(path)
             with bar:
@@ -165,7 +171,7 @@ def _report_bad_images(data: DataBundle, out: Path) -> None:
     if bad:
         err_console.print(
             f"[yellow]{len(bad)} unreadable image(s) were replaced by others of the same class; "
-            f"see {escape(str(out / 'bad_images.log'))}[/yellow]"
+            f"see {console_text(str(out / 'bad_images.log'))}[/yellow]"
         )
 
 
@@ -196,7 +202,7 @@ def _train(args: argparse.Namespace) -> int:
         print_comparison(console, table, f"{args.strategy} on {data.name} (test)", caption)
     _report_bad_images(data, out)
     console.print(
-        f"Run written to [bold]{escape(str(out))}[/bold] (log.csv, checkpoint.pt, metrics.json)"
+        f"Run written to [bold]{console_text(str(out))}[/bold] (log.csv, checkpoint.pt, metrics.json)"
     )
     return 0
 
@@ -213,13 +219,13 @@ def _compare(args: argparse.Namespace) -> int:
         else list(DEFAULT_STRATEGIES)
     )
     if not strategies:
-        raise ValueError(
+        raise LongtailError(
             f"--strategies {args.strategies!r} names no strategy; pass e.g. instance+ce,class_balanced+focal"
         )
     for spec in strategies:
         parse_row(spec)
     if not 1 <= args.seeds <= MAX_SEEDS:
-        raise ValueError(f"--seeds must be at least 1 (at most {MAX_SEEDS}), got {args.seeds}")
+        raise LongtailError(f"--seeds must be at least 1 (at most {MAX_SEEDS}), got {args.seeds}")
     base = _config(args, strategies[0], 0)
     jobs = _jobs(args.jobs)
     seeds = list(range(args.seeds))
@@ -245,7 +251,7 @@ def _jobs(text: str) -> int:
 
         return auto_jobs()
     if not text.isdigit() or not 1 <= int(text) <= 256:
-        raise ValueError(f"--jobs takes a number of jobs from 1 to 256 or 'auto', got {text!r}")
+        raise LongtailError(f"--jobs takes a number of jobs from 1 to 256 or 'auto', got {text!r}")
     return int(text)
 
 
@@ -408,7 +414,9 @@ def _apply_config_file(parser: argparse.ArgumentParser, command: str, path: Path
         action = actions.get(key)
         if action is None:
             names = ", ".join(sorted(d.replace("_", "-") for d in actions))
-            raise ValueError(f"--config {path}: {command} has no option {key!r}; options: {names}")
+            raise LongtailError(
+                f"--config {path}: {command} has no option {key!r}; options: {names}"
+            )
         if value is not None:
             defaults[action.dest] = _option_value(action, key, value, path)
     sub.set_defaults(**defaults)
@@ -424,25 +432,25 @@ def _option_value(action: argparse.Action, key: str, value: Any, path: Path) -> 
     flag = action.option_strings[0]
     if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
         if not isinstance(value, bool):
-            raise ValueError(f"--config {path}: {key} must be true or false, got {value!r}")
+            raise LongtailError(f"--config {path}: {key} must be true or false, got {value!r}")
         return value if isinstance(action, argparse._StoreTrueAction) else not value
     if key == "strategies" and isinstance(value, list):
         value = ",".join(str(v) for v in value)
     elif action.type in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"--config {path}: {flag} takes a number, got {value!r}")
+            raise LongtailError(f"--config {path}: {flag} takes a number, got {value!r}")
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"--config {path}: {flag} takes a finite number, got {value!r}")
+            raise LongtailError(f"--config {path}: {flag} takes a finite number, got {value!r}")
         if action.type is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"--config {path}: {flag} takes an integer, got {value!r}")
+            raise LongtailError(f"--config {path}: {flag} takes an integer, got {value!r}")
         value = action.type(value)
     elif not isinstance(value, str):
-        raise ValueError(f"--config {path}: {flag} takes text, got {value!r}")
+        raise LongtailError(f"--config {path}: {flag} takes text, got {value!r}")
     elif action.type is Path:
         value = Path(value)
     if action.choices is not None and value not in action.choices:
         choices = ", ".join(map(str, action.choices))
-        raise ValueError(f"--config {path}: {flag} must be one of {choices}, got {value!r}")
+        raise LongtailError(f"--config {path}: {flag} must be one of {choices}, got {value!r}")
     return value
 
 
@@ -456,7 +464,7 @@ def one_line(err: BaseException) -> str:
 
 
 def _interrupted(args: argparse.Namespace) -> str:
-    out = escape(str(args.out)) if getattr(args, "out", None) else "the output folder"
+    out = console_text(str(args.out)) if getattr(args, "out", None) else "the output folder"
     if args.command == "train":
         return (
             f"interrupted. Each finished epoch is saved in {out}/checkpoint.pt: run the same "
@@ -473,30 +481,55 @@ def _interrupted(args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None, config_class: type | None = None) -> int:
     parser = build_parser(config_class)
     args = parser.parse_args(argv)  # --help and argument errors end here, before torch loads
-    from longtail._lock import FolderLocked
     from longtail.experiments.compare import RunsFailed
     from longtail.training.loop import TrainingDiverged
 
-    if getattr(args, "config", None) is not None:
-        try:
-            _apply_config_file(parser, args.command, args.config)
-        except ValueError as err:
-            err_console.print(f"[bold red]error:[/bold red] {escape(one_line(err))}")
-            return 2
-        args = parser.parse_args(argv)  # the command line over the file
-    if getattr(args, "out", None) is None and args.command in ("train", "compare"):
-        args.out = Path("runs") / f"{args.command}-{_timestamp()}"
     try:
+        if getattr(args, "config", None) is not None:
+            _apply_config_file(parser, args.command, args.config)
+            args = parser.parse_args(argv)  # the command line over the file
+        if getattr(args, "out", None) is None and args.command in ("train", "compare"):
+            args.out = Path("runs") / f"{args.command}-{_timestamp()}"
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         err_console.print(f"[bold red]{_interrupted(args)}[/bold red]")
         return 130
     except (TrainingDiverged, RunsFailed) as err:
-        err_console.print(f"[bold red]error:[/bold red] {escape(one_line(err))}")
+        _print_error(err)
         return 1
-    except (ValueError, OSError, FolderLocked) as err:  # bad input: a message, not a traceback
-        err_console.print(f"[bold red]error:[/bold red] {escape(one_line(err))}")
+    except Exception as err:  # noqa: BLE001 - a user error in a line, anything else a bug report
+        if not is_user_error(err):
+            traceback.print_exc()
+            err_console.print(
+                f"[bold red]internal error:[/bold red] {console_text(one_line(err))}\n"
+                "This is a bug in longtail (or a library under it), not a mistake of yours: please "
+                "report it with the traceback above and the command you ran."
+            )
+            return 3
+        _print_error(err)
         return 2
+
+
+ENVIRONMENT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("ENOENT", "EACCES", "EPERM", "ENOSPC", "EDQUOT", "EROFS", "EMFILE", "ENFILE")
+    if hasattr(errno, name)
+)
+"""``OSError`` numbers that describe the machine (a missing or unwritable path, a full disk),
+which the command line prints as one line like a :class:`~longtail.errors.LongtailError`."""
+
+
+def is_user_error(err: BaseException) -> bool:
+    """Whether ``err`` is about the input or the machine (one line) rather than a bug."""
+    return isinstance(err, LongtailError) or (
+        isinstance(err, OSError) and err.errno in ENVIRONMENT_ERRNOS
+    )
+
+
+def _print_error(err: BaseException) -> None:
+    if os.environ.get("LONGTAIL_DEBUG") == "1":
+        traceback.print_exception(err)
+    err_console.print(f"[bold red]error:[/bold red] {console_text(one_line(err))}")
 
 
 if __name__ == "__main__":

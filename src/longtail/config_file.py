@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from longtail._io import read_regular_file, strict_loads
+from longtail.errors import LongtailError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,22 +40,26 @@ def read_options(path: str | Path, config_class: type | None = None) -> dict[str
     :class:`~longtail.training.config.TrainConfig`)."""
     path = Path(path)
     if path.suffix.lower() not in (".toml", ".json"):
-        raise ValueError(f"--config {path}: give a .toml or .json file")
+        raise LongtailError(f"--config {path}: give a .toml or .json file")
     try:
         text = read_regular_file(path, MAX_BYTES).decode("utf-8")
     except OSError as err:
-        raise ValueError(f"--config {path}: cannot read it ({err.strerror or err})") from None
+        raise LongtailError(f"--config {path}: cannot read it ({err.strerror or err})") from None
     except UnicodeDecodeError:
-        raise ValueError(f"--config {path} is not UTF-8 text") from None
+        raise LongtailError(f"--config {path} is not UTF-8 text") from None
     try:
         if path.suffix.lower() == ".toml":
             raw: Any = tomllib.loads(text)
         else:
             raw = strict_loads(text)
     except (ValueError, RecursionError) as err:  # TOMLDecodeError and JSONDecodeError included
-        raise ValueError(f"--config {path} is not valid {path.suffix[1:].upper()}: {err}") from None
+        raise LongtailError(
+            f"--config {path} is not valid {path.suffix[1:].upper()}: {err}"
+        ) from None
     if not isinstance(raw, dict):
-        raise ValueError(f"--config {path} must hold a table of options, not {type(raw).__name__}")
+        raise LongtailError(
+            f"--config {path} must hold a table of options, not {type(raw).__name__}"
+        )
     if isinstance(raw.get("identity"), dict) and isinstance(raw.get("config"), dict):
         return _saved_run(raw, config_class)
     return {str(k).replace("-", "_"): v for k, v in raw.items()}

@@ -14,7 +14,9 @@ from typing import Any, Literal
 import numpy as np
 
 from longtail._checks import as_counts, as_labels, check_names
-from longtail._io import markdown_cell, to_json
+from longtail._io import to_json
+from longtail._text import markdown_text
+from longtail.errors import LongtailError
 
 GROUPS = ("head", "medium", "tail")
 GroupRule = Literal["quantile", "shots"]
@@ -40,13 +42,13 @@ class GroupRuleSpec:
 
     def __post_init__(self) -> None:
         if self.rule not in ("quantile", "shots"):
-            raise ValueError(f"group rule must be 'quantile' or 'shots', got {self.rule!r}")
+            raise LongtailError(f"group rule must be 'quantile' or 'shots', got {self.rule!r}")
         if not (0 <= self.head <= 1 and 0 <= self.tail <= 1 and self.head + self.tail <= 1):
-            raise ValueError(
+            raise LongtailError(
                 f"head and tail fractions must lie in [0, 1] and sum to <= 1, got {self.head}, {self.tail}"
             )
         if self.few > self.many:
-            raise ValueError(f"few ({self.few}) must be <= many ({self.many})")
+            raise LongtailError(f"few ({self.few}) must be <= many ({self.many})")
 
 
 @dataclass(frozen=True)
@@ -97,12 +99,12 @@ class ClassDistribution:
         """Wrap per-class counts (zero-count classes are kept)."""
         c = as_counts(counts)
         if c.sum() == 0:
-            raise ValueError("all class counts are zero: the data set holds no samples")
+            raise LongtailError("all class counts are zero: the data set holds no samples")
         names = check_names(class_names, c.size)
         hier = None
         if hierarchy is not None:
             if len(hierarchy) != c.size:
-                raise ValueError(f"hierarchy has {len(hierarchy)} entries for {c.size} classes")
+                raise LongtailError(f"hierarchy has {len(hierarchy)} entries for {c.size} classes")
             hier = tuple(tuple(str(p) for p in path) for path in hierarchy)
         c.setflags(write=False)
         return cls(c, names, hier, grouping or GroupRuleSpec())
@@ -141,7 +143,7 @@ class ClassDistribution:
     def pareto_share(self, top_fraction: float = 0.2) -> float:
         """Share of all samples held by the ceil(top_fraction * K) largest classes."""
         if not 0 < top_fraction <= 1:
-            raise ValueError(f"top_fraction must lie in (0, 1], got {top_fraction}")
+            raise LongtailError(f"top_fraction must lie in (0, 1], got {top_fraction}")
         k = max(1, math.ceil(top_fraction * self.num_classes - 1e-9))
         top = np.sort(self.counts)[::-1][:k]
         return float(top.sum() / self.total)
@@ -206,7 +208,7 @@ class ClassDistribution:
         ``num_levels`` = the classes); a class with fewer ancestors stands for itself below them.
         Folders that share a name under different parents have different keys."""
         if not 1 <= level <= self.num_levels:
-            raise ValueError(f"level must be in 1..{self.num_levels}, got {level}")
+            raise LongtailError(f"level must be in 1..{self.num_levels}, got {level}")
         paths = self.hierarchy or ((),) * self.num_classes
         return [
             (*path, name)[:level] if level <= len(path) else (*path, name)
@@ -246,7 +248,7 @@ class ClassDistribution:
     def within_parent_imbalance(self, level: int) -> dict[str, float]:
         """For each class at ``level`` (< num_levels), imbalance ratio among its children at level + 1."""
         if not 1 <= level < self.num_levels:
-            raise ValueError(f"level must be in 1..{self.num_levels - 1}, got {level}")
+            raise LongtailError(f"level must be in 1..{self.num_levels - 1}, got {level}")
         parents = self.level_names(level)
         children = self.level_names(level + 1)
         child_counts: dict[str, dict[str, int]] = {}
@@ -262,7 +264,7 @@ class ClassDistribution:
     def children_counts(self, level: int) -> dict[str, int]:
         """For each class at ``level`` (< num_levels), how many children it has at level + 1."""
         if not 1 <= level < self.num_levels:
-            raise ValueError(f"level must be in 1..{self.num_levels - 1}, got {level}")
+            raise LongtailError(f"level must be in 1..{self.num_levels - 1}, got {level}")
         pairs = set(zip(self.level_names(level), self.level_names(level + 1), strict=True))
         out: dict[str, int] = dict.fromkeys(self.level_names(level), 0)
         for parent, _child in pairs:
@@ -333,7 +335,7 @@ class ClassDistribution:
             f"| normalised entropy | {s['normalized_entropy']:.3f} |",
         ]
         if s["empty_classes"]:
-            empty = ", ".join(markdown_cell(c) for c in s["empty_classes"])
+            empty = ", ".join(markdown_text(c) for c in s["empty_classes"])
             lines.append(f"| empty classes | {empty} |")
         lines += [
             "",
@@ -348,7 +350,7 @@ class ClassDistribution:
         groups = self.groups
         for i in np.argsort(-self.counts, kind="stable"):
             lines.append(
-                f"| {markdown_cell(self.class_names[i])} | {int(self.counts[i]):,} | "
+                f"| {markdown_text(self.class_names[i])} | {int(self.counts[i]):,} | "
                 f"{self.frequencies[i]:.2%} | {groups[i]} |"
             )
         for level in range(1, self.num_levels):
@@ -366,7 +368,7 @@ class ClassDistribution:
             ]
             for name, n, share in zip(sub.class_names, sub.counts, sub.frequencies, strict=True):
                 lines.append(
-                    f"| {markdown_cell(name)} | {int(n):,} | {share:.2%} | {children[name]} | "
+                    f"| {markdown_text(name)} | {int(n):,} | {share:.2%} | {children[name]} | "
                     f"{within[name]:.1f} |"
                 )
         return "\n".join(lines) + "\n"

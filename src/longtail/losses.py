@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from longtail._checks import as_counts
+from longtail.errors import LongtailError
 from longtail.hierarchy import ancestors, lca_heights
 from longtail.weights import check_scheme_params, class_weights
 
@@ -37,14 +38,14 @@ def _as_weight(
         )
     )
     if w.ndim != 1 or not torch.isfinite(w).all() or (w < 0).any():
-        raise ValueError(f"{name} must be a 1-D vector of finite non-negative class weights")
+        raise LongtailError(f"{name} must be a 1-D vector of finite non-negative class weights")
     return w
 
 
 def _nonempty_counts(counts: Any) -> np.ndarray:
     c = as_counts(counts)
     if np.any(c == 0):
-        raise ValueError(
+        raise LongtailError(
             f"classes {np.flatnonzero(c == 0).tolist()} have zero training samples, so their prior is 0 "
             "and log-prior terms are undefined; drop the empty classes"
         )
@@ -63,7 +64,7 @@ def _checked_targets(target: Tensor, num_classes: int, ignore_index: int) -> tup
     valid = target != ignore_index
     safe_t = torch.where(valid, target, torch.zeros_like(target))
     if valid.any() and (safe_t[valid].min() < 0 or safe_t[valid].max() >= num_classes):
-        raise ValueError(
+        raise LongtailError(
             f"targets must lie in [0, {num_classes - 1}] (or equal ignore_index={ignore_index})"
         )
     return valid, safe_t
@@ -79,7 +80,7 @@ def _weighted_nll(
 ) -> Tensor:
     """-w_t * modulate(log p_t) * log p_t, reduced as F.cross_entropy does."""
     if logp.ndim != 2:
-        raise ValueError(f"logits must have shape [batch, classes], got {tuple(logp.shape)}")
+        raise LongtailError(f"logits must have shape [batch, classes], got {tuple(logp.shape)}")
     valid, safe_t = _checked_targets(target, logp.shape[1], ignore_index)
     logp_t = logp.gather(1, safe_t[:, None]).squeeze(1)
     loss = -logp_t
@@ -94,7 +95,7 @@ def _reduce(
     """Per-sample ``loss`` weighted by w_{y_i} (ignored targets: 0) and reduced as
     ``F.cross_entropy`` does: "mean" is sum_i w_i l_i / sum_i w_i."""
     if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        raise LongtailError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     w = torch.ones_like(loss) if weight is None else weight.to(loss.device)[safe_t]
     w = w * valid
     loss = loss * w
@@ -138,14 +139,14 @@ class CrossEntropyLoss(_ClassLoss):
     ) -> None:
         super().__init__(reduction, ignore_index)
         if not 0 <= label_smoothing < 1:
-            raise ValueError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
+            raise LongtailError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
         self.register_buffer("weight", _as_weight(weight, "weight"))
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if self.label_smoothing:
             if logits.ndim != 2:
-                raise ValueError(
+                raise LongtailError(
                     f"logits must have shape [batch, classes], got {tuple(logits.shape)}"
                 )
             _checked_targets(target, logits.shape[1], self.ignore_index)
@@ -188,7 +189,7 @@ class FocalLoss(_ClassLoss):
     ) -> None:
         super().__init__(reduction, ignore_index)
         if gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
+            raise LongtailError(f"gamma must be >= 0, got {gamma}")
         self.gamma = float(gamma)
         self.register_buffer("alpha", _as_weight(alpha))
 
@@ -231,7 +232,7 @@ class ClassBalancedLoss(_ClassLoss):
     ) -> None:
         super().__init__(reduction, ignore_index)
         if base not in ("focal", "ce", "sigmoid"):
-            raise ValueError(f"base must be 'focal', 'ce' or 'sigmoid', got {base!r}")
+            raise LongtailError(f"base must be 'focal', 'ce' or 'sigmoid', got {base!r}")
         weights = class_weights(
             _nonempty_counts(counts), "effective_number", beta=beta, normalize="classes"
         )
@@ -294,7 +295,7 @@ class LDAMLoss(_ClassLoss):
     ) -> None:
         super().__init__(reduction, ignore_index)
         if max_margin <= 0 or s <= 0:
-            raise ValueError(f"max_margin and s must be > 0, got {max_margin}, {s}")
+            raise LongtailError(f"max_margin and s must be > 0, got {max_margin}, {s}")
         c = _nonempty_counts(counts).astype(np.float64)
         m = 1.0 / np.power(c, 0.25)
         m *= max_margin / m.max()
@@ -372,7 +373,7 @@ class BalancedSoftmaxLoss(LogitAdjustedLoss):
 def _tree_paths(tree: Sequence[Sequence[Any]]) -> list[list[Any]]:
     paths = [list(keys) for keys in tree]
     if not paths or any(len(keys) != len(paths[0]) for keys in paths) or not paths[0]:
-        raise ValueError(
+        raise LongtailError(
             "tree must give, for each level from the top, one key per class "
             "(ClassDistribution.tree_paths())"
         )
@@ -381,7 +382,7 @@ def _tree_paths(tree: Sequence[Sequence[Any]]) -> list[list[Any]]:
 
 def _log_probs(logits: Tensor, num_classes: int) -> Tensor:
     if logits.ndim != 2 or logits.shape[1] != num_classes:
-        raise ValueError(
+        raise LongtailError(
             f"logits must have shape [batch, {num_classes}] for this tree, got {tuple(logits.shape)}"
         )
     return F.log_softmax(logits.float(), dim=1)
@@ -442,7 +443,7 @@ class HierarchicalCrossEntropyLoss(_TreeLoss):
         ignore_index: int = -100,
     ) -> None:
         if not (alpha >= 0 and np.isfinite(alpha)):
-            raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
+            raise LongtailError(f"alpha must be a finite number >= 0, got {alpha}")
         super().__init__(tree, weight, reduction, ignore_index)
         self.alpha, levels = float(alpha), len(self.paths)
         members = []  # per coarser level: [K, K] bool, classes sharing class i's node there
@@ -498,7 +499,7 @@ class SoftLabelLoss(_TreeLoss):
         ignore_index: int = -100,
     ) -> None:
         if not (beta > 0 and np.isfinite(beta)):
-            raise ValueError(f"beta must be a finite number > 0, got {beta}")
+            raise LongtailError(f"beta must be a finite number > 0, got {beta}")
         super().__init__(tree, weight, reduction, ignore_index)
         heights = lca_heights(self.paths).astype(np.float64)
         scaled = -float(beta) * heights / max(heights.max(), 1.0)
@@ -520,7 +521,7 @@ def tau_normalize(weight: Tensor, tau: float = 1.0) -> Tensor:
     """tau-normalised classifier (Kang et al., "Decoupling Representation and Classifier", ICLR 2020):
     w_j / ||w_j||^tau for each class row w_j of a [K, D] classifier weight."""
     if weight.ndim != 2:
-        raise ValueError(
+        raise LongtailError(
             f"classifier weight must be [classes, features], got {tuple(weight.shape)}"
         )
     norms = weight.norm(dim=1, keepdim=True).clamp_min(torch.finfo(weight.dtype).tiny)

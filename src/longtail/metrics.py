@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from longtail.distribution import GROUPS, ClassDistribution
+from longtail.errors import LongtailError
 from longtail.hierarchy import ancestors, mistake_severity, roll_up_probabilities
 
 
@@ -112,12 +113,12 @@ def confusion_matrix(predictions: Any, targets: Any, num_classes: int) -> np.nda
 
 def _check_range(p: Tensor, t: Tensor, k: int) -> None:
     if p.shape != t.shape:
-        raise ValueError(
+        raise LongtailError(
             f"predictions and targets differ in length: {tuple(p.shape)} vs {tuple(t.shape)}"
         )
     for name, x in (("predictions", p), ("targets", t)):
         if x.numel() and (x.min() < 0 or x.max() >= k):
-            raise ValueError(
+            raise LongtailError(
                 f"{name} must lie in [0, {k - 1}]; found {int(x.min())}..{int(x.max())}"
             )
 
@@ -182,7 +183,7 @@ class ClassificationReport:
     def group_mean(self, values: np.ndarray, group: str) -> float:
         """Mean of per-class ``values`` over ``group``'s classes with support (nan if none)."""
         if self.groups is None:
-            raise ValueError("no head/medium/tail groups: pass a ClassDistribution to compute()")
+            raise LongtailError("no head/medium/tail groups: pass a ClassDistribution to compute()")
         mask = (self.groups == group) & (self.support > 0)
         return float(values[mask].mean()) if mask.any() else float("nan")
 
@@ -252,7 +253,7 @@ class MetricAccumulator:
         tree: Sequence[Sequence[Any]] | None = None,
     ) -> None:
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+            raise LongtailError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes
         self.topk = tuple(k for k in topk if k <= num_classes)
         self.ece_bins = ece_bins
@@ -260,7 +261,7 @@ class MetricAccumulator:
         self._levels: dict[int, MetricAccumulator] = {}
         for level, keys in enumerate((tree or [])[:-1], start=1):
             if len(keys) != num_classes:
-                raise ValueError(f"tree level {level} has {len(keys)} entries for {num_classes}")
+                raise LongtailError(f"tree level {level} has {len(keys)} entries for {num_classes}")
             node, nodes = ancestors(keys)
             self._ancestors[level] = torch.from_numpy(node)
             self._levels[level] = MetricAccumulator(nodes, topk, ece_bins)
@@ -290,10 +291,10 @@ class MetricAccumulator:
         k = self.num_classes
         if outputs.ndim == 2:
             if outputs.shape[1] != k:
-                raise ValueError(f"logits have {outputs.shape[1]} columns for num_classes={k}")
+                raise LongtailError(f"logits have {outputs.shape[1]} columns for num_classes={k}")
             if outputs.is_floating_point() and not bool(torch.isfinite(outputs).all()):
                 bad = int((~torch.isfinite(outputs)).any(1).sum())
-                raise ValueError(
+                raise LongtailError(
                     f"{bad} of {outputs.shape[0]} rows of logits are nan or infinite: the model "
                     "diverged or overflowed (in float16, say); fix it before scoring it"
                 )
@@ -391,7 +392,7 @@ class MetricAccumulator:
     ) -> ClassificationReport:
         """The report; ``distribution`` (of the training set) supplies class names and head/medium/tail."""
         if self._confusion is None:
-            raise ValueError("no batches were added; call update() before compute()")
+            raise LongtailError("no batches were added; call update() before compute()")
         cm = self._confusion.cpu().numpy().astype(np.int64)
         total = int(cm.sum())
         names = class_names or (
@@ -402,7 +403,7 @@ class MetricAccumulator:
         groups = None
         if distribution is not None:
             if distribution.num_classes != self.num_classes:
-                raise ValueError(
+                raise LongtailError(
                     f"distribution has {distribution.num_classes} classes, metrics {self.num_classes}"
                 )
             groups = distribution.groups
@@ -449,11 +450,11 @@ def compare_runs(
     :meth:`ClassificationReport.summary`.
     """
     if not runs:
-        raise ValueError("no runs to compare")
+        raise LongtailError("no runs to compare")
     names = list(runs)
     baseline = baseline or names[0]
     if baseline not in runs:
-        raise ValueError(f"baseline {baseline!r} is not among the strategies {names}")
+        raise LongtailError(f"baseline {baseline!r} is not among the strategies {names}")
     table: dict[str, dict[str, dict[str, float]]] = {}
     for m in metrics:
         row = {}

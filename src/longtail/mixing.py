@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from longtail._checks import parse_named
+from longtail.errors import LongtailError
 
 MIXES = ("none", "mixup", "cutmix", "remix")
 _PARAMS = {"mixup": ("alpha",), "cutmix": ("alpha",), "remix": ("alpha", "kappa", "tau")}
@@ -48,24 +49,26 @@ def parse_mix(text: str) -> MixSpec | None:
     as a :class:`MixSpec` (None for ``none``); anything else raises ``ValueError``."""
     name, params = parse_named(text)
     if name not in MIXES:
-        raise ValueError(f"mix must be one of {', '.join(MIXES)} (with [key=value]), got {text!r}")
+        raise LongtailError(
+            f"mix must be one of {', '.join(MIXES)} (with [key=value]), got {text!r}"
+        )
     if name == "none":
         if params:
-            raise ValueError("mix none takes no parameters")
+            raise LongtailError("mix none takes no parameters")
         return None
     unknown = sorted(set(params) - set(_PARAMS[name]))
     if unknown:
-        raise ValueError(
+        raise LongtailError(
             f"{name} has no parameter {unknown[0]!r}; its parameters: {', '.join(_PARAMS[name])}"
         )
     values = {"alpha": _DEFAULTS[name], **params}
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{name}: {key} must be a number > 0, got {value!r}")
+            raise LongtailError(f"{name}: {key} must be a number > 0, got {value!r}")
         if not np.isfinite(value):
-            raise ValueError(f"{name}: {key} must be finite, got {value!r}")
+            raise LongtailError(f"{name}: {key} must be finite, got {value!r}")
     if values.get("tau", 0.5) >= 1:
-        raise ValueError(f"remix: tau must lie in (0, 1), got {values['tau']}")
+        raise LongtailError(f"remix: tau must lie in (0, 1), got {values['tau']}")
     return MixSpec(name, **{k: float(v) for k, v in values.items()})
 
 
@@ -116,7 +119,7 @@ def mix_batch(
     y_b = y[perm]
     if spec.name == "remix":
         if counts is None:
-            raise ValueError("remix needs the training class counts")
+            raise LongtailError("remix needs the training class counts")
         counts = counts.to(y.device)
         weight = remix_weight(lam, counts[y], counts[y_b], spec.kappa, spec.tau)
     else:
@@ -128,7 +131,7 @@ def mixed_loss(criterion: nn.Module, logits: Tensor, batch: MixedBatch) -> Tenso
     """mean_i [w_i l(z_i, a_i) + (1 - w_i) l(z_i, b_i)] with ``criterion``'s per-sample values
     (a copy with ``reduction="none"``; the criterion given is not changed)."""
     if not hasattr(criterion, "reduction"):
-        raise ValueError(
+        raise LongtailError(
             f"{type(criterion).__name__} has no 'reduction', so it cannot give the per-sample "
             "losses that mixing weighs; give the loss a reduction='none' mode"
         )

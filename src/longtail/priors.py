@@ -25,6 +25,7 @@ import numpy as np
 
 from longtail._checks import as_counts
 from longtail._io import strict_loads
+from longtail.errors import LongtailError
 
 # the exponents t of the shifted priors q ~ pi^t that a comparison reports: the training prior
 # (t = 1) and beyond, through uniform (t = 0) to the training prior reversed (t = -1) and beyond
@@ -38,7 +39,7 @@ def power_prior(counts: Any, exponent: float) -> np.ndarray:
     order). Its imbalance ratio is the training one to the power |t|."""
     c = as_counts(counts).astype(np.float64)
     if not np.isfinite(exponent):
-        raise ValueError(f"exponent must be a finite number, got {exponent}")
+        raise LongtailError(f"exponent must be a finite number, got {exponent}")
     q = np.zeros_like(c)
     present = c > 0
     q[present] = np.exp(exponent * (np.log(c[present]) - np.log(c[present]).mean()))
@@ -52,9 +53,9 @@ def prior_accuracy(recall: Any, prior: Any) -> float:
     r = np.asarray(recall, dtype=np.float64)
     q = np.asarray(prior, dtype=np.float64)
     if r.shape != q.shape or r.ndim != 1:
-        raise ValueError(f"recall {r.shape} and prior {q.shape} must be vectors of one length")
+        raise LongtailError(f"recall {r.shape} and prior {q.shape} must be vectors of one length")
     if not np.all(np.isfinite(q)) or np.any(q < 0) or q.sum() <= 0:
-        raise ValueError("prior must be finite, non-negative and not all zero")
+        raise LongtailError("prior must be finite, non-negative and not all zero")
     known = np.isfinite(r) & (q > 0)
     if not known.any():
         return float("nan")
@@ -88,7 +89,7 @@ def _prior_table(text: str) -> dict[str, float]:
     else:
         path = Path(text)
         if not path.is_file() or path.stat().st_size > MAX_PRIOR_FILE:
-            raise ValueError(
+            raise LongtailError(
                 f"target prior {text!r}: expected uniform, train or a regular file of at most "
                 "1 MiB holding a class -> share table (JSON object, or CSV rows class,share)"
             )
@@ -100,10 +101,10 @@ def _prior_table(text: str) -> dict[str, float]:
             if rows and rows[0][:2] == ["class", "share"]:
                 rows = rows[1:]
             if any(len(r) != 2 for r in rows):
-                raise ValueError(f"{path}: every row must be class,share")
+                raise LongtailError(f"{path}: every row must be class,share")
             table = {r[0]: _share(r[1], r[0]) for r in rows}
     if not isinstance(table, dict) or not table:
-        raise ValueError(f"target prior {text!r} must be a non-empty class -> share table")
+        raise LongtailError(f"target prior {text!r} must be a non-empty class -> share table")
     return {str(k): _share(v, k) for k, v in table.items()}
 
 
@@ -111,11 +112,11 @@ def _share(value: Any, name: Any) -> float:
     try:
         share = float(value)
     except (TypeError, ValueError):
-        raise ValueError(
+        raise LongtailError(
             f"target prior: the share of {name!r} is not a number: {value!r}"
         ) from None
     if not (np.isfinite(share) and share >= 0):
-        raise ValueError(f"target prior: the share of {name!r} must be finite and >= 0")
+        raise LongtailError(f"target prior: the share of {name!r} must be finite and >= 0")
     return share
 
 
@@ -145,13 +146,13 @@ def target_prior(text: str, counts: Any, class_names: Sequence[str]) -> np.ndarr
     missing = [n for n in names if n not in table]
     unknown = sorted(set(table) - set(names))
     if missing or unknown:
-        raise ValueError(
+        raise LongtailError(
             f"the target prior must give a share to every class and to nothing else: missing "
             f"{missing[:5]}, unknown {unknown[:5]}"
         )
     q = np.array([table[n] for n in names], dtype=np.float64)
     if q.sum() <= 0:
-        raise ValueError("the target prior's shares are all zero")
+        raise LongtailError("the target prior's shares are all zero")
     return q / q.sum()
 
 

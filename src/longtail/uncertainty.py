@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from longtail.errors import LongtailError
+
 # two-sided 95% quantiles t_{0.975, df} of Student's t for df = 1..30 (beyond: the normal 1.960)
 _T975 = (
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
@@ -29,7 +31,7 @@ _T975 = (
 def t_quantile(df: int) -> float:
     """t_{0.975} with ``df`` degrees of freedom (>= 1)."""
     if df < 1:
-        raise ValueError(f"a t interval needs at least 2 values, got df = {df}")
+        raise LongtailError(f"a t interval needs at least 2 values, got df = {df}")
     return _T975[df - 1] if df <= len(_T975) else 1.960
 
 
@@ -73,7 +75,7 @@ def paired_interval(first: Sequence[float], second: Sequence[float]) -> tuple[fl
     """(mean difference, low, high): the 95% t interval of ``first - second`` seed by seed."""
     a, b = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
     if a.shape != b.shape:
-        raise ValueError(f"paired values differ in number: {a.size} and {b.size}")
+        raise LongtailError(f"paired values differ in number: {a.size} and {b.size}")
     d = a - b
     low, high = seed_interval(d.tolist())
     return float(np.nanmean(d)) if d.size else float("nan"), low, high

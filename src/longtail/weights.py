@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from longtail._checks import as_counts, as_labels
+from longtail.errors import LongtailError
 
 
 def _uniform(n: np.ndarray, **_: float) -> np.ndarray:
@@ -39,7 +40,7 @@ def _inverse(n: np.ndarray, **_: float) -> np.ndarray:
 
 def _smooth_inverse(n: np.ndarray, alpha: float, **_: float) -> np.ndarray:
     if not alpha >= 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha}")
+        raise LongtailError(f"alpha must be >= 0, got {alpha}")
     return 1.0 / (n + alpha)
 
 
@@ -49,7 +50,7 @@ def _class_balanced(n: np.ndarray, total: float, num_classes: int, **_: float) -
 
 def _power(n: np.ndarray, q: float, **_: float) -> np.ndarray:
     if not np.isfinite(q):
-        raise ValueError(f"q must be finite, got {q}")
+        raise LongtailError(f"q must be finite, got {q}")
     return n ** (-float(q))
 
 
@@ -59,7 +60,7 @@ def _sqrt_inverse(n: np.ndarray, **_: float) -> np.ndarray:
 
 def _effective_number(n: np.ndarray, beta: float, **_: float) -> np.ndarray:
     if not 0 <= beta < 1:
-        raise ValueError(f"beta must lie in [0, 1), got {beta}")
+        raise LongtailError(f"beta must lie in [0, 1), got {beta}")
     # (1 - beta) / (1 - beta^n), computed with expm1 so beta close to 1 keeps its precision.
     if beta == 0:
         return np.ones_like(n, dtype=np.float64)
@@ -89,18 +90,18 @@ def check_scheme_params(scheme: str, params: dict[str, Any]) -> dict[str, float]
     """``params`` if ``scheme`` reads every one of them and each is a real number, else
     ``ValueError`` naming the parameter that would be ignored or is not a number."""
     if scheme not in SCHEMES:
-        raise ValueError(f"unknown weight scheme {scheme!r}; choose one of {sorted(SCHEMES)}")
+        raise LongtailError(f"unknown weight scheme {scheme!r}; choose one of {sorted(SCHEMES)}")
     accepted = SCHEME_PARAMS.get(scheme, ())
     for key, value in params.items():
         if key not in accepted:
             users = [s for s, keys in SCHEME_PARAMS.items() if key in keys]
             hint = f"; it is read by scheme {', '.join(users)}" if users else ""
-            raise ValueError(
+            raise LongtailError(
                 f"weight scheme {scheme!r} takes {', '.join(accepted) or 'no parameters'}, "
                 f"so {key}={value!r} would be ignored{hint}"
             )
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise ValueError(f"{key} must be a number, got {value!r}")
+            raise LongtailError(f"{key} must be a number, got {value!r}")
     return {k: float(v) for k, v in params.items()}
 
 
@@ -123,15 +124,15 @@ def class_weights(
         [0.01, 0.1]
     """
     if scheme not in SCHEMES:
-        raise ValueError(f"unknown weight scheme {scheme!r}; choose one of {sorted(SCHEMES)}")
+        raise LongtailError(f"unknown weight scheme {scheme!r}; choose one of {sorted(SCHEMES)}")
     if normalize not in (None, "classes", "samples"):
-        raise ValueError(f"normalize must be None, 'classes' or 'samples', got {normalize!r}")
+        raise LongtailError(f"normalize must be None, 'classes' or 'samples', got {normalize!r}")
     n = as_counts(counts).astype(np.float64)
     empty = n == 0
     if empty.all():
-        raise ValueError("all class counts are zero")
+        raise LongtailError("all class counts are zero")
     if empty.any() and not allow_empty:
-        raise ValueError(
+        raise LongtailError(
             f"classes {np.flatnonzero(empty).tolist()} have no samples, so their weight is undefined; "
             "remove them, or pass allow_empty=True to give them weight 0"
         )
@@ -168,7 +169,7 @@ def sample_weights(
     if normalize == "samples":
         w *= y.size / w.sum()
     elif normalize is not None:
-        raise ValueError(
+        raise LongtailError(
             f"normalize must be None or 'samples' for sample weights, got {normalize!r}"
         )
     return w

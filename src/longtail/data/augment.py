@@ -33,6 +33,7 @@ from torch import Tensor
 from torch.utils.data import BatchSampler, Sampler
 
 from longtail.data import PRESETS
+from longtail.errors import LongtailError
 
 CROP_SCALE = (0.08, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
@@ -57,7 +58,7 @@ class KeyedBatch(list):
 
 def check_preset(preset: str) -> str:
     if preset not in PRESETS:
-        raise ValueError(f"augment must be one of {', '.join(PRESETS)}, got {preset!r}")
+        raise LongtailError(f"augment must be one of {', '.join(PRESETS)}, got {preset!r}")
     return preset
 
 

@@ -13,12 +13,14 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from longtail._text import terminal_text
 from longtail.data import IMAGE_SIZE
 from longtail.data.datasets import ArrayDataset, FolderDataset, bad_images
 from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
 from longtail.data.index import ImageIndex, Progress, build_index, check_no_shared_files
 from longtail.data.splits import stratified_split
 from longtail.distribution import ClassDistribution
+from longtail.errors import LongtailError, shorten
 
 log = logging.getLogger("longtail")
 
@@ -205,7 +207,7 @@ def _labels(index: ImageIndex, level: int | None) -> np.ndarray:
 def _check_same_classes(train: ImageIndex, other: ImageIndex, name: str) -> None:
     if train.class_dirs != other.class_dirs:
         missing = sorted(set(train.class_dirs) ^ set(other.class_dirs))
-        raise ValueError(
+        raise LongtailError(
             f"train/ and {name}/ hold different class folders: {missing[:10]}; both need the same classes"
         )
 
@@ -231,7 +233,7 @@ def _warn_small_validation(val: FolderDataset) -> None:
             "numbers for them are noisy. A val/ folder beside train/ is used as given",
             MIN_VALIDATION_IMAGES,
             len(few),
-            ", ".join(few[:10]) + (", ..." if len(few) > 10 else ""),
+            terminal_text(shorten(few)),
         )
 
 
@@ -250,7 +252,7 @@ def bundle_from_datasets(
     ``train.targets``, class names default to ``train.classes`` when present."""
     for part, label in ((train, "train"), (val, "val"), (test, "test")):
         if part is not None and not hasattr(part, "targets"):
-            raise ValueError(
+            raise LongtailError(
                 f"the {label} dataset has no 'targets' attribute (a label per sample); add one or use a longtail dataset"
             )
     names = class_names or getattr(train, "classes", None)

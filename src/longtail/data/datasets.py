@@ -22,6 +22,7 @@ from PIL.Image import DecompressionBombError
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
+from longtail._text import terminal_text
 from longtail.data import IMAGE_SIZE
 from longtail.data.augment import (
     apply_symmetry,
@@ -39,6 +40,7 @@ from longtail.data.decode import (
     read_resized_crop,
 )
 from longtail.data.index import ImageIndex
+from longtail.errors import LongtailError
 from longtail.sampling.plans import ClassGroups
 
 log = logging.getLogger("longtail.data")
@@ -78,9 +80,11 @@ class ArrayDataset(BatchDataset):
         elif images.ndim == 4:
             images = images.transpose(0, 3, 1, 2)
         else:
-            raise ValueError(f"images must be [N, H, W] or [N, H, W, C], got shape {images.shape}")
+            raise LongtailError(
+                f"images must be [N, H, W] or [N, H, W, C], got shape {images.shape}"
+            )
         if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+            raise LongtailError(f"{len(images)} images but {len(labels)} labels")
         x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255)
         self.mean = torch.as_tensor(mean if mean is not None else x.mean(dim=(0, 2, 3)).tolist())
         self.std = torch.as_tensor(std if std is not None else x.std(dim=(0, 2, 3)).tolist())
@@ -196,7 +200,9 @@ class FolderDataset(BatchDataset):
             record_bad_image(self.bad_image_log, path, reason)
         else:
             log.warning(
-                "unreadable image %s (%s); using another image of the same class", path, reason
+                "unreadable image %s (%s); using another image of the same class",
+                terminal_text(path),
+                terminal_text(reason),
             )
 
     def _decode(self, i: int, u: np.ndarray | None = None) -> Tensor:
@@ -316,7 +322,7 @@ READ_ERRORS = (OSError, ValueError, SyntaxError, DecompressionBombError)
 """What reading a broken image file raises."""
 
 
-class UnreadableClassError(ValueError):
+class UnreadableClassError(LongtailError):
     """Every image of a class is unreadable, so it cannot be replaced by another of its class."""
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from longtail.data.splits import random_rank_within_class
 from longtail.data.subset import make_long_tailed
+from longtail.errors import LongtailError, MissingInputError
 
 CLASS_NAMES = (
     "T-shirt/top",
@@ -76,7 +77,7 @@ class ArraySplit:
 def load_fashion_mnist_lt(split: str = "train") -> ArraySplit:
     """Load one split of the embedded Fashion-MNIST-LT (no download, no network)."""
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise LongtailError(f"split must be one of {SPLITS}, got {split!r}")
     with resources.files("longtail.data").joinpath(FILE_NAME).open("rb") as fh, np.load(fh) as z:
         return ArraySplit(z[f"{split}_images"], z[f"{split}_labels"].astype(np.int64))
 
@@ -88,12 +89,12 @@ def read_idx(path: str | Path) -> np.ndarray:
     with opener(path, "rb") as fh:
         data = fh.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not an idx file of unsigned bytes (bad magic number)")
+        raise LongtailError(f"{path} is not an idx file of unsigned bytes (bad magic number)")
     ndim = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(shape)):
-        raise ValueError(f"{path} is truncated: header says {shape}, found {arr.size} values")
+        raise LongtailError(f"{path} is truncated: header says {shape}, found {arr.size} values")
     return arr.reshape(shape)
 
 
@@ -111,7 +112,7 @@ def build_fashion_mnist_lt(source: str | Path) -> dict[str, np.ndarray]:
         candidates = [source / f"{stem}.gz", source / stem]
         found = next((p for p in candidates if p.exists()), None)
         if found is None:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"{stem}.gz not found in {source}; get the original Fashion-MNIST files "
                 "(Debian package dataset-fashion-mnist, or github.com/zalandoresearch/fashion-mnist)"
             )

@@ -38,6 +38,7 @@ import numpy as np
 
 from longtail._io import OUTPUT_MARKER, atomic_write
 from longtail.distribution import ClassDistribution
+from longtail.errors import LongtailError, MissingInputError
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -172,7 +173,7 @@ class ImageIndex:
         """Read a cache file written by :meth:`save`; returns the index and its folder fingerprint."""
         with np.load(path) as z:
             if int(z["version"]) != CACHE_VERSION:
-                raise ValueError(f"{path} is an index cache of another version; rescan")
+                raise LongtailError(f"{path} is an index cache of another version; rescan")
 
             def strings(name: str) -> list[str]:
                 return _unpack(z[name])
@@ -186,7 +187,7 @@ class ImageIndex:
                 files=z["files"],
             )
             if not len(index.paths) == index.labels.size == len(index.files):
-                raise ValueError(f"{path} is a damaged index cache; rescan")
+                raise LongtailError(f"{path} is a damaged index cache; rescan")
             fp = dict(zip(strings("fp_dirs"), z["fp_mtimes"].tolist(), strict=True))
         return index, fp
 
@@ -199,8 +200,8 @@ def _inside(real: str, root_real: str) -> bool:
     return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
 
 
-def _outside_error(link: str, real: str, root: str) -> ValueError:
-    return ValueError(
+def _outside_error(link: str, real: str, root: str) -> LongtailError:
+    return LongtailError(
         f"{link} is a link to {real}, outside the data folder {root}; copy what it holds into the "
         "data folder, or pass --allow-outside (allow_outside=True) to read files outside it"
     )
@@ -295,13 +296,13 @@ def scan_folder(
     :meth:`ImageIndex.file_sizes`)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data folder {root} does not exist or is not a folder")
+        raise MissingInputError(f"data folder {root} does not exist or is not a folder")
     with os.scandir(root) as it:
         entries = [e for e in it if not e.name.startswith(".")]
     tops = sorted(e.name for e in entries if e.is_dir())
     loose = [e.name for e in entries if e.is_file() and e.name.lower().endswith(_EXTENSIONS)]
     if loose and not tops:
-        raise ValueError(
+        raise LongtailError(
             f"{root} holds {len(loose)} images but no class folders; put each class's images in a "
             "sub-folder named after the class (root/CLASS/*.jpg), or pass a CSV manifest (path,label)"
         )
@@ -317,7 +318,7 @@ def scan_folder(
             if progress is not None:
                 progress(done, len(tops), sum(len(c[1]) for c in classes))
     if not classes:
-        raise ValueError(
+        raise LongtailError(
             f"no images found under {root} (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}); "
             "expected root/CLASS/*.jpg or nested root/LEVEL1/.../CLASS/*.jpg"
         )
@@ -358,7 +359,7 @@ def check_no_shared_files(a: ImageIndex, b: ImageIndex, why: str) -> None:
     pairs = same_files(a.files, b.files if b is not a else a.files)
     if pairs:
         i, j = pairs[0]
-        raise ValueError(
+        raise LongtailError(
             f"{a.filepath(i)} and {b.filepath(j)} are the same file (a link or a second "
             f"spelling); {why}: remove the link or the copy"
         )
@@ -370,7 +371,7 @@ def check_one_label_per_file(index: ImageIndex, what: str) -> None:
     try:
         check_no_shared_files(index, index, "an image can have one label only")
     except ValueError as err:
-        raise ValueError(f"{what}: {err}") from None
+        raise LongtailError(f"{what}: {err}") from None
 
 
 def _manifest_columns(first: list[str], csv_path: Path) -> tuple[int, int, bool]:
@@ -382,7 +383,7 @@ def _manifest_columns(first: list[str], csv_path: Path) -> tuple[int, int, bool]
         return path_col, label_col, True
     if len(first) >= 2 and first[0].strip().lower().endswith(_EXTENSIONS):
         return 0, 1, False  # no header: rows are path,label
-    raise ValueError(
+    raise LongtailError(
         f"manifest {csv_path}: the first row {first!r} is neither a header naming a path and a label "
         f"column (path,label; also {'/'.join(PATH_COLUMNS[1:4])} and {'/'.join(LABEL_COLUMNS[1:4])}) "
         "nor a data row whose first cell is an image file; add the header 'path,label'"
@@ -401,7 +402,7 @@ def read_manifest(csv_path: str | Path, allow_outside: bool = False) -> ImageInd
     regular file. A listed file that does not exist is kept, and reported when it is read."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise FileNotFoundError(f"manifest {csv_path} does not exist")
+        raise MissingInputError(f"manifest {csv_path} does not exist")
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as fh:
             text = fh.read()
@@ -409,16 +410,16 @@ def read_manifest(csv_path: str | Path, allow_outside: bool = False) -> ImageInd
             raise csv.Error("it holds a NUL byte, which no path or label can")
         rows = [r for r in csv.reader(io.StringIO(text)) if r and any(c.strip() for c in r)]
     except (csv.Error, UnicodeDecodeError) as err:  # a field over csv's size limit, say
-        raise ValueError(
+        raise LongtailError(
             f"manifest {csv_path} is not a UTF-8 CSV of path,label rows ({err})"
         ) from None
     if not rows:
-        raise ValueError(f"manifest {csv_path} has no rows; expected lines of 'path,label'")
+        raise LongtailError(f"manifest {csv_path} has no rows; expected lines of 'path,label'")
     path_col, label_col, header = _manifest_columns(rows[0], csv_path)
     first_line = 2 if header else 1
     rows = rows[1:] if header else rows
     if not rows:
-        raise ValueError(f"manifest {csv_path} has a header but no rows")
+        raise LongtailError(f"manifest {csv_path} has a header but no rows")
     width = max(path_col, label_col) + 1
     bad = [
         i + first_line
@@ -426,7 +427,7 @@ def read_manifest(csv_path: str | Path, allow_outside: bool = False) -> ImageInd
         if len(r) < width or not r[path_col].strip() or not r[label_col].strip()
     ]
     if bad:
-        raise ValueError(
+        raise LongtailError(
             f"manifest {csv_path}: rows {bad[:5]} lack a path or a label; expected 'path,label'"
         )
     paths = [os.path.normpath(r[path_col].strip()) for r in rows]
@@ -436,7 +437,7 @@ def read_manifest(csv_path: str | Path, allow_outside: bool = False) -> ImageInd
         if p in seen:
             row, other = seen[p]
             how = f"with labels {other!r} and {lab!r}" if other != lab else "twice"
-            raise ValueError(
+            raise LongtailError(
                 f"manifest {csv_path}: {p} is listed {how} (rows {row} and {i + first_line}); "
                 "list every file once, with one label"
             )
@@ -451,7 +452,7 @@ def read_manifest(csv_path: str | Path, allow_outside: bool = False) -> ImageInd
     pairs = same_files(files, files)
     if pairs:
         i, j = pairs[0]
-        raise ValueError(
+        raise LongtailError(
             f"manifest {csv_path}: rows {i + first_line} ({paths[i]}) and {j + first_line} "
             f"({paths[j]}) name the same file; list every file once, with one label"
         )
@@ -482,7 +483,7 @@ def _manifest_files(
             real = os.path.realpath(full)
             info = _stat_or_none(real)
         if not allow_outside and not _inside(real, base_real):
-            raise ValueError(
+            raise LongtailError(
                 f"manifest {csv_path}: row {i + first_line} names {p}, which is {real}, outside "
                 f"the manifest's folder {base}; paths are relative to that folder (pass "
                 "--allow-outside, allow_outside=True, to read files elsewhere)"
@@ -490,7 +491,7 @@ def _manifest_files(
         if info is None:
             continue
         if not stat.S_ISREG(info.st_mode):
-            raise ValueError(
+            raise LongtailError(
                 f"manifest {csv_path}: row {i + first_line} names {p}, which is not a regular "
                 "file (a folder, FIFO or device); list image files only"
             )
@@ -537,12 +538,12 @@ def build_index(
     """
     source = Path(source)
     if not source.exists():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{source} does not exist; pass a folder of class sub-folders of images or a CSV manifest"
         )
     if source.is_file():
         if source.suffix.lower() != ".csv":
-            raise ValueError(
+            raise LongtailError(
                 f"{source} is a file but not a .csv manifest; pass a folder or a CSV of path,label"
             )
         return read_manifest(source, allow_outside)

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from longtail.errors import LongtailError
+
 TJINIT_DECOMPRESS = 1
 TJPARAM_STOPONWARNING = 0
 TJPARAM_SUBSAMP = 4
@@ -121,7 +123,7 @@ class _Handle:
     def check(self, status: int) -> None:
         """Raise TurboJPEG's message for a failed call."""
         if status != 0:
-            raise ValueError(self.lib.tj3GetErrorStr(self.ptr).decode(errors="replace"))
+            raise LongtailError(self.lib.tj3GetErrorStr(self.ptr).decode(errors="replace"))
 
 
 _local = threading.local()
@@ -166,7 +168,7 @@ def _decode(
     handle.check(lib.tj3DecompressHeader(ptr, data, len(data)))
     subsampling = lib.tj3Get(ptr, TJPARAM_SUBSAMP)
     if subsampling not in MCU_WIDTH:
-        raise ValueError("TurboJPEG cannot crop a JPEG of unknown chroma subsampling")
+        raise LongtailError("TurboJPEG cannot crop a JPEG of unknown chroma subsampling")
     step = MCU_WIDTH[subsampling] // reduction
     # one iMCU more on each side where the image goes on: chroma upsampling at a region's edge
     # would otherwise repeat the edge column instead of blending with its neighbour

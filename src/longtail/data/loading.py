@@ -15,6 +15,7 @@ from longtail.data import OWN_TRANSFORMS
 from longtail.data.augment import KeyedBatchSampler, check_preset
 from longtail.data.datasets import ArrayDataset, BatchDataset, FolderDataset, batch_collate
 from longtail.data.index import available_cpus
+from longtail.errors import LongtailError
 
 """The augmentation of a dataset that is not longtail's: whatever transforms it applies itself."""
 
@@ -26,7 +27,7 @@ def resolve_augmentation(dataset: Dataset, asked: str | None, default: str = "st
     if isinstance(dataset, (ArrayDataset, FolderDataset)):
         return check_preset(asked or default)
     if asked not in (None, OWN_TRANSFORMS):
-        raise ValueError(
+        raise LongtailError(
             f"augment={asked!r} applies to longtail's datasets, but this {type(dataset).__name__} "
             "applies its own transforms: leave augment unset, or give the dataset the transform"
         )

@@ -14,6 +14,7 @@ from typing import Any
 
 from longtail.data.datasets import FolderDataset
 from longtail.data.index import build_index
+from longtail.errors import LongtailError, MissingInputError
 
 URL = "https://captain-whu.github.io/DiRS/"
 LEVEL1 = (
@@ -44,13 +45,15 @@ class MillionAID(FolderDataset):
         **kwargs: Any,
     ) -> None:
         if level not in (1, 2, 3):
-            raise ValueError(f"level must be 1 (8 classes), 2 (28) or 3 (51 leaves), got {level}")
+            raise LongtailError(
+                f"level must be 1 (8 classes), 2 (28) or 3 (51 leaves), got {level}"
+            )
         folder = Path(root) / split
         expected = (
             f"{folder}/<level1>/<level2>[/<level3>]/*.jpg, with level-1 folders {', '.join(LEVEL1)}"
         )
         if not folder.is_dir():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"Million-AID split folder {folder} not found; expected {expected}. "
                 f"Million-AID is published at {URL}: download it and extract it so that {folder} exists."
             )
@@ -64,7 +67,7 @@ class MillionAID(FolderDataset):
                 if bad_depth
                 else f"unknown level-1 folders: {unknown}"
             )
-            raise ValueError(
+            raise LongtailError(
                 f"{folder} is not laid out like Million-AID ({problem}); expected {expected}. See {URL}."
             )
         if index.num_classes != NUM_LEAVES:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from longtail._checks import as_labels
+from longtail.errors import LongtailError
 
 
 def random_rank_within_class(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,14 +34,16 @@ def stratified_split(
     """
     y = as_labels(labels)
     if any(not 0 < f < 1 for f in fractions) or sum(fractions) >= 1:
-        raise ValueError(f"fractions must each lie in (0, 1) and sum to < 1, got {list(fractions)}")
+        raise LongtailError(
+            f"fractions must each lie in (0, 1) and sum to < 1, got {list(fractions)}"
+        )
     counts = np.bincount(y)
     parts = len(fractions) + 1
     present = counts > 0
     small = np.flatnonzero(present & (counts < parts))
     if small.size:
         names = [class_names[i] if class_names else str(i) for i in small]
-        raise ValueError(
+        raise LongtailError(
             f"classes {names} have fewer than {parts} images, so they cannot appear in every split; "
             "add images or merge/remove these classes"
         )

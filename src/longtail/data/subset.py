@@ -16,6 +16,7 @@ import numpy as np
 
 from longtail._checks import as_labels
 from longtail.data.splits import random_rank_within_class
+from longtail.errors import LongtailError
 
 Profile = Literal["exponential", "step"]
 
@@ -29,23 +30,23 @@ def long_tailed_counts(
 ) -> np.ndarray:
     """Target count of each class position i = 0..K-1 (largest first)."""
     if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        raise LongtailError(f"num_classes must be >= 1, got {num_classes}")
     if n_max < 1:
-        raise ValueError(f"n_max must be >= 1, got {n_max}")
+        raise LongtailError(f"n_max must be >= 1, got {n_max}")
     if not imbalance_ratio >= 1:
-        raise ValueError(f"imbalance_ratio must be >= 1, got {imbalance_ratio}")
+        raise LongtailError(f"imbalance_ratio must be >= 1, got {imbalance_ratio}")
     if profile == "exponential":
         i = np.arange(num_classes)
         exponent = -i / max(num_classes - 1, 1)
         counts = np.floor(n_max * np.power(float(imbalance_ratio), exponent) + 1e-9)
     elif profile == "step":
         if not 0 <= minority_fraction <= 1:
-            raise ValueError(f"minority_fraction must lie in [0, 1], got {minority_fraction}")
+            raise LongtailError(f"minority_fraction must lie in [0, 1], got {minority_fraction}")
         n_major = num_classes - int(round(minority_fraction * num_classes))
         counts = np.full(num_classes, float(n_max))
         counts[n_major:] = np.floor(n_max / imbalance_ratio + 1e-9)
     else:
-        raise ValueError(f"profile must be 'exponential' or 'step', got {profile!r}")
+        raise LongtailError(f"profile must be 'exponential' or 'step', got {profile!r}")
     return np.maximum(counts, 1).astype(np.int64)
 
 
@@ -75,14 +76,14 @@ def make_long_tailed(
     available = np.bincount(y, minlength=k)
     order = np.arange(k) if class_order is None else np.asarray(class_order, dtype=np.int64)
     if sorted(order.tolist()) != list(range(k)):
-        raise ValueError(f"class_order must be a permutation of 0..{k - 1}, got {list(order)}")
+        raise LongtailError(f"class_order must be a permutation of 0..{k - 1}, got {list(order)}")
     if n_max is None:
         n_max = int(available.min())
     target = np.zeros(k, dtype=np.int64)
     target[order] = long_tailed_counts(k, n_max, imbalance_ratio, profile, minority_fraction)
     short = np.flatnonzero(target > available)
     if short.size:
-        raise ValueError(
+        raise LongtailError(
             f"classes {short.tolist()} have {available[short].tolist()} images but the profile asks for "
             f"{target[short].tolist()}; lower n_max or reorder the classes"
         )

@@ -10,12 +10,13 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.markup import escape
 
 from longtail._io import write_text
 from longtail._lock import folder_lock
+from longtail._text import console_text
 from longtail.data.bundle import DataBundle
 from longtail.distribution import ClassDistribution
+from longtail.errors import LongtailError
 from longtail.experiments.execute import (
     Outcome,
     run_in_process,
@@ -157,14 +158,14 @@ def _checked(strategies: Sequence[str], seeds: Sequence[int]) -> list[Row]:
     seed (building each for the data is :func:`~longtail.experiments.plan.plan_comparison`'s
     check)."""
     if not strategies:
-        raise ValueError(
+        raise LongtailError(
             "no strategies given; pass e.g. --strategies instance+ce,class_balanced+focal"
         )
     parsed = [parse_row(s) for s in strategies]
     if len({p.slug for p in parsed}) != len(parsed):
-        raise ValueError(f"strategies must be distinct, got {list(strategies)}")
+        raise LongtailError(f"strategies must be distinct, got {list(strategies)}")
     if not seeds:
-        raise ValueError("at least one seed is needed")
+        raise LongtailError("at least one seed is needed")
     return parsed
 
 
@@ -195,7 +196,7 @@ def _run_compare(
     title = f"{data.name}: {len(parsed)} strategies x {len(seeds)} seeds, {base.epochs} epochs, model {base.model}"
     print_comparison(console, comparison, title)
     console.print(
-        f"Report written to [bold]{escape(str(out))}/report.md[/bold] ({comparison.seconds:.0f}s)"
+        f"Report written to [bold]{console_text(str(out))}/report.md[/bold] ({comparison.seconds:.0f}s)"
     )
     return comparison
 
@@ -259,10 +260,10 @@ class Progress:
             estimate = f", about {_duration(self.seconds / self.done * left / at_once)} left"
         state = f"[{self.done}/{self.total}, {queue}{estimate}]"
         if outcome.result is None:
-            text = f"[red]failed[/red]\n{escape(outcome.error or '')}"
+            text = f"[red]failed[/red]\n{console_text(outcome.error or '')}"
         else:
             text = _progress_line(outcome.result, outcome.reused, outcome.seconds)
-        self.console.print(f"{escape(state)} {escape(training.name)}: {text}")
+        self.console.print(f"{console_text(state)} {console_text(training.name)}: {text}")
 
 
 def _duration(seconds: float) -> str:
@@ -271,7 +272,7 @@ def _duration(seconds: float) -> str:
 
 def _progress_line(result: RunResult, reused: bool, seconds: float) -> str:
     if result.diverged is not None:
-        return f"[red]diverged[/red] ({escape(result.diverged.message)})"
+        return f"[red]diverged[/red] ({console_text(result.diverged.message)})"
     test = result.test
     assert test is not None
     return (

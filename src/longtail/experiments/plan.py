@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from longtail.data.bundle import DataBundle
+from longtail.errors import LongtailError
 from longtail.strategies import Strategy, parse_strategy, split_outside_brackets
 from longtail.training.config import TrainConfig, parse_setting
 from longtail.training.identity import run_identity
@@ -77,20 +78,20 @@ def parse_row(text: str) -> Row:
     """The row written as ``STRATEGY[@setting=value]...`` (see the module docstring)."""
     label = text.strip()
     if not label or label.startswith("@"):
-        raise ValueError(f"{text!r}: a row starts with its strategy, e.g. weighted+ce@lr=0.002")
+        raise LongtailError(f"{text!r}: a row starts with its strategy, e.g. weighted+ce@lr=0.002")
     spec, *settings = split_outside_brackets(label, "@")
     recipe: dict[str, Any] = {}
     for item in settings:
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise ValueError(f"{text!r}: write a row's setting as @name=value, got @{item}")
+            raise LongtailError(f"{text!r}: write a row's setting as @name=value, got @{item}")
         if name in recipe:
-            raise ValueError(f"{text!r} sets {name} twice")
+            raise LongtailError(f"{text!r} sets {name} twice")
         try:
             recipe[name] = parse_setting(name, value.strip())
         except ValueError as err:
-            raise ValueError(f"{text!r}: {err}") from None
+            raise LongtailError(f"{text!r}: {err}") from None
     return Row(parse_strategy(spec), tuple(recipe.items()), label)
 
 
@@ -162,7 +163,7 @@ def plan_comparison(
         try:
             built = strategy_for_run(strategy, row_base, data)
         except ValueError as err:
-            raise ValueError(f"strategy {row.label}: {err}") from None
+            raise LongtailError(f"strategy {row.label}: {err}") from None
         for seed in seeds:
             config = resolved_config(replace(row_base, strategy=strategy.label, seed=seed), data)
             identity = run_identity(config, fingerprint)

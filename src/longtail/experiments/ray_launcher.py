@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from longtail.data.bundle import DataBundle
+from longtail.errors import LongtailError
 from longtail.experiments.execute import Outcome, Report, run_training
 from longtail.experiments.plan import ComparisonPlan, Training
 from longtail.training.results import RunResult
@@ -33,7 +34,7 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise ValueError("--launcher ray needs Ray: pip install 'longtail[ray]'") from None
+        raise LongtailError("--launcher ray needs Ray: pip install 'longtail[ray]'") from None
     return ray
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from longtail.distribution import ClassDistribution
+from longtail.errors import LongtailError
 from longtail.integrations import require
 from longtail.metrics import ClassificationReport, MetricAccumulator
 from longtail.sampling import CurriculumSampler
@@ -71,7 +72,7 @@ class LongtailMetrics(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         if not isinstance(outputs, dict) or "logits" not in outputs or "target" not in outputs:
-            raise ValueError(
+            raise LongtailError(
                 "LongtailMetrics needs validation_step to return "
                 "{'logits': [batch, classes] tensor, 'target': [batch] tensor}"
             )

@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from longtail.distribution import ClassDistribution
+from longtail.errors import LongtailError
 from longtail.integrations import require
 
 require("torchgeo", "torchgeo")
@@ -68,7 +69,7 @@ class TorchGeoClassification(Dataset):
 
 def _labels(dataset: Any) -> tuple[np.ndarray, list[str], list[str] | None]:
     if getattr(dataset, "task", "multi-class") != "multi-class":
-        raise ValueError(
+        raise LongtailError(
             f"{type(dataset).__name__} with task={dataset.task!r} gives several labels per image; "
             "use task='multi-class'"
         )
@@ -78,7 +79,7 @@ def _labels(dataset: Any) -> tuple[np.ndarray, list[str], list[str] | None]:
         return np.asarray(dataset.targets, dtype=np.int64), list(dataset.classes), paths
     files, index = getattr(dataset, "files", None), getattr(dataset, "class_to_idx", None)
     if files is None or index is None:
-        raise ValueError(
+        raise LongtailError(
             f"{type(dataset).__name__} has neither targets nor a file list with class_to_idx; "
             "give it a 'targets' attribute (a label per sample)"
         )

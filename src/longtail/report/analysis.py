@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from longtail._io import write_text
+from longtail._text import console_text
 from longtail.distribution import ClassDistribution
 from longtail.report.plots import plot_class_counts, plot_lorenz, plot_tree
 
@@ -27,7 +27,7 @@ def distribution_tables(dist: ClassDistribution) -> list[Table]:
     stats.add_row("Gini coefficient", f"{s['gini']:.3f}")
     stats.add_row("normalised entropy", f"{s['normalized_entropy']:.3f}")
     if s["empty_classes"]:
-        stats.add_row("[red]empty classes[/red]", escape(", ".join(s["empty_classes"])))
+        stats.add_row("[red]empty classes[/red]", console_text(", ".join(s["empty_classes"])))
     groups = Table(title=f"Groups ({dist.grouping.rule} rule)")
     for col in ("group", "classes", "images", "members"):
         groups.add_column(col)
@@ -38,7 +38,7 @@ def distribution_tables(dist: ClassDistribution) -> list[Table]:
             name,
             str(len(idx)),
             f"{int(dist.counts[idx].sum()):,}",
-            escape(members),
+            console_text(members),
         )
     tables = [stats, groups]
     for level in range(1, dist.num_levels):
@@ -52,7 +52,7 @@ def distribution_tables(dist: ClassDistribution) -> list[Table]:
         children = dist.children_counts(level)
         for name, n in zip(sub.class_names, sub.counts, strict=True):
             t.add_row(
-                escape(name),
+                console_text(name),
                 f"{int(n):,}",
                 f"{n / dist.total:.1%}",
                 str(children[name]),
@@ -92,7 +92,7 @@ def write_analysis(
     ]
     write_text(out / "report.md", "\n".join(report))
     console.print(
-        f"Report written to [bold]{escape(str(out))}[/bold] (report.md, distribution.json, class_counts.png, lorenz.png)"
+        f"Report written to [bold]{console_text(str(out))}[/bold] (report.md, distribution.json, class_counts.png, lorenz.png)"
     )
     return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from longtail._io import markdown_cell
+from longtail._text import markdown_text
 from longtail.distribution import ClassDistribution
 from longtail.metrics import metric_info
 from longtail.report.tables import legend, level_title, markdown_table
@@ -202,7 +202,7 @@ def _how_sure(comparison: Comparison) -> list[str]:
             else "the best"
         )
         mark = "tied" if u.tied else ""
-        name = markdown_cell(u.strategy)
+        name = markdown_text(u.strategy)
         lines.append(f"| {name} | {100 * u.mean:.1f} | {interval} | {images} | {diff} | {mark} |")
     return [*lines, ""]
 
@@ -263,7 +263,7 @@ def _level_tables(comparison: Comparison) -> list[str]:
     """A table per coarser level of the class tree: the same runs, judged there."""
     lines = []
     for level in comparison.levels:
-        members = ", ".join(markdown_cell(c) for c in level.classes)
+        members = ", ".join(markdown_text(c) for c in level.classes)
         lines += [
             f"### {level_title(level)}",
             "",
@@ -304,7 +304,7 @@ def _prior_shift(comparison: Comparison) -> list[str]:
         "is the training prior, 0 uniform (balanced accuracy), -1 the training prior reversed; "
         "computed exactly from each run's per-class recall, mean over seeds.",
         "",
-        "| test prior | " + " | ".join(markdown_cell(n) for n in names) + " |",
+        "| test prior | " + " | ".join(markdown_text(n) for n in names) + " |",
         "|---|" + "---|" * len(names),
     ]
     for i, label in enumerate(shift.labels):
@@ -360,7 +360,7 @@ def _per_class(comparison: Comparison, dist: ClassDistribution) -> list[str]:
     groups = dist.groups
     for i in np.argsort(-dist.counts, kind="stable"):
         cells = " | ".join(f"{100 * r[i]:.1f}" for r in recalls.values())
-        name = markdown_cell(dist.class_names[i])
+        name = markdown_text(dist.class_names[i])
         lines.append(f"| {name} | {int(dist.counts[i]):,} | {groups[i]} | {cells} |")
     return lines
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import markdown
 
+from longtail.errors import LongtailError
+
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222;
        padding: 0 1em; }
@@ -36,7 +38,7 @@ def _embedded(folder: Path, page: str) -> str:
         name = html.unescape(match.group(2))
         path = folder / name
         if "/" in name or not name.endswith(".png") or not path.is_file():
-            raise ValueError(f"report.html: the report shows {name!r}, which is not a plot here")
+            raise LongtailError(f"report.html: the report shows {name!r}, which is not a plot here")
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         return f'<img{match.group(1)} src="data:image/png;base64,{data}"'
 

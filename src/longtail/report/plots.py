@@ -7,6 +7,8 @@ from pathlib import Path
 
 import matplotlib
 
+from longtail.errors import LongtailError
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -140,7 +142,7 @@ def plot_recall_change(
     when they are few enough to read."""
     names, order, change = recall_change(recalls, baseline, dist.counts)
     if not names:
-        raise ValueError("a heat map of changes needs a strategy besides the baseline")
+        raise LongtailError("a heat map of changes needs a strategy besides the baseline")
     finite = change[np.isfinite(change)]
     top = max(float(np.abs(finite).max()) if finite.size else 0.0, 1.0)
     k = len(order)

@@ -12,10 +12,10 @@ import math
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from longtail._io import markdown_cell, write_text
+from longtail._io import write_text
+from longtail._text import console_text, markdown_text
 from longtail.metrics import MetricInfo, metric_info
 from longtail.training.results import Comparison, LevelComparison, Stat
 
@@ -47,7 +47,7 @@ def _rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     header = ["strategy"] + [_short(comparison, m) for m in metrics]
     rows = []
     for name in comparison.strategies:
-        label = markdown_cell(name) + (" (baseline)" if name == baseline else "")
+        label = markdown_text(name) + (" (baseline)" if name == baseline else "")
         cells = [
             _cell(
                 comparison.metrics[m].get(name),
@@ -70,7 +70,7 @@ def small_test_note(comparison: Comparison) -> str:
     """The sentence on the classes with too few test images ("" when there are none)."""
     if not comparison.small_test:
         return ""
-    few = ", ".join(f"{markdown_cell(c)} ({n})" for c, n in comparison.small_test.items())
+    few = ", ".join(f"{markdown_text(c)} ({n})" for c, n in comparison.small_test.items())
     return (
         f"† averages over classes with fewer than 5 test images: {few}. Each of their recalls "
         "moves in steps of 20 points or more (a class with none is not judged), and so do the "
@@ -101,7 +101,7 @@ def rich_table(
     names, baseline = comparison.strategies, comparison.baseline
     metrics = list(comparison.metrics)
     table = Table(
-        title=escape(title),
+        title=console_text(title),
         caption=caption,
     )
     table.add_column("strategy", overflow="fold", min_width=18)
@@ -112,7 +112,7 @@ def rich_table(
             _rich_cell(comparison.metrics[m].get(n), metric_info(m), n, comparison) for m in metrics
         ]
         marked = n == baseline and len(names) > 1
-        table.add_row(escape(n) + (" (baseline)" if marked else ""), *cells)
+        table.add_row(console_text(n) + (" (baseline)" if marked else ""), *cells)
     return table
 
 
@@ -158,7 +158,7 @@ def print_comparison(
     """The comparison's table, the note on small test classes, and a table per tree level."""
     print_table(console, rich_table(comparison, title=title, caption=caption))
     if comparison.small_test:
-        console.print(f"[yellow]{escape(small_test_note(comparison))}[/yellow]")
+        console.print(f"[yellow]{console_text(small_test_note(comparison))}[/yellow]")
     for level in comparison.levels:
         level_table = rich_table(comparison.at_level(level), level_title(level), caption)
         print_table(console, level_table)

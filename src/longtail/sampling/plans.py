@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from longtail._checks import as_labels, check_probability_vector
+from longtail.errors import LongtailError
 
 CHUNK = 1 << 22
 
@@ -95,10 +96,10 @@ def check_class_probs(
     """Normalised class probabilities; empty classes must get probability 0."""
     p = check_probability_vector(probs, name)
     if p.size != groups.num_classes:
-        raise ValueError(f"{name} has {p.size} entries for {groups.num_classes} classes")
+        raise LongtailError(f"{name} has {p.size} entries for {groups.num_classes} classes")
     if np.any((groups.counts == 0) & (p > 0)):
         empty = np.flatnonzero((groups.counts == 0) & (p > 0)).tolist()
-        raise ValueError(f"{name} give weight to classes {empty}, which have no samples")
+        raise LongtailError(f"{name} give weight to classes {empty}, which have no samples")
     return p / p.sum()
 
 
@@ -184,7 +185,7 @@ def weighted_without_replacement(
     by exponential keys E_i / w_i and taking the smallest (Efraimidis and Spirakis, 2006)."""
     positive = int(np.count_nonzero(weights > 0))
     if num_samples > positive:
-        raise ValueError(
+        raise LongtailError(
             f"cannot draw {num_samples} samples without replacement from {positive} with positive weight; "
             "lower num_samples or use replacement=True"
         )
@@ -228,7 +229,7 @@ def hierarchical_class_probs(
     """
     counts = np.asarray(counts, dtype=np.float64)
     if len(paths) != len(rules):
-        raise ValueError(
+        raise LongtailError(
             f"the class tree has {len(paths)} levels but {len(rules)} rules were given "
             f"({'/'.join(rules)}); give one of {', '.join(LEVEL_RULES)} per level, e.g. "
             + "/".join(["uniform"] * len(paths))
@@ -237,7 +238,7 @@ def hierarchical_class_probs(
     parent: list[Any] = [()] * counts.size
     for keys, rule in zip(paths, rules, strict=True):
         if rule not in LEVEL_RULES:
-            raise ValueError(f"level rule must be one of {', '.join(LEVEL_RULES)}, got {rule!r}")
+            raise LongtailError(f"level rule must be one of {', '.join(LEVEL_RULES)}, got {rule!r}")
         mass: dict[Any, float] = {}
         for j, key in enumerate(keys):
             mass[key] = mass.get(key, 0.0) + counts[j]
@@ -253,7 +254,7 @@ def hierarchical_class_probs(
             probs[j] *= weight[key] / total if total > 0 else 0.0
         parent = list(keys)
     if not probs.sum() > 0:
-        raise ValueError("no class of the tree has images to sample")
+        raise LongtailError("no class of the tree has images to sample")
     return probs / probs.sum()
 
 
@@ -321,7 +322,7 @@ def repeat_factor_plan(
 def repeat_factors(counts: np.ndarray, threshold: float) -> np.ndarray:
     """r_j = max(1, sqrt(t / f_j)) with f_j = n_j / N; empty classes get 0."""
     if not 0 < threshold <= 1:
-        raise ValueError(f"threshold must lie in (0, 1], got {threshold}")
+        raise LongtailError(f"threshold must lie in (0, 1], got {threshold}")
     f = counts / counts.sum()
     r = np.zeros(counts.size)
     nz = counts > 0
@@ -341,7 +342,7 @@ def balanced_batches(
     per-epoch permutation of the class)."""
     present = np.flatnonzero(groups.counts > 0)
     if classes_per_batch > present.size:
-        raise ValueError(
+        raise LongtailError(
             f"classes_per_batch={classes_per_batch} exceeds the {present.size} non-empty classes"
         )
     keys = rng.random((num_batches, present.size))

@@ -37,6 +37,7 @@ from torch.utils.data import DistributedSampler, Sampler
 
 from longtail._checks import check_int, check_probability_vector
 from longtail._distributed import rank_and_world
+from longtail.errors import LongtailError
 from longtail.sampling import plans
 from longtail.weights import check_scheme_params, class_weights
 
@@ -71,7 +72,7 @@ def _check_num_samples(num_samples: int | None, default: int) -> int:
         or not isinstance(num_samples, (int, np.integer))
         or num_samples <= 0
     ):
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+        raise LongtailError(f"num_samples must be a positive integer, got {num_samples!r}")
     return int(num_samples)
 
 
@@ -85,7 +86,7 @@ def _check_seed(seed: Any) -> int | None:
     if seed is None:
         return None
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer or None, got {seed!r}")
+        raise LongtailError(f"seed must be an integer or None, got {seed!r}")
     return int(seed)
 
 
@@ -103,7 +104,9 @@ class EpochSeeded:
     ) -> None:
         self.seed = _check_seed(seed)
         if generator is not None and not isinstance(generator, torch.Generator):
-            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+            raise LongtailError(
+                f"generator must be a torch.Generator, got {type(generator).__name__}"
+            )
         self.generator = generator
         self.rank, self.num_replicas = rank_and_world(rank, num_replicas)
         self.drop_last = bool(drop_last)
@@ -312,7 +315,7 @@ class WeightedSampler(PlanSampler):
     ) -> None:
         super().__init__(generator=generator, **kwargs)
         if (weights is None) == (labels is None):
-            raise ValueError(
+            raise LongtailError(
                 "pass either per-sample weights or labels (with a weight scheme), not both"
             )
         self.replacement = _check_replacement(replacement)
@@ -347,7 +350,7 @@ class WeightedSampler(PlanSampler):
             dtype=torch.float64,
         )
         if t.ndim != 1:
-            raise ValueError(
+            raise LongtailError(
                 f"weights should be a 1d sequence but given weights have shape {tuple(t.shape)}"
             )
         self._weights, self._prepared_for = t, None
@@ -355,7 +358,7 @@ class WeightedSampler(PlanSampler):
 
     def _check_positive(self, positive: int) -> None:
         if not self.replacement and self.num_samples > positive:
-            raise ValueError(
+            raise LongtailError(
                 f"num_samples={self.num_samples} exceeds the {positive} samples with positive weight; "
                 "use replacement=True or lower num_samples"
             )
@@ -458,7 +461,7 @@ class PowerSampler(ClassBalancedSampler):
     ) -> None:
         super().__init__(labels, num_samples, **kwargs)
         if not np.isfinite(q):
-            raise ValueError(f"q must be finite, got {q}")
+            raise LongtailError(f"q must be finite, got {q}")
         self.q = float(q)
 
     def class_probs(self, epoch: int) -> np.ndarray:
@@ -503,7 +506,7 @@ class HierarchicalSampler(ClassBalancedSampler):
         super().__init__(labels, num_samples, **kwargs)
         paths = list(tree) if tree is not None else [list(range(self.groups.num_classes))]
         if any(len(level) != self.groups.num_classes for level in paths):
-            raise ValueError(
+            raise LongtailError(
                 f"every level of tree needs one key per class ({self.groups.num_classes})"
             )
         rules = levels.split("/") if isinstance(levels, str) else list(levels or [])
@@ -538,7 +541,7 @@ class ProgressiveSampler(ClassBalancedSampler):
     ) -> None:
         super().__init__(labels, num_samples, **kwargs)
         if total_epochs < 1:
-            raise ValueError(f"total_epochs must be >= 1, got {total_epochs}")
+            raise LongtailError(f"total_epochs must be >= 1, got {total_epochs}")
         self.total_epochs = int(total_epochs)
 
     def class_probs(self, epoch: int) -> np.ndarray:
@@ -574,9 +577,9 @@ class HybridSampler(_ClassSampler):
     ) -> None:
         super().__init__(labels, None, **kwargs)
         if not 0 < under_ratio <= 1:
-            raise ValueError(f"under_ratio must lie in (0, 1], got {under_ratio}")
+            raise LongtailError(f"under_ratio must lie in (0, 1], got {under_ratio}")
         if not over_max >= 1:
-            raise ValueError(f"over_max must be >= 1, got {over_max}")
+            raise LongtailError(f"over_max must be >= 1, got {over_max}")
         self.targets = plans.hybrid_targets(self.groups.counts, under_ratio, over_max)
         self.num_samples = int(self.targets.sum())
 
@@ -662,13 +665,13 @@ class CurriculumSampler(_ClassSampler):
     ) -> None:
         super().__init__(labels, num_samples, **kwargs)
         if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+            raise LongtailError(f"temperature must be >= 0, got {temperature}")
         if max_ratio < 1:
-            raise ValueError(f"max_ratio must be >= 1, got {max_ratio}")
+            raise LongtailError(f"max_ratio must be >= 1, got {max_ratio}")
         if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+            raise LongtailError(f"momentum must lie in [0, 1), got {momentum}")
         if eps <= 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
+            raise LongtailError(f"eps must be > 0, got {eps}")
         self.base = class_weights(self.groups.counts, base, allow_empty=True)
         self.temperature, self.max_ratio, self.momentum, self.eps = (
             temperature,
@@ -702,17 +705,17 @@ class CurriculumSampler(_ClassSampler):
             dtype=np.float64,
         )
         if perf.shape != (self.groups.num_classes,):
-            raise ValueError(
+            raise LongtailError(
                 f"performance must have one value per class ({self.groups.num_classes}), got shape {perf.shape}; "
                 "pass num_classes= to the sampler when the last classes have no training images"
             )
         if np.any(np.isinf(perf)):
-            raise ValueError(
+            raise LongtailError(
                 f"performance is infinite for classes {np.flatnonzero(np.isinf(perf)).tolist()}"
             )
         known = np.isfinite(perf)
         if np.any(perf[known] < 0) or np.any(perf[known] > 1):
-            raise ValueError("performance values must lie in [0, 1] (e.g. per-class recall)")
+            raise LongtailError("performance values must lie in [0, 1] (e.g. per-class recall)")
         if self.performance is None:
             self.performance = perf.copy()
         else:
@@ -788,7 +791,7 @@ class BalancedBatchSampler(EpochSeeded, Sampler[list[int]]):
         self.groups = plans.ClassGroups.from_labels(labels, num_classes)
         self.P, self.M = int(classes_per_batch), int(samples_per_class)
         if self.P > np.count_nonzero(self.groups.counts):
-            raise ValueError(
+            raise LongtailError(
                 f"classes_per_batch={self.P} exceeds the {np.count_nonzero(self.groups.counts)} non-empty classes"
             )
         self.num_batches = _check_num_samples(

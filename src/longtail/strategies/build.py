@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from longtail.errors import LongtailError
 from longtail.metrics import ClassificationReport
 from longtail.strategies.lifecycle import EpochSampler, LossPart, Part
 from longtail.strategies.registry import BuildContext, ClassifierHead, component
@@ -60,7 +61,7 @@ class BuiltStrategy:
         for k, (first, end) in enumerate(self.stage_bounds()):
             if first <= epoch < end:
                 return k
-        raise ValueError(f"epoch {epoch} is past the last stage ({self.total_epochs} epochs)")
+        raise LongtailError(f"epoch {epoch} is past the last stage ({self.total_epochs} epochs)")
 
     def _parts(self, epoch: int) -> list[Part]:
         return self.stages[self.stage_of(epoch)].parts()
@@ -112,7 +113,7 @@ def build_strategy(
     target ``prior`` [K] the run is judged under; None: uniform); a
     parameter a part does not take, or a bad value, raises ``ValueError``."""
     if np.count_nonzero(counts) < 2:
-        raise ValueError(
+        raise LongtailError(
             f"a classifier needs at least two classes with training images; this data has "
             f"{np.count_nonzero(counts)}"
         )
@@ -125,7 +126,7 @@ def build_strategy(
     if strategy.stage is not None:
         stage_spec = component("stage", strategy.stage)
         if stage_spec.rescales_rows and loss_spec.head is not None:
-            raise ValueError(
+            raise LongtailError(
                 f"{stage_spec.name} re-scales the rows of a linear classifier, but "
                 f"{loss_spec.name} trains a {loss_spec.head.kind} classifier whose rows are "
                 "normalised anyway"

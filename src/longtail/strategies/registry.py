@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from longtail._checks import as_labels
+from longtail.errors import LongtailError
 from longtail.losses import (
     BalancedSoftmaxLoss,
     ClassBalancedLoss,
@@ -118,14 +119,9 @@ class ComponentSpec:
     summary: str = ""
 
     def build(self, ctx: BuildContext, **params: Any) -> Any:
-        """The component for the run described by ``ctx``; a parameter its constructor does not
-        take raises ``ValueError``."""
-        try:
-            return self.factory(ctx, **params)
-        except TypeError as err:
-            raise ValueError(
-                f"bad parameters {sorted(params)} for {self.kind} {self.name!r}: {err}"
-            ) from err
+        """The component for the run described by ``ctx``. Parameters are checked against
+        ``params`` when a strategy is parsed; an exception raised here is the factory's own."""
+        return self.factory(ctx, **params)
 
     def wrap(self, component: Any) -> Part:
         """``component`` in the part that answers the loop's events."""
@@ -146,7 +142,7 @@ def _scheme_kwargs(params: dict[str, Any]) -> dict[str, Any]:
 
 def _progressive(ctx: BuildContext, **p: Any) -> ProgressiveSampler:
     if ctx.epochs is None:
-        raise ValueError(
+        raise LongtailError(
             "the 'progressive' sampler needs total_epochs (the epoch at which it is class-balanced)"
         )
     return ProgressiveSampler(ctx.targets, total_epochs=ctx.epochs, **_sampler_args(ctx, p))
@@ -322,9 +318,9 @@ REGISTRY: dict[Kind, dict[str, ComponentSpec]] = {
 def register(spec: ComponentSpec) -> ComponentSpec:
     """Add ``spec`` to the registry (a name already taken raises ``ValueError``)."""
     if spec.kind not in REGISTRY:
-        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {spec.kind!r}")
+        raise LongtailError(f"kind must be one of {', '.join(KINDS)}, got {spec.kind!r}")
     if spec.name in REGISTRY[spec.kind]:
-        raise ValueError(f"a {spec.kind} named {spec.name!r} is registered already")
+        raise LongtailError(f"a {spec.kind} named {spec.name!r} is registered already")
     REGISTRY[spec.kind][spec.name] = spec
     return spec
 
@@ -351,7 +347,7 @@ def component(kind: Kind, name: str) -> ComponentSpec:
     spec = REGISTRY[kind].get(name)
     if spec is None:
         label, plural = _WORDS[kind]
-        raise ValueError(f"unknown {label} {name!r}; {plural}: {', '.join(names(kind))}")
+        raise LongtailError(f"unknown {label} {name!r}; {plural}: {', '.join(names(kind))}")
     return spec
 
 

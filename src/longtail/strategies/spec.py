@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from longtail._checks import parse_named
+from longtail.errors import LongtailError
 from longtail.strategies.registry import (
     BOOL,
     COUNT,
@@ -59,7 +60,7 @@ def _check_params(kind: Kind, name: str, params: dict[str, Any], spec: str) -> N
     for key, value in params.items():
         if key not in accepted:
             names = ", ".join(sorted(accepted)) or "none"
-            raise ValueError(
+            raise LongtailError(
                 f"{kind} {name!r} has no parameter {key!r} (in {spec!r}); its parameters: {names}"
             )
         want = accepted[key]
@@ -72,7 +73,7 @@ def _check_params(kind: Kind, name: str, params: dict[str, Any], spec: str) -> N
             EPOCH: number and isinstance(value, int) and 0 <= value <= MAX_INT,
         }[want]
         if not ok:
-            raise ValueError(f"{name}: {key} must be {want}, got {value!r} (in {spec!r})")
+            raise LongtailError(f"{name}: {key} must be {want}, got {value!r} (in {spec!r})")
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def _known(kind: Kind, name: str, spec: str) -> str:
     try:
         component(kind, name)
     except ValueError as err:
-        raise ValueError(f"{err} (in {spec!r})") from None
+        raise LongtailError(f"{err} (in {spec!r})") from None
     return name
 
 
@@ -107,11 +108,13 @@ def parse_strategy(spec: str) -> Strategy:
     (see module docstring)."""
     first, *rest = split_outside_brackets(spec, ":")
     if len(rest) > 1:
-        raise ValueError(f"strategy {spec!r} has {len(rest) + 1} stages; at most 2 (FIRST:SECOND)")
+        raise LongtailError(
+            f"strategy {spec!r} has {len(rest) + 1} stages; at most 2 (FIRST:SECOND)"
+        )
     stage, stage_params = parse_named(rest[0]) if rest else (None, {})
     parts = split_outside_brackets(first, "+")
     if not 1 <= len(parts) <= 2:
-        raise ValueError(f"strategy {spec!r} must be SAMPLER+LOSS, e.g. class_balanced+focal")
+        raise LongtailError(f"strategy {spec!r} must be SAMPLER+LOSS, e.g. class_balanced+focal")
     if len(parts) == 1:
         name, _ = parse_named(parts[0])
         one_sampler = name in REGISTRY["sampler"]

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from longtail._checks import check_int
+from longtail.errors import LongtailError
 from longtail.losses import ClassBalancedLoss, CrossEntropyLoss, log_prior, tau_normalize
 from longtail.sampling import ClassBalancedSampler, InstanceSampler
 from longtail.strategies.lifecycle import EpochSampler, LossPart, Part
@@ -147,7 +148,7 @@ class AdjustedClassifier(nn.Module):
 def _classifier_weight(classifier: nn.Module, stage: str) -> Tensor:
     weight = getattr(classifier, "weight", None)
     if not isinstance(weight, Tensor) or weight.ndim != 2:
-        raise ValueError(f"{stage} needs a classifier layer with a [classes, features] weight")
+        raise LongtailError(f"{stage} needs a classifier layer with a [classes, features] weight")
     return weight
 
 
@@ -173,7 +174,7 @@ class ClassifierRetraining(BalancedClassifierStage):
     def begin(self, ctx: StageContext) -> None:
         classifier = ctx.get_classifier()
         if not hasattr(classifier, "reset_parameters"):
-            raise ValueError("crt needs a classifier layer that can be re-initialised")
+            raise LongtailError("crt needs a classifier layer that can be re-initialised")
         classifier.reset_parameters()  # from torch's RNG, seeded by the loop from (seed, epoch)
 
 
@@ -248,7 +249,7 @@ class PostHocLogitAdjustment(TunedOnValidation):
         if prior is not None:
             q = torch.as_tensor(np.asarray(prior, dtype=np.float64))
             if (q <= 0).any():
-                raise ValueError("logit_adjust toward a target prior needs every share > 0")
+                raise LongtailError("logit_adjust toward a target prior needs every share > 0")
             self.log_prior = self.log_prior - torch.log(q / q.sum()).float()
 
     def begin(self, ctx: StageContext) -> None:
@@ -284,9 +285,9 @@ class WeightBalancing(Stage):
     ) -> None:
         self.epochs, self.lr = _epochs(epochs, self.name), _lr(lr, self.name)
         if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+            raise LongtailError(f"weight_decay must be >= 0, got {weight_decay}")
         if max_norm is not None and not max_norm > 0:
-            raise ValueError(f"max_norm must be > 0, got {max_norm}")
+            raise LongtailError(f"max_norm must be > 0, got {max_norm}")
         self.weight_decay = float(weight_decay)
         self.max_norm = None if max_norm is None else float(max_norm)
         self.sampler = EpochSampler(InstanceSampler(targets, seed=seed, num_classes=len(counts)))
@@ -320,7 +321,7 @@ def _epochs(epochs: Any, stage: str) -> int:
 
 def _lr(lr: Any, stage: str) -> float | None:
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
-        raise ValueError(f"{stage}: lr must be a number > 0, got {lr!r}")
+        raise LongtailError(f"{stage}: lr must be a number > 0, got {lr!r}")
     return None if lr is None else float(lr)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from longtail._io import atomic_write
+from longtail.errors import LongtailError
 
 
 def save_atomic(state: dict[str, Any], path: str | Path) -> None:
@@ -43,13 +44,13 @@ def load(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise
     except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, OSError) as err:
-        raise ValueError(
+        raise LongtailError(
             f"{path} is damaged or not a longtail checkpoint that loads safely (only tensors and "
             f"plain values are accepted; {_first_line(err)}). Delete it, or pass another --out, "
             "to start afresh"
         ) from None
     if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"{path} is not a longtail checkpoint (no model state); delete it")
+        raise LongtailError(f"{path} is not a longtail checkpoint (no model state); delete it")
     return state
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from longtail._checks import check_int, check_number
 from longtail.data import OWN_TRANSFORMS, PRESETS
+from longtail.errors import LongtailError
 
 HEADS = ("linear", "cosine")
 """The classifier heads a model may end with (:func:`longtail.training.models.build_model`)."""
@@ -173,17 +174,17 @@ def check_value(name: str, value: Any, default: Any, opt: Option) -> None:
     if value is None and default is None:
         return
     if opt.choices is not None and value not in (*opt.choices, *opt.also):
-        raise ValueError(f"{name} must be one of {', '.join(opt.choices)}, got {value!r}")
+        raise LongtailError(f"{name} must be one of {', '.join(opt.choices)}, got {value!r}")
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, got {value!r}")
+            raise LongtailError(f"{name} must be true or false, got {value!r}")
     elif isinstance(default, int) or opt.high is not None:
         check_int(value, name, opt.low, opt.high or MAX_COUNT)
     elif isinstance(default, float):
         check_number(value, name, opt.positive)
     if opt.parse is not None:
         if not isinstance(value, str):
-            raise ValueError(f"{name} must be text, got {value!r}")
+            raise LongtailError(f"{name} must be text, got {value!r}")
         module, function = opt.parse.split(":")
         getattr(importlib.import_module(module), function)(value)
 
@@ -204,7 +205,7 @@ def parse_setting(name: str, text: str, cls: type = TrainConfig) -> Any:
     ``true``/``false`` for a switch. A setting a row may not set raises ``ValueError``."""
     allowed = row_settings(cls)
     if name not in allowed:
-        raise ValueError(
+        raise LongtailError(
             f"a compared row cannot set {name!r}"
             + (" (every row of a comparison shares it)" if _is_setting(name, cls) else "")
             + f"; it may set {', '.join(allowed)}"
@@ -220,7 +221,7 @@ def parse_setting(name: str, text: str, cls: type = TrainConfig) -> Any:
             value = float(text)
     except (KeyError, ValueError):
         kind = {bool: "true or false", int: "an integer"}.get(type(f.default), "a number")
-        raise ValueError(f"{name} must be {kind}, got {text!r}") from None
+        raise LongtailError(f"{name} must be {kind}, got {text!r}") from None
     check_value(name, value, f.default, opt)
     return value
 

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from longtail._io import jsonable, strict_loads
+from longtail.errors import LongtailError
 from longtail.training.config import execution_fields
 
 
-class RunMismatch(ValueError):
+class RunMismatch(LongtailError):
     """The output folder holds a run of another identity."""
 
 

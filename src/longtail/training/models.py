@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from longtail._checks import check_int
+from longtail.errors import LongtailError
 from longtail.training.config import HEADS
 
 BUILTIN = ("mlp", "small_cnn")
@@ -84,7 +85,7 @@ class CosineClassifier(nn.Module):
     def __init__(self, in_features: int, num_classes: int, scale: float = 1.0) -> None:
         super().__init__()
         if scale <= 0:
-            raise ValueError(f"scale must be > 0, got {scale}")
+            raise LongtailError(f"scale must be > 0, got {scale}")
         self.scale = float(scale)
         self.weight = nn.Parameter(torch.empty(num_classes, in_features))
         self.reset_parameters()
@@ -128,7 +129,7 @@ def build_model(
             or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
         )
     ):
-        raise ValueError(
+        raise LongtailError(
             f"--pretrained {pretrained}: no such file"
             + ("; mlp and small_cnn take only a local weights file" if name in BUILTIN else "")
         )
@@ -140,7 +141,7 @@ def build_model(
         try:
             import timm
         except ImportError as err:
-            raise ValueError(f"model {name!r} needs timm: pip install 'longtail[timm]'") from err
+            raise LongtailError(f"model {name!r} needs timm: pip install 'longtail[timm]'") from err
         weights_name = pretrained if pretrained and not os.path.exists(pretrained) else None
         model = _timm_model(timm, name[5:], weights_name, num_classes, in_channels)
     else:
@@ -148,13 +149,13 @@ def build_model(
 
         available = torchvision.models.list_models(module=torchvision.models)
         if name not in available:
-            raise ValueError(
+            raise LongtailError(
                 f"unknown model {name!r}; use 'mlp', 'small_cnn', 'timm:NAME' or a torchvision classifier such as {', '.join(available[:8])}, ..."
             )
         if pretrained and not os.path.exists(pretrained):
             known = [w.name for w in torchvision.models.get_model_weights(name)]
             if pretrained not in known and pretrained != "DEFAULT":
-                raise ValueError(
+                raise LongtailError(
                     f"--pretrained {pretrained} is neither a file nor a weights name of {name} "
                     f"({', '.join(['DEFAULT', *known])})"
                 )
@@ -163,11 +164,11 @@ def build_model(
         else:
             model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
         if in_channels != 3:
-            raise ValueError(
+            raise LongtailError(
                 f"torchvision models expect 3-channel images, got in_channels={in_channels}"
             )
     if head not in HEADS:
-        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+        raise LongtailError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
     if head == "cosine":
         _replace_head(model, num_classes, lambda n_in, k: CosineClassifier(n_in, k, head_scale))
     if pretrained and os.path.exists(pretrained):
@@ -186,7 +187,7 @@ def check_input_size(model: nn.Module, name: str, in_channels: int, image_size: 
             model(torch.zeros(1, in_channels, image_size, image_size))
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
-        raise ValueError(
+        raise LongtailError(
             f"model {name} cannot take {image_size} x {image_size} images ({first}); "
             "use a larger --image-size (e.g. 32 or more for small_cnn, 64 or more for torchvision models)"
         ) from None
@@ -199,7 +200,7 @@ def find_classifier(model: nn.Module) -> str:
     :class:`CosineClassifier` (what :func:`build_model`'s ``head`` replaces)."""
     found = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, CosineClassifier))]
     if not found or not found[-1]:
-        raise ValueError("model has no Linear classifier layer")
+        raise LongtailError("model has no Linear classifier layer")
     return found[-1]
 
 
@@ -214,7 +215,7 @@ def _replace_head(
         if isinstance(m, nn.Linear):
             last_name, last = n, m
     if last is None:
-        raise ValueError("model has no Linear classifier layer to replace")
+        raise LongtailError("model has no Linear classifier layer to replace")
     parent = model.get_submodule(last_name.rsplit(".", 1)[0]) if "." in last_name else model
     setattr(parent, last_name.rsplit(".", 1)[-1], make(last.in_features, num_classes))
 
@@ -229,7 +230,7 @@ def _timm_model(
         return timm.create_model(name, num_classes=num_classes, in_chans=in_channels)
     known = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{name}.*")]
     if tag != "DEFAULT" and tag not in known:
-        raise ValueError(
+        raise LongtailError(
             f"--pretrained {tag} is neither a file nor a timm weights tag of {name} "
             f"({', '.join(['DEFAULT', *known[:12]]) if known else 'it has none'})"
         )
@@ -240,7 +241,7 @@ def _timm_model(
         )
     except Exception as err:  # noqa: BLE001 - the hub's errors, offline most of all
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(
+        raise LongtailError(
             f"--pretrained {tag}: timm could not load the weights of {full} ({first}); fetch them "
             "once where the hub is reachable, or pass a local weights file"
         ) from None
@@ -269,13 +270,13 @@ def load_pretrained(model: nn.Module, path: str | Path) -> PretrainedLoad:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(
+        raise LongtailError(
             f"--pretrained {path} is damaged or not a weights file that loads safely ({first})"
         ) from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if not isinstance(state, dict):
-        raise ValueError(f"--pretrained {path} holds no state dict (a name -> tensor table)")
+        raise LongtailError(f"--pretrained {path} holds no state dict (a name -> tensor table)")
     own = model.state_dict()
     fits = {
         k: v
@@ -290,7 +291,7 @@ def load_pretrained(model: nn.Module, path: str | Path) -> PretrainedLoad:
         tuple(k for k in state if k not in fits),
     )
     if backbone and not any(k in fits for k in backbone):
-        raise ValueError(
+        raise LongtailError(
             f"--pretrained {path} fits none of this model's backbone ({len(fits)} of {len(own)} "
             f"tensors match; e.g. the file has {', '.join(list(state)[:3]) or 'nothing'}): "
             "weights of another architecture? Pass the file made for this --model"

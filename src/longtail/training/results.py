@@ -16,18 +16,19 @@ from typing import Any
 import numpy as np
 
 from longtail._io import jsonable, strict_loads, write_json
+from longtail.errors import LongtailError
 from longtail.metrics import ClassificationReport
 
 
 def _strict(cls: type, record: Any, required: tuple[str, ...] = ()) -> dict[str, Any]:
     """``record`` as keyword arguments of ``cls``; an unknown or missing key raises ValueError."""
     if not isinstance(record, dict):
-        raise ValueError(f"{cls.__name__}: expected an object, got {type(record).__name__}")
+        raise LongtailError(f"{cls.__name__}: expected an object, got {type(record).__name__}")
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(record) - known)
     missing = [k for k in required if k not in record]
     if unknown or missing:
-        raise ValueError(
+        raise LongtailError(
             f"{cls.__name__}: unknown keys {unknown} / missing keys {missing}; written by "
             "another version of longtail?"
         )
@@ -78,7 +79,7 @@ class TestResult:
         kw = _strict(cls, record, ("summary", "per_class", "confusion"))
         if "levels" in kw:
             if not isinstance(kw["levels"], dict):
-                raise ValueError("TestResult: levels must be an object keyed by level number")
+                raise LongtailError("TestResult: levels must be an object keyed by level number")
             kw["levels"] = {n: TestResult.from_dict(r) for n, r in kw["levels"].items()}
         return cls(**kw)
 
@@ -190,7 +191,7 @@ class Stat:
 
 def _stats(table: Any) -> dict[str, dict[str, Stat]]:
     if not isinstance(table, dict):
-        raise ValueError("metrics must be an object: metric -> strategy -> statistics")
+        raise LongtailError("metrics must be an object: metric -> strategy -> statistics")
     return {m: {n: Stat.from_dict(s) for n, s in row.items()} for m, row in table.items()}
 
 

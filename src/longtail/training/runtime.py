@@ -12,6 +12,7 @@ import torch.distributed as tdist
 
 from longtail._distributed import rank_and_world
 from longtail.data.index import available_cpus
+from longtail.errors import LongtailError
 
 
 def join_process_group() -> tuple[int, int]:
@@ -30,18 +31,20 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise LongtailError(
+            f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise LongtailError(
                 f"device {name!r} was asked for but no CUDA GPU is available here; use --device cpu (or auto)"
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(
+            raise LongtailError(
                 f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)"
             )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} is not available here; use --device cpu (or auto)")
+        raise LongtailError(f"device {name!r} is not available here; use --device cpu (or auto)")
     return device
 
 

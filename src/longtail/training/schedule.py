@@ -16,11 +16,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from longtail.errors import LongtailError
+
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     """Multiplier of the base learning rate at optimiser step ``step`` (0-based)."""
     if total_steps < 1 or not 0 <= warmup_steps < total_steps:
-        raise ValueError(
+        raise LongtailError(
             f"need 0 <= warmup_steps < total_steps, got {warmup_steps} and {total_steps}"
         )
     if step < warmup_steps:
@@ -32,7 +34,7 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
 def best_epoch(history: Sequence[dict[str, float]], key: str = "val_balanced_accuracy") -> int:
     """The 1-based epoch with the highest ``key`` (the earliest among equals; a nan never wins)."""
     if not history:
-        raise ValueError("no epoch has finished: there is no model to choose")
+        raise LongtailError("no epoch has finished: there is no model to choose")
     best, best_value = 0, -math.inf
     for row in history:
         value = row[key]

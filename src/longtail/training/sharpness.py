@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from longtail._checks import parse_named
+from longtail.errors import LongtailError
 
 BASES = ("adamw", "sgd")
 SHARPNESS = ("sam", "imbsam")
@@ -43,21 +44,21 @@ def parse_optimizer(text: str) -> OptimizerSpec:
     name, params = parse_named(str(text))
     if name in BASES:
         if params:
-            raise ValueError(f"optimizer {name} takes no parameters; sam[base={name}] wraps it")
+            raise LongtailError(f"optimizer {name} takes no parameters; sam[base={name}] wraps it")
         return OptimizerSpec(name)
     if name not in SHARPNESS:
-        raise ValueError(
+        raise LongtailError(
             f"optimizer must be one of {', '.join(BASES + SHARPNESS)} (sam[rho=0.05,base=sgd]), "
             f"got {text!r}"
         )
     unknown = sorted(set(params) - {"rho", "base"})
     if unknown:
-        raise ValueError(f"{name} has no parameter {unknown[0]!r}; its parameters: rho, base")
+        raise LongtailError(f"{name} has no parameter {unknown[0]!r}; its parameters: rho, base")
     rho, base = params.get("rho", 0.05), params.get("base", "sgd")
     if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho < float("inf"):
-        raise ValueError(f"{name}: rho must be a finite number > 0, got {rho!r}")
+        raise LongtailError(f"{name}: rho must be a finite number > 0, got {rho!r}")
     if base not in BASES:
-        raise ValueError(f"{name}: base must be one of {', '.join(BASES)}, got {base!r}")
+        raise LongtailError(f"{name}: base must be one of {', '.join(BASES)}, got {base!r}")
     return OptimizerSpec(base, name, float(rho))
 
 

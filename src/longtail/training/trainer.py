@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 import torch
 from rich import get_console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from longtail._text import console_text, terminal_text
 from longtail.data.bundle import DataBundle
 from longtail.data.loading import device_view, keyed_batches, loader_kwargs, resolve_augmentation
+from longtail.errors import LongtailError
 from longtail.metrics import ClassificationReport
 from longtail.mixing import MixedBatch, MixSpec, mix_batch, mix_rng, mixed_loss, parse_mix
 from longtail.priors import canonical_target, prior_accuracy, target_prior
@@ -78,7 +79,7 @@ def classifier_head(
         return "cosine", needed.scale if needed else COSINE_SCALE
     if needed is not None and needed.scale_param not in loss_params:
         param = needed.scale_param
-        raise ValueError(
+        raise LongtailError(
             f"{loss} scales {needed.kind} logits by its parameter {param}; with --head linear "
             f"give {param} yourself, e.g. {loss}[{param}=1]"
         )
@@ -251,13 +252,13 @@ class Trainer:
         """Start from the finished first stage in ``folder`` (a run of this strategy's first
         stage alone): its tested model and its history; only the second stage runs here."""
         if len(self.built.stages) < 2:
-            raise ValueError(f"{self.strategy.label} has no second stage to follow {folder}")
+            raise LongtailError(f"{self.strategy.label} has no second stage to follow {folder}")
         first = first_stage_config(self.config, self.built)
         expected = run_identity(first, self.fingerprint)
         result = RunResult.load(folder / "metrics.json")
         if result.identity != expected or result.diverged is not None or result.test is None:
             diff = "; ".join(differences(result.identity, expected)[:3]) or "it did not finish"
-            raise ValueError(
+            raise LongtailError(
                 f"{folder} does not hold the finished first stage {first.strategy} of "
                 f"{self.strategy.label} ({diff}); train it there first"
             )
@@ -595,14 +596,16 @@ class Trainer:
     def _epoch_label(self, k: int, epoch: int, markup: bool = True) -> str:
         stages = len(self.built.stages)
         label = self.strategy.label + (f" (stage {k + 1})" if stages > 1 else "")
-        shown = escape(label) if markup else label
+        shown = console_text(label) if markup else label
         return f"{shown} epoch {epoch + 1}/{self.built.total_epochs}"
 
     def _announce_bad_images(self) -> None:
         for path, reason in self.data.new_unreadable_images().items():
             if self.rank == 0:
                 log.warning(
-                    "unreadable image %s (%s); replaced by another image of its class", path, reason
+                    "unreadable image %s (%s); replaced by another image of its class",
+                    terminal_text(path),
+                    terminal_text(reason),
                 )
 
 
