@@ -7,17 +7,19 @@ strict JSON: nan and infinity become ``null``, numpy values plain numbers.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import stat
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from longtail.errors import LongtailError
+from longtail.errors import LongtailError, OutputError
 
 OUTPUT_MARKER = ".longtail-output"
 """A file in every folder longtail writes its results to; an index never reads such a folder
@@ -60,27 +62,87 @@ def to_json(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(jsonable(obj), indent=indent, allow_nan=False)
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(fh)`` on a temporary file beside ``path``, flush it to disk and rename it over
-    ``path``. On any failure the temporary file is removed and ``path`` is left as it was; an
-    ``OSError`` (a full disk, say) is raised again naming ``path``."""
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _refuse_link(path: Path, err: OSError) -> OutputError:
+    return OutputError(
+        err.errno,
+        f"{path} is a link (or not a file longtail made); longtail writes its own files only, "
+        "never through a link: remove it, or pass another --out",
+    )
+
+
+def open_output(path: str | Path, flags: int = os.O_RDWR) -> int:
+    """A file descriptor of longtail's own file at ``path`` (created if needed, never truncated
+    here), opened without following a link: a symbolic link, a hard link (a second name of
+    another file) or anything but a regular file at ``path`` is refused with
+    :class:`~longtail.errors.OutputError`. The caller closes it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as fh:
+        fd = os.open(path, flags | os.O_CREAT | NOFOLLOW, 0o666)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.EMLINK, errno.EISDIR) or path.is_symlink():
+            raise _refuse_link(path, err) from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        raise _refuse_link(path, OSError(errno.EEXIST, "not a single regular file"))
+    return fd
+
+
+def refuse_links_below(top: str | Path, path: str | Path) -> Path:
+    """``path``, a folder inside the output folder ``top``, when no folder on the way below
+    ``top`` is a link (a planted link would send longtail's files elsewhere); ``top`` itself
+    may be one: the user named it. Returns ``path``."""
+    current = Path(top)
+    for name in Path(path).relative_to(top).parts:
+        current = current / name
+        if current.is_symlink():
+            raise _refuse_link(current, OSError(errno.ELOOP, "a link"))
+    return current
+
+
+def output_folder(top: str | Path, path: str | Path) -> Path:
+    """:func:`refuse_links_below`, then ``path`` created if needed."""
+    folder = refuse_links_below(top, path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(fh)`` on a new temporary file beside ``path`` (a fresh random name, opened
+    with ``O_EXCL`` and ``O_NOFOLLOW``: nothing planted there is followed or reused), flush it
+    to disk and rename it over ``path`` (a link at ``path`` is replaced, not followed). On any
+    failure the temporary file is removed and ``path`` is left as it was; an ``OSError`` (a full
+    disk, say) is raised again as :class:`~longtail.errors.OutputError` naming ``path``."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~_umask()) if hasattr(os, "fchmod") else None
+        with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as err:
-        tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError):
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, OutputError):
             reason = err.strerror or str(err)
-            raise OSError(
+            raise OutputError(
                 err.errno, f"could not write {path}: {reason}; it was left as it was"
             ) from err
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -105,6 +167,10 @@ def strict_loads(text: str) -> Any:
 __all__ = [
     "OUTPUT_MARKER",
     "atomic_write",
+    "NOFOLLOW",
+    "open_output",
+    "output_folder",
+    "refuse_links_below",
     "jsonable",
     "read_regular_file",
     "strict_loads",

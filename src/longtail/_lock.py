@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from longtail._io import open_output
 from longtail.errors import LongtailError
 
 LOCK_NAME = ".lock"
@@ -60,7 +61,7 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
             _held[key] = (fh, depth - 1)
         return
     path = folder / LOCK_NAME
-    fh = open(path, "a+")
+    fh = os.fdopen(open_output(path), "r+")  # a planted link is refused, never followed
     if not _try_lock(fh):
         fh.seek(0)
         holder = fh.read().strip() or "another process"

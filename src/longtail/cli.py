@@ -21,7 +21,7 @@ from rich.console import Console
 
 from longtail._text import console_text
 from longtail.data import IMAGE_SIZE
-from longtail.errors import LongtailError
+from longtail.errors import LongtailError, OutputError
 
 if TYPE_CHECKING:
     from longtail.data.bundle import DataBundle
@@ -60,7 +60,7 @@ def _output_folder(path: Path) -> Iterator[Path]:
     """Check ``--out`` before any data is loaded (a folder, or creatable, and writable), hold its
     lock for the command, and remove it again if this command created it and fails before
     writing anything into it."""
-    from longtail._io import OUTPUT_MARKER
+    from longtail._io import OUTPUT_MARKER, open_output
     from longtail._lock import LOCK_NAME, folder_lock
 
     if path.exists() and not path.is_dir():
@@ -69,7 +69,9 @@ def _output_folder(path: Path) -> Iterator[Path]:
     try:
         path.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=path).close()
-        (path / OUTPUT_MARKER).touch()  # an index of a folder above never reads this one
+        os.close(open_output(path / OUTPUT_MARKER))  # an index of a folder above skips it
+    except OutputError:
+        raise
     except OSError as err:
         raise LongtailError(
             f"cannot write into --out {path}: {err.strerror or err}; pass a folder you can write to"

@@ -23,7 +23,15 @@ class MissingInputError(LongtailError, FileNotFoundError):
 
 
 class OutputError(LongtailError, OSError):
-    """longtail cannot write where it was asked to (a full disk, a planted link, no permission)."""
+    """longtail cannot write where it was asked to (a full disk, a planted link, no permission);
+    ``errno`` is the operating system's error number, where there is one."""
+
+    def __init__(self, code: int | None, message: str) -> None:
+        super().__init__(message)
+        self.errno, self.strerror = code, message
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def shorten(items: Iterable[Any], shown: int = 10) -> str:

@@ -94,8 +94,6 @@ def _reduce(
 ) -> Tensor:
     """Per-sample ``loss`` weighted by w_{y_i} (ignored targets: 0) and reduced as
     ``F.cross_entropy`` does: "mean" is sum_i w_i l_i / sum_i w_i."""
-    if reduction not in ("mean", "sum", "none"):
-        raise LongtailError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     w = torch.ones_like(loss) if weight is None else weight.to(loss.device)[safe_t]
     w = w * valid
     loss = loss * w
@@ -106,9 +104,16 @@ def _reduce(
     return loss.sum() / w.sum().clamp_min(torch.finfo(loss.dtype).tiny)
 
 
+REDUCTIONS = ("mean", "sum", "none")
+
+
 class _ClassLoss(nn.Module):
+    """Base of every loss here: ``reduction`` is checked once, at construction."""
+
     def __init__(self, reduction: Reduction, ignore_index: int) -> None:
         super().__init__()
+        if reduction not in REDUCTIONS:
+            raise LongtailError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         self.reduction = reduction
         self.ignore_index = ignore_index
 

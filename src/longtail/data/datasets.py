@@ -22,6 +22,7 @@ from PIL.Image import DecompressionBombError
 from torch import Tensor
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
+from longtail._io import open_output, read_regular_file
 from longtail._text import terminal_text
 from longtail.data import IMAGE_SIZE
 from longtail.data.augment import (
@@ -326,10 +327,14 @@ class UnreadableClassError(LongtailError):
     """Every image of a class is unreadable, so it cannot be replaced by another of its class."""
 
 
+MAX_LOG_BYTES = 1 << 26
+"""The largest bad-image log read back (64 MiB)."""
+
+
 def record_bad_image(log_path: str | Path, path: str, reason: str) -> None:
     """Append ``path`` to a bad-image log (one JSON object a line, so any file name fits) unless
     it is there already; processes writing at once take turns (``flock`` where available)."""
-    with open(log_path, "a+", encoding="utf-8") as fh:
+    with os.fdopen(open_output(log_path, os.O_RDWR | os.O_APPEND), "r+", encoding="utf-8") as fh:
         try:
             import fcntl
 
@@ -357,8 +362,8 @@ def bad_images(log_path: str | Path) -> dict[str, str]:
     """Distinct unreadable images recorded in a bad-image log: path -> reason."""
     if not os.path.exists(log_path):
         return {}
-    with open(log_path, encoding="utf-8") as fh:
-        return _parse_bad_images(fh.read())
+    data = read_regular_file(log_path, MAX_LOG_BYTES)
+    return _parse_bad_images(data.decode("utf-8", "replace"))
 
 
 class SampleBatch(Sequence):

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from longtail._io import write_json
+from longtail._io import output_folder, write_json
 from longtail.data.bundle import DataBundle
 from longtail.data.index import available_cpus
 from longtail.experiments.plan import ComparisonPlan, Training
@@ -196,8 +196,7 @@ def train_commands(plan: ComparisonPlan, data_options: dict[str, Any], out: Path
     order that respects the dependencies; ``compare`` run afterwards collects them."""
     from longtail.training.config import option_names
 
-    folder = out / "commands"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = output_folder(out, out / "commands")
     lines = []
     for k, training in enumerate(plan.trainings, start=1):
         config = asdict(training.config)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from longtail._io import refuse_links_below
 from longtail.data.bundle import DataBundle
 from longtail.errors import LongtailError
 from longtail.strategies import Strategy, parse_strategy, split_outside_brackets
@@ -90,7 +91,7 @@ def parse_row(text: str) -> Row:
             raise LongtailError(f"{text!r} sets {name} twice")
         try:
             recipe[name] = parse_setting(name, value.strip())
-        except ValueError as err:
+        except LongtailError as err:
             raise LongtailError(f"{text!r}: {err}") from None
     return Row(parse_strategy(spec), tuple(recipe.items()), label)
 
@@ -162,21 +163,19 @@ def plan_comparison(
         strategy, row_base = row.strategy, replace(base, **dict(row.recipe))
         try:
             built = strategy_for_run(strategy, row_base, data)
-        except ValueError as err:
+        except LongtailError as err:
             raise LongtailError(f"strategy {row.label}: {err}") from None
         for seed in seeds:
             config = resolved_config(replace(row_base, strategy=strategy.label, seed=seed), data)
             identity = run_identity(config, fingerprint)
-            run_dir = _folder(out, row.label, seed, {})
+            run_dir = refuse_links_below(out, _folder(out, row.label, seed, {}))
             if strategy.stage is None:
                 training = plan.add(Training(config, run_dir, identity))
             else:
                 first_config = first_stage_config(config, built)
-                first_dir = _folder(
-                    out,
-                    first_config.strategy,
-                    seed,
-                    {**built.first_stage_settings(), **dict(row.recipe)},
+                settings = {**built.first_stage_settings(), **dict(row.recipe)}
+                first_dir = refuse_links_below(
+                    out, _folder(out, first_config.strategy, seed, settings)
                 )
                 first = plan.add(
                     Training(first_config, first_dir, run_identity(first_config, fingerprint))

@@ -2,7 +2,8 @@
 
 The page is ``report.md`` rendered by Python-Markdown (tables extension), with every plot it
 shows embedded as a ``data:`` URI and a small inline stylesheet: no network access, no file
-beside it, nothing executed.
+beside it, nothing executed. Text from the data (class names, paths) is escaped before it reaches
+the Markdown, and no link but http(s) and in-page ones survives the rendering.
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ code { background: #f2f2f2; padding: 0 3px; }
 """
 
 _IMG = re.compile(r'<img([^>]*?) src="([^"]+)"')
+_LINK = re.compile(r"<a\b[^>]*>(.*?)</a>", re.S)
+_SAFE_HREF = re.compile(r'<a href="(?:https?://|#)[^"]*">')
+
+
+def _plain_links(page: str) -> str:
+    """``page`` with every link that is not http(s) or in-page reduced to its text: the report's
+    text comes from data only through :func:`~longtail._text.markdown_text`, and this is the second
+    guard (no ``javascript:``, ``data:`` or file link can be clicked)."""
+    return _LINK.sub(lambda m: m.group() if _SAFE_HREF.match(m.group()) else m.group(1), page)
 
 
 def _embedded(folder: Path, page: str) -> str:
@@ -48,6 +58,7 @@ def _embedded(folder: Path, page: str) -> str:
 def report_html(report_markdown: str, folder: Path, title: str) -> str:
     """The self-contained page of ``report_markdown``, whose plots lie in ``folder``."""
     body = markdown.markdown(report_markdown, extensions=["tables"], output_format="html")
+    body = _plain_links(body)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n"

@@ -1,9 +1,16 @@
-"""Matplotlib plots written as PNG files (Agg backend, no display needed)."""
+"""Matplotlib plots written as PNG files (Agg backend, no display needed).
+
+Every text comes out as written: plots are drawn with mathtext off (a ``$`` in a class name is a
+dollar sign), and names that are not valid UTF-8 show U+FFFD (:func:`~longtail._text.printable`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import io
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import matplotlib
 
@@ -13,6 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from longtail._io import atomic_write  # noqa: E402
+from longtail._text import printable  # noqa: E402
 from longtail.distribution import GROUPS, ClassDistribution  # noqa: E402
 from longtail.training.results import PriorShift  # noqa: E402
 
@@ -31,15 +40,37 @@ def line_styles(n: int) -> list[dict]:
     ]
 
 
+Plot = TypeVar("Plot", bound=Callable[..., Any])
+
+
+def _literal_text(plot: Plot) -> Plot:
+    """``plot`` run with matplotlib's mathtext off, so that text is never parsed as markup."""
+
+    @functools.wraps(plot)
+    def literal(*args: Any, **kwargs: Any) -> Any:
+        with plt.rc_context({"text.parse_math": False}):
+            return plot(*args, **kwargs)
+
+    return literal  # type: ignore[return-value]
+
+
+def _shown(names: Sequence[Any]) -> list[str]:
+    """Names as a plot shows them (undecodable bytes as U+FFFD)."""
+    return [printable(n) for n in names]
+
+
 def _save(fig: plt.Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` atomically (never through a planted link)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")  # nothing outside the axes is clipped
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")  # nothing is clipped
     plt.close(fig)
+    atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
     return path
 
 
+@_literal_text
 def plot_class_counts(dist: ClassDistribution, path: str | Path, title: str | None = None) -> Path:
     """Classes sorted by count (log axis), coloured by head / medium / tail group."""
     order = np.argsort(-dist.counts, kind="stable")
@@ -50,11 +81,14 @@ def plot_class_counts(dist: ClassDistribution, path: str | Path, title: str | No
     ax.bar(np.arange(dist.num_classes), counts, color=[GROUP_COLOURS[g] for g in groups])
     ax.set_yscale("log")
     ax.set_xticks(np.arange(dist.num_classes))
-    ax.set_xticklabels([dist.class_names[i] for i in order], rotation=60, ha="right", fontsize=8)
+    ax.set_xticklabels(
+        _shown([dist.class_names[i] for i in order]), rotation=60, ha="right", fontsize=8
+    )
     ax.set_ylabel("images (log scale)")
     ax.set_title(
-        title
-        or f"{dist.num_classes} classes, {dist.total:,} images, imbalance ratio {dist.imbalance_ratio:.1f}"
+        printable(title)
+        if title
+        else f"{dist.num_classes} classes, {dist.total:,} images, imbalance ratio {dist.imbalance_ratio:.1f}"
     )
     handles = [plt.Rectangle((0, 0), 1, 1, color=GROUP_COLOURS[g]) for g in GROUPS]
     ax.legend(
@@ -66,6 +100,7 @@ def plot_class_counts(dist: ClassDistribution, path: str | Path, title: str | No
     return _save(fig, path)
 
 
+@_literal_text
 def plot_lorenz(dist: ClassDistribution, path: str | Path) -> Path:
     """Lorenz curve: cumulative share of images against cumulative share of classes (smallest first)."""
     x = np.sort(dist.counts.astype(np.float64))
@@ -90,6 +125,7 @@ def plot_lorenz(dist: ClassDistribution, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+@_literal_text
 def plot_per_class_recall(
     recalls: Mapping[str, Sequence[float]],
     dist: ClassDistribution,
@@ -107,7 +143,9 @@ def plot_per_class_recall(
     for (name, rec), style in zip(recalls.items(), line_styles(len(recalls)), strict=True):
         ax1.plot(np.arange(dist.num_classes), np.asarray(rec)[order], ms=4, label=name, **style)
     ax1.set_xticks(np.arange(dist.num_classes))
-    ax1.set_xticklabels([dist.class_names[i] for i in order], rotation=60, ha="right", fontsize=8)
+    ax1.set_xticklabels(
+        _shown([dist.class_names[i] for i in order]), rotation=60, ha="right", fontsize=8
+    )
     ax1.set_ylabel("recall on test")
     ax1.set_ylim(0, 1.02)
     ax1.grid(alpha=0.3)
@@ -131,6 +169,7 @@ def recall_change(
     return names, order, change
 
 
+@_literal_text
 def plot_recall_change(
     recalls: Mapping[str, Sequence[float]],
     baseline: str,
@@ -152,13 +191,13 @@ def plot_recall_change(
     im = ax.imshow(np.ma.masked_invalid(change), cmap="RdBu", vmin=-top, vmax=top, aspect="auto")
     ax.set_xticks(np.arange(k))
     ax.set_xticklabels(
-        [f"{dist.class_names[i]} ({dist.counts[i]:,})" for i in order],
+        _shown([f"{dist.class_names[i]} ({dist.counts[i]:,})" for i in order]),
         rotation=60,
         ha="right",
         fontsize=8,
     )
     ax.set_yticks(np.arange(len(names)))
-    ax.set_yticklabels(names, fontsize=8)
+    ax.set_yticklabels(_shown(names), fontsize=8)
     if k * len(names) <= 600:
         for i in range(len(names)):
             for j in range(k):
@@ -182,6 +221,7 @@ def plot_recall_change(
     return _save(fig, path)
 
 
+@_literal_text
 def plot_confusion(
     matrix: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = ""
 ) -> Path:
@@ -195,8 +235,8 @@ def plot_confusion(
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(np.arange(k))
     ax.set_yticks(np.arange(k))
-    ax.set_xticklabels(class_names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticklabels(class_names, fontsize=8)
+    ax.set_xticklabels(_shown(class_names), rotation=60, ha="right", fontsize=8)
+    ax.set_yticklabels(_shown(class_names), fontsize=8)
     if k <= 20:
         for i in range(k):
             for j in range(k):
@@ -212,7 +252,7 @@ def plot_confusion(
                     )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title or "Confusion matrix (row-normalised)")
+    ax.set_title(printable(title or "Confusion matrix (row-normalised)"))
     fig.colorbar(im, ax=ax, fraction=0.046)
     return _save(fig, path)
 
@@ -232,6 +272,7 @@ def _tree_order(dist: ClassDistribution) -> np.ndarray:
     return np.array(sorted(range(dist.num_classes), key=lambda j: [k[j] for k in keys]))
 
 
+@_literal_text
 def plot_tree(dist: ClassDistribution, path: str | Path) -> Path:
     """Icicle plot of the class tree: one row per level (top first), each node a bar as wide as
     its share of the training images, coloured by its head / medium / tail group at its level;
@@ -264,7 +305,7 @@ def plot_tree(dist: ClassDistribution, path: str | Path) -> Path:
                 ax.text(
                     start + width / 2,
                     y,
-                    f"{name}\n{int(sub.counts[i]):,}",
+                    f"{printable(name)}\n{int(sub.counts[i]):,}",
                     ha="center",
                     va="center",
                     fontsize=7,
@@ -283,6 +324,7 @@ def plot_tree(dist: ClassDistribution, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+@_literal_text
 def plot_prior_shift(shift: PriorShift, path: str | Path) -> Path:
     """Test accuracy of each strategy under shifted class priors (:mod:`longtail.priors`): from
     the training prior sharpened (left) through uniform to the training prior reversed (right),

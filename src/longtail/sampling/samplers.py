@@ -120,13 +120,19 @@ class EpochSeeded:
         """Pin the epoch whose plan every following iteration yields (call it each epoch)."""
         self.epoch = int(epoch)
         self._pinned = True
+        if self.seed is None and self._collective() and not self._seed_ready:
+            self._drawn_seed, self._seed_ready = self._draw_seed(), True
+
+    def _collective(self) -> bool:
+        """Whether a drawn seed must be agreed by every rank (a collective call)."""
+        dist = torch.distributed
+        return self.num_replicas > 1 and dist.is_available() and dist.is_initialized()
 
     def _draw_seed(self) -> int:
         seed = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator).item())
-        dist = torch.distributed
-        if self.num_replicas > 1 and dist.is_available() and dist.is_initialized():
+        if self._collective():
             box = [seed]
-            dist.broadcast_object_list(box, src=0)  # every rank follows rank 0's draw
+            torch.distributed.broadcast_object_list(box, src=0)  # every rank follows rank 0's draw
             seed = int(box[0])
         return seed
 
@@ -135,6 +141,12 @@ class EpochSeeded:
         if self.seed is not None:
             return self.seed
         if self._drawn_seed is None:
+            if self._collective():  # len() before any set_epoch() or iteration: no collective
+                raise LongtailError(
+                    "this sampler has seed=None under DistributedDataParallel, so its seed is "
+                    "agreed by all ranks in set_epoch() or iteration; call set_epoch(epoch) "
+                    "before len(), or pass a seed"
+                )
             self._drawn_seed, self._seed_ready = self._draw_seed(), True
         return self._drawn_seed
 

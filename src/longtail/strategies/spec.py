@@ -98,7 +98,7 @@ class Strategy:
 def _known(kind: Kind, name: str, spec: str) -> str:
     try:
         component(kind, name)
-    except ValueError as err:
+    except LongtailError as err:
         raise LongtailError(f"{err} (in {spec!r})") from None
     return name
 

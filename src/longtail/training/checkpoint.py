@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from longtail._io import atomic_write
-from longtail.errors import LongtailError
+from longtail.errors import LongtailError, OutputError
 
 
 def save_atomic(state: dict[str, Any], path: str | Path) -> None:
@@ -25,7 +25,7 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> None:
         atomic_write(path, lambda fh: torch.save(state, fh))
     except (OSError, RuntimeError) as err:  # torch's writer reports a full disk as RuntimeError
         reason = err.strerror if isinstance(err, OSError) else _first_line(err)
-        raise OSError(
+        raise OutputError(
             getattr(err, "errno", None) or errno.ENOSPC,
             f"could not write {path} ({reason}; is the disk full?). The previous checkpoint is "
             "intact: free some space and run the same command again with --resume",

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch.distributed as tdist
 
-from longtail._io import write_json, write_text
+from longtail._io import output_folder, write_json, write_text
 from longtail.training.checkpoint import load, save_atomic
 from longtail.training.identity import check_identity, saved_identity
 from longtail.training.results import RunResult
@@ -139,7 +139,7 @@ class RunRecorder:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 return None
-            self._board = SummaryWriter(str(self.out / "tensorboard"))
+            self._board = SummaryWriter(str(output_folder(self.out, self.out / "tensorboard")))
         return self._board
 
 
