@@ -110,9 +110,9 @@ def test_cache_round_trips_newlines_and_undecodable_file_names(tmp_path):
 
 def test_cache_format_rejects_a_damaged_file(tmp_path):
     index = ImageIndex(tmp_path, ["a/1.jpg", "a/2.jpg"], np.array([0, 0]), ["a"], np.full(2, -1))
-    index.save(tmp_path / "c.npz", {"": 1})
+    index.save(tmp_path / "c.npz", {"": (1, 2, 3)})
     loaded, fp = ImageIndex.load(tmp_path / "c.npz")
-    assert loaded.paths == index.paths and fp == {"": 1}
+    assert loaded.paths == index.paths and fp == {"": (1, 2, 3)}
 
 
 # ------------------------------------------------------------------ 5. manifests

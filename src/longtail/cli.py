@@ -121,11 +121,12 @@ def _analyze(args: argparse.Namespace) -> int:
             )
             source = "the embedded Fashion-MNIST-LT (train split)"
         else:
+            from longtail.data.bundle import split_folders
             from longtail.data.index import build_index
 
             path = Path(args.path)
             source = str(path)
-            if (path / "train").is_dir():
+            if "train" in split_folders(path, args.allow_outside):
                 path = path / "train"
                 source = f"{path} (the training split; val/ and test/ are not counted)"
                 console.print(

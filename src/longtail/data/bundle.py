@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from longtail._io import OUTPUT_MARKER
 from longtail._text import terminal_text
 from longtail.data import IMAGE_SIZE
 from longtail.data.datasets import ArrayDataset, FolderDataset, bad_images
@@ -50,7 +52,8 @@ class DataBundle:
         """What defines the data a model sees: the source and its settings, the class names (and
         the class tree, where there is one: a tree-aware sampler or loss depends on it), the
         class counts of every split, and a digest of each split's labels in order and, for
-        folder data, its files (so that moving an image to another class changes it)."""
+        folder data, its files with their sizes and modification times (so that moving an image
+        to another class, or rewriting it in place, changes it)."""
         counts = {
             part: np.bincount(
                 np.asarray(ds.targets), minlength=self.distribution.num_classes
@@ -86,10 +89,13 @@ class DataBundle:
 
 def split_digest(dataset: Dataset) -> str:
     """SHA-256 of a split's labels in order, and of its file paths where it has them (a
-    :class:`FolderDataset`, or a dataset with torchvision's ``samples``): one pass over arrays
-    the index already holds, no file read."""
+    :class:`FolderDataset`, or a dataset with torchvision's ``samples``); for a
+    :class:`FolderDataset` also of each file's size and modification time (rsync's quick check:
+    an image rewritten in place changes the digest). A ``stat`` per file, no file read."""
     digest = hashlib.sha256(np.asarray(dataset.targets, dtype=np.int64).tobytes())
     if isinstance(dataset, FolderDataset):
+        sizes, mtimes = dataset.index.file_stats()
+        digest.update(sizes[dataset.indices].tobytes() + mtimes[dataset.indices].tobytes())
         picked = dataset.indices.tolist()
         paths = list(itemgetter(*picked)(dataset.index.paths)) if len(picked) > 1 else []
         paths += [dataset.index.paths[picked[0]]] if len(picked) == 1 else []
@@ -146,10 +152,10 @@ def folder_bundle(
     """
     source = Path(source)
     folder = partial(FolderDataset, image_size=image_size, level=level, bad_image_log=bad_image_log)
-    has_train = (source / "train").is_dir()
-    given = {n: source / n for n in ("val", "test") if has_train and (source / n).is_dir()}
+    splits = split_folders(source, allow_outside)
+    given = {n: path for n, path in splits.items() if n != "train"}
     indexing = partial(build_index, rescan=rescan, progress=progress, allow_outside=allow_outside)
-    train_index = indexing(source / "train" if has_train else source)
+    train_index = indexing(splits.get("train", source))
     parts: dict[str, FolderDataset] = {}
     for name, path in given.items():
         index = indexing(path)
@@ -198,6 +204,45 @@ def folder_bundle(
         settings,
         Path(bad_image_log) if bad_image_log else None,
     )
+
+
+SPLITS = ("train", "val", "test")
+
+
+def split_folders(source: str | Path, allow_outside: bool = False) -> dict[str, Path]:
+    """The split folders of a data folder that holds ``train/`` (and ``val/``, ``test/``), by
+    name; empty when it holds no ``train/`` (a manifest, or class folders). A split folder that
+    is a link out of ``source`` is refused unless ``allow_outside`` (as a class folder is), and
+    so is any other folder beside ``train/``, which would be left out without a word (hidden
+    folders and longtail's own output folders aside)."""
+    source = Path(source)
+    if not (source / "train").is_dir():
+        return {}
+    found = {n: source / n for n in SPLITS if (source / n).is_dir()}
+    real = os.path.realpath(source)
+    for name, path in found.items():
+        target = os.path.realpath(path)
+        if not allow_outside and os.path.dirname(target) != real:
+            raise LongtailError(
+                f"{path} is a link to {target}, outside the data folder {source}; copy the "
+                f"{name} split into the data folder, or pass --allow-outside to read it there"
+            )
+    with os.scandir(source) as entries:
+        others = sorted(
+            e.name
+            for e in entries
+            if e.is_dir()
+            and e.name not in SPLITS
+            and not e.name.startswith(".")
+            and not os.path.exists(os.path.join(e.path, OUTPUT_MARKER))
+        )
+    if others:
+        raise LongtailError(
+            f"{source} holds train/ and also {terminal_text(shorten(others))}: beside train/, "
+            "only val/ and test/ are read, so these would be left out. Move their class folders "
+            "into train/ (or val/, test/), or move them out of the data folder"
+        )
+    return found
 
 
 def _labels(index: ImageIndex, level: int | None) -> np.ndarray:
@@ -265,6 +310,8 @@ def bundle_from_datasets(
 
 __all__ = [
     "MIN_VALIDATION_IMAGES",
+    "SPLITS",
+    "split_folders",
     "bundle_from_datasets",
     "DataBundle",
     "embedded_bundle",

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from longtail._io import OUTPUT_MARKER, atomic_write
+from longtail._text import terminal_text
 from longtail.distribution import ClassDistribution
 from longtail.errors import LongtailError, MissingInputError
 
@@ -44,7 +45,7 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 )
 _EXTENSIONS = tuple(IMAGE_EXTENSIONS)
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 PATH_COLUMNS = ("path", "file", "filename", "filepath", "file_path", "image", "image_path")
 LABEL_COLUMNS = ("label", "class", "class_name", "category", "target")
 
@@ -68,6 +69,14 @@ def _unpack(blob: np.ndarray) -> list[str]:
 
 
 Progress = Callable[[int, int, int], None]
+Stamps = dict[str, tuple[int, int, int]]
+"""Folder (relative to the root) -> its (modification time, change time, inode): the change time
+and inode cannot be set back, so a folder rebuilt with its old times is noticed."""
+
+
+def folder_stamp(info: os.stat_result) -> tuple[int, int, int]:
+    """A folder's (modification time ns, change time ns, inode)."""
+    return info.st_mtime_ns, info.st_ctime_ns, info.st_ino
 
 
 @dataclass
@@ -76,7 +85,8 @@ class ImageIndex:
 
     ``class_dirs[j]`` is class j's folder relative to the root (its parts give the hierarchy);
     ``sizes[i]`` is the file size in bytes, -1 until :meth:`file_sizes` has read it;
-    ``files[i]`` is the file's identity (device, inode), (-1, -1) where it is not known.
+    ``files[i]`` is the file's identity (device, inode), (-1, -1) where it is not known;
+    ``mtimes[i]`` its modification time in ns once :meth:`file_stats` has read it.
     """
 
     root: Path
@@ -85,6 +95,7 @@ class ImageIndex:
     class_dirs: list[str]
     sizes: np.ndarray
     files: np.ndarray | None = None
+    mtimes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.files is None:
@@ -129,25 +140,33 @@ class ImageIndex:
         return os.path.join(self.root, self.paths[i])
 
     def file_sizes(self) -> np.ndarray:
-        """File sizes in bytes, read once (a directory listing per class folder) and then kept;
-        -1 for a file that has gone."""
-        if self.sizes.size and self.sizes.min() >= 0:
-            return self.sizes
-        sizes: dict[str, int] = {}
+        """File sizes in bytes (see :meth:`file_stats`)."""
+        return self.file_stats()[0]
+
+    def file_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each file's size in bytes and modification time in ns, as rsync's quick check sees
+        them (-1 for a file that has gone): a directory listing and a ``stat`` per file, read
+        once and then kept. A file rewritten in place changes one of them."""
+        if self.mtimes is not None and (not self.sizes.size or self.sizes.min() >= 0):
+            return self.sizes, self.mtimes
+        stats: dict[str, tuple[int, int]] = {}
         for folder in {p.rpartition("/")[0] for p in self.paths}:
             try:
                 with os.scandir(os.path.join(self.root, folder)) as it:
                     prefix = f"{folder}/" if folder else ""
-                    sizes.update((prefix + e.name, e.stat().st_size) for e in it if e.is_file())
+                    for e in it:
+                        if e.is_file():
+                            info = e.stat()
+                            stats[prefix + e.name] = (info.st_size, info.st_mtime_ns)
             except OSError:
                 continue
-        self.sizes = np.fromiter(
-            (sizes.get(p, -1) for p in self.paths), dtype=np.int64, count=len(self.paths)
-        )
-        return self.sizes
+        both = np.array([stats.get(p, (-1, -1)) for p in self.paths], dtype=np.int64)
+        both = both.reshape(len(self.paths), 2)
+        self.sizes, self.mtimes = both[:, 0].copy(), both[:, 1].copy()
+        return self.sizes, self.mtimes
 
     # ------------------------------------------------------------------ cache files
-    def save(self, path: str | Path, fingerprint: dict[str, int] | None = None) -> None:
+    def save(self, path: str | Path, fingerprint: Stamps | None = None) -> None:
         """Write the index atomically (temp file + rename) as a compact ``.npz``."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +176,7 @@ class ImageIndex:
             "labels": self.labels.astype(np.int32),
             "sizes": self.sizes,
             "files": self.files,
-            "fp_mtimes": np.array(list(fp.values()), dtype=np.int64),
+            "fp_stamps": np.array(list(fp.values()), dtype=np.int64).reshape(len(fp), 3),
         }
         for name, strings in (
             ("root", [str(self.root)]),
@@ -169,7 +188,7 @@ class ImageIndex:
         atomic_write(path, lambda fh: np.savez(fh, **columns))
 
     @staticmethod
-    def load(path: str | Path) -> tuple[ImageIndex, dict[str, int]]:
+    def load(path: str | Path) -> tuple[ImageIndex, Stamps]:
         """Read a cache file written by :meth:`save`; returns the index and its folder fingerprint."""
         with np.load(path) as z:
             if int(z["version"]) != CACHE_VERSION:
@@ -188,12 +207,13 @@ class ImageIndex:
             )
             if not len(index.paths) == index.labels.size == len(index.files):
                 raise LongtailError(f"{path} is a damaged index cache; rescan")
-            fp = dict(zip(strings("fp_dirs"), z["fp_mtimes"].tolist(), strict=True))
+            stamps = [tuple(s) for s in z["fp_stamps"].tolist()]
+            fp = dict(zip(strings("fp_dirs"), stamps, strict=True))
         return index, fp
 
 
 # ---------------------------------------------------------------------- folder trees
-Scanned = tuple[list[tuple[str, list[str], np.ndarray]], dict[str, int]]
+Scanned = tuple[list[tuple[str, list[str], np.ndarray]], Stamps]
 
 
 def _inside(real: str, root_real: str) -> bool:
@@ -212,7 +232,7 @@ def _scan_subtree(root: str, rel: str, allow_outside: bool = False) -> Scanned:
     [n, 2]) triples and folder mtimes. Reads directory entries only (type and inode come with the
     listing): a stat per folder and per symlink, none per file."""
     classes: list[tuple[str, list[str], np.ndarray]] = []
-    mtimes: dict[str, int] = {}
+    mtimes: Stamps = {}
     root_real = os.path.realpath(root)
     top = os.path.join(root, rel) if rel else root
     # each folder with the real paths of the folders above it (symlinks resolved)
@@ -224,7 +244,7 @@ def _scan_subtree(root: str, rel: str, allow_outside: bool = False) -> Scanned:
             raise _outside_error(full, chain[-1], root)
         try:
             inodes, links, subdirs, info = _list_folder(full, cur, chain, root_real, allow_outside)
-            mtimes[cur] = info.st_mtime_ns
+            mtimes[cur] = folder_stamp(info)
         except OSError as err:
             raise OSError(
                 err.errno,
@@ -246,12 +266,10 @@ def _scan_subtree(root: str, rel: str, allow_outside: bool = False) -> Scanned:
 
 def _list_folder(
     full: str, cur: str, chain: tuple[str, ...], root_real: str, allow_outside: bool
-) -> tuple[
-    dict[str, int], dict[str, tuple[int, int]], list[tuple[str, tuple[str, ...]]], os.stat_result
-]:
+) -> tuple[Stamps, dict[str, tuple[int, int]], list[tuple[str, tuple[str, ...]]], os.stat_result]:
     """One folder's image files (name -> inode, of this folder's device), the identity (device,
     inode) of those that are links, its sub-folders with their real-path chains, and its stat."""
-    inodes: dict[str, int] = {}
+    inodes: Stamps = {}
     links: dict[str, tuple[int, int]] = {}
     subdirs: list[tuple[str, tuple[str, ...]]] = []
     with os.scandir(full) as it:
@@ -287,7 +305,7 @@ def scan_folder(
     progress: Progress | None = None,
     workers: int | None = None,
     allow_outside: bool = False,
-) -> tuple[ImageIndex, dict[str, int]]:
+) -> tuple[ImageIndex, Stamps]:
     """Scan a class-folder tree; returns the index and the mtimes of every folder seen.
 
     Top-level folders are walked by ``workers`` threads (default: one per core, at most 8), which
@@ -307,7 +325,7 @@ def scan_folder(
             "sub-folder named after the class (root/CLASS/*.jpg), or pass a CSV manifest (path,label)"
         )
     classes: list[tuple[str, list[str], list[tuple[int, int]]]] = []
-    mtimes = {"": os.stat(root).st_mtime_ns}
+    mtimes = {"": folder_stamp(os.stat(root))}
     workers = workers or min(8, available_cpus())
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(tops)))) as pool:
         futures = [pool.submit(_scan_subtree, str(root), top, allow_outside) for top in tops]
@@ -430,6 +448,7 @@ def read_manifest(csv_path: str | Path, allow_outside: bool = False) -> ImageInd
         raise LongtailError(
             f"manifest {csv_path}: rows {bad[:5]} lack a path or a label; expected 'path,label'"
         )
+    _check_manifest_rows(rows, path_col, label_col, first_line, csv_path)
     paths = [os.path.normpath(r[path_col].strip()) for r in rows]
     labels_str = [r[label_col].strip().strip("/") for r in rows]
     seen: dict[str, tuple[int, str]] = {}
@@ -457,6 +476,27 @@ def read_manifest(csv_path: str | Path, allow_outside: bool = False) -> ImageInd
             f"({paths[j]}) name the same file; list every file once, with one label"
         )
     return index
+
+
+def _check_manifest_rows(
+    rows: list[list[str]], path_col: int, label_col: int, first_line: int, csv_path: Path
+) -> None:
+    """Refuse a row that repeats a header (two manifests joined with ``cat``) and a label with an
+    empty, ``.`` or ``..`` level (``/``, ``x//y``, ``../c``), naming the row."""
+    for i, r in enumerate(rows):
+        path, label = r[path_col].strip().lower(), r[label_col].strip()
+        if path in PATH_COLUMNS and label.lower() in LABEL_COLUMNS:
+            raise LongtailError(
+                f"manifest {csv_path}: row {i + first_line} ({terminal_text(','.join(r))}) is a "
+                "header, not an image; remove it (two manifests joined keep only the first header)"
+            )
+        parts = label.strip("/").split("/")
+        if not all(parts) or {".", ".."} & set(parts):
+            raise LongtailError(
+                f"manifest {csv_path}: row {i + first_line} has the label {terminal_text(label)!r}, "
+                "with an empty, '.' or '..' level; a label is a class name, or levels joined "
+                "by '/' (water_area/lake)"
+            )
 
 
 def _manifest_files(
@@ -511,13 +551,62 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("LONGTAIL_CACHE", Path.home() / ".cache" / "longtail"))
 
 
-def _fingerprint_unchanged(root: Path, fp: dict[str, int]) -> bool:
+def _fingerprint_unchanged(root: Path, fp: Stamps) -> bool:
     try:
         return bool(fp) and all(
-            os.stat(root / d if d else root).st_mtime_ns == m for d, m in fp.items()
+            folder_stamp(os.stat(root / d if d else root)) == m for d, m in fp.items()
         )
     except OSError:
         return False
+
+
+def _private(info: os.stat_result) -> bool:
+    """Owned by this user and writable by nobody else."""
+    mine = not hasattr(os, "getuid") or info.st_uid == os.getuid()
+    return mine and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+def _trusted_cache_folder(folder: Path) -> bool:
+    """Whether index caches may be read from and written to ``folder``: it does not exist yet,
+    or it is a folder of this user's that no one else can write to."""
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return True
+    return stat.S_ISDIR(info.st_mode) and _private(info)
+
+
+def _trusted_cache_file(cache: Path) -> bool:
+    """Whether ``cache`` is a regular file (not a link) of this user's that no one else can
+    write to: a cache planted by someone else is rebuilt, never believed."""
+    try:
+        info = os.lstat(cache)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and _private(info)
+
+
+def _rows_describe(index: ImageIndex, fp: Stamps, allow_outside: bool) -> bool:
+    """Whether a cached index's rows are what a scan of its folder can give: every class folder
+    a plain relative path (no empty, ``.`` or ``..`` part) among the folders it was checked
+    against, inside the root (unless ``allow_outside``), and every row an image file directly
+    in its class's folder."""
+    root_real = os.path.realpath(index.root)
+    for d in index.class_dirs:
+        parts = d.split("/")
+        if d not in fp or not all(parts) or {".", ".."} & set(parts) or os.path.isabs(d):
+            return False
+        if not allow_outside and not _inside(os.path.realpath(index.root / d), root_real):
+            return False
+    prefixes = [f"{d}/" for d in index.class_dirs]
+    if index.labels.size and not 0 <= int(index.labels.min()) <= int(index.labels.max()) < len(
+        prefixes
+    ):
+        return False
+    return all(
+        p.startswith(pre) and "/" not in p[len(pre) :] and p.lower().endswith(_EXTENSIONS)
+        for p, pre in zip(index.paths, map(prefixes.__getitem__, index.labels.tolist()))
+    )
 
 
 def build_index(
@@ -532,8 +621,11 @@ def build_index(
     """Index a class-folder tree or CSV manifest, reusing a cached index when the tree is unchanged.
 
     The cache file lives in ``cache_dir`` (default ``$LONGTAIL_CACHE`` or ``~/.cache/longtail``),
-    named after the absolute path of ``source``. A cache that cannot be written is skipped; one
-    that cannot be read (empty, cut short, of another version) is rebuilt. ``allow_outside``
+    named after the absolute path of ``source``. A cache is data, not authority: it is used only
+    when it is a file of this user's in a folder no one else can write to, when every folder it
+    saw still has its modification time, change time and inode, and when its rows are what a
+    scan could give (:func:`_rows_describe`); otherwise the folder is scanned again. A cache
+    that cannot be written is skipped; one that cannot be read is rebuilt. ``allow_outside``
     lets links (and manifest rows) lead out of the data folder.
     """
     source = Path(source)
@@ -553,16 +645,21 @@ def build_index(
         Path(cache_dir or default_cache_dir())
         / f"index-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
     )
-    if use_cache and not rescan and cache.exists():
+    trusted = use_cache and _trusted_cache_folder(cache.parent)
+    if trusted and not rescan and _trusted_cache_file(cache):
         try:
             index, fp = ImageIndex.load(cache)
-            if index.root == root and _fingerprint_unchanged(root, fp):
+            if (
+                index.root == root
+                and _fingerprint_unchanged(root, fp)
+                and _rows_describe(index, fp, allow_outside)
+            ):
                 return index
         except Exception:  # noqa: BLE001 - any damage to the cache: scan again
             pass
     index, fp = scan_folder(root, progress=progress, allow_outside=allow_outside)
     index.root = root
-    if use_cache:
+    if trusted:
         try:
             index.save(cache, fp)
         except OSError:
