@@ -116,7 +116,7 @@ def test_the_target_prior_is_read_from_a_name_a_csv_file_or_a_json_table(tmp_pat
     text = canonical_target(str(table))
     assert text == '{"a":1.0,"b":1.0,"c":2.0}'
     np.testing.assert_allclose(target_prior(text, counts, names), [0.25, 0.25, 0.5])
-    with pytest.raises(ValueError, match=r"missing \['c'\], unknown \['d'\]"):
+    with pytest.raises(ValueError, match=r"missing c, unknown d"):
         target_prior('{"a": 1, "b": 1, "d": 1}', counts, names)
     with pytest.raises(ValueError, match="must be finite and >= 0"):
         target_prior('{"a": 1, "b": -1, "c": 1}', counts, names)

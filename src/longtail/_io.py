@@ -11,6 +11,7 @@ import errno
 import json
 import math
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
@@ -28,15 +29,22 @@ OUTPUT_MARKER = ".longtail-output"
 
 def read_regular_file(path: str | Path, limit: int) -> bytes:
     """The bytes of the regular file at ``path``. Anything else (a FIFO, a device, a socket, a
-    folder) is refused without waiting on it, and so is a file over ``limit`` bytes."""
+    folder) is refused without waiting on it, and so is a file over ``limit`` bytes. The buffer
+    is the file's size (``fstat``), not ``limit``; a file that grows while it is read is read up
+    to ``limit``."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    with os.fdopen(fd, "rb") as fh:
+    with os.fdopen(fd, "rb", buffering=0) as fh:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise OSError(f"{path} is not a regular file (a FIFO, device or folder)")
         if info.st_size > limit:
             raise OSError(f"{path} is {info.st_size:,} bytes, over the {limit:,} read here")
-        return fh.read(limit)
+        data = fh.read(info.st_size + 1)  # one byte more: did it grow?
+        if len(data) > info.st_size:
+            data += fh.read(limit + 1 - len(data))
+            if len(data) > limit:
+                raise OSError(f"{path} grew over the {limit:,} bytes read here while it was read")
+        return data
 
 
 def jsonable(obj: Any) -> Any:
@@ -155,20 +163,65 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, to_json(obj) + "\n")
 
 
+MAX_JSON_DEPTH = 64
+"""The deepest nesting of objects and arrays a JSON file read here may have (longtail writes
+at most 8)."""
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(text: str) -> int:
+    """The deepest nesting of ``[`` / ``{`` in JSON ``text`` (brackets in strings not counted),
+    found without recursion."""
+    codes = np.frombuffer(_STRING.sub('""', text).encode("utf-8", "replace"), dtype=np.uint8)
+    step = np.isin(codes, (ord("["), ord("{"))).astype(np.int64)
+    step -= np.isin(codes, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max(initial=0))
+
+
 def strict_loads(text: str) -> Any:
-    """Parse JSON, refusing the NaN/Infinity tokens that ``json.loads`` accepts by default."""
+    """Parse JSON, refusing what ``json.loads`` accepts by default but no file of longtail's
+    holds: the NaN/Infinity tokens, a key repeated in one object (the last would win in
+    silence), and nesting deeper than :data:`MAX_JSON_DEPTH` (which would end in a
+    ``RecursionError``). Each is a :class:`~longtail.errors.LongtailError`."""
 
     def refuse(token: str) -> Any:
         raise LongtailError(f"invalid JSON number {token}")
 
-    return json.loads(text, parse_constant=refuse)
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise LongtailError(f"the key {key!r} is given twice in one JSON object")
+            seen.add(key)
+        return dict(pairs)
+
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise LongtailError(f"JSON nested {depth} deep, over the {MAX_JSON_DEPTH} read here")
+    try:
+        return json.loads(text, parse_constant=refuse, object_pairs_hook=unique)
+    except json.JSONDecodeError as err:
+        raise LongtailError(f"not valid JSON: {err}") from None
+
+
+def read_json(path: str | Path, limit: int, what: str) -> Any:
+    """:func:`strict_loads` of the regular UTF-8 file at ``path`` of at most ``limit`` bytes;
+    any problem is a :class:`~longtail.errors.LongtailError` naming ``what`` and ``path``."""
+    try:
+        return strict_loads(read_regular_file(path, limit).decode("utf-8"))
+    except (LongtailError, OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise LongtailError(f"{what} {path} cannot be read: {reason}") from None
 
 
 __all__ = [
     "OUTPUT_MARKER",
     "atomic_write",
     "NOFOLLOW",
+    "json_depth",
+    "MAX_JSON_DEPTH",
     "open_output",
+    "read_json",
     "output_folder",
     "refuse_links_below",
     "jsonable",

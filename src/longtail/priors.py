@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ import numpy as np
 
 from longtail._checks import as_counts
 from longtail._io import strict_loads
-from longtail.errors import LongtailError
+from longtail._text import terminal_text
+from longtail.errors import LongtailError, shorten
 
 # the exponents t of the shifted priors q ~ pi^t that a comparison reports: the training prior
 # (t = 1) and beyond, through uniform (t = 0) to the training prior reversed (t = -1) and beyond
@@ -102,6 +104,12 @@ def _prior_table(text: str) -> dict[str, float]:
                 rows = rows[1:]
             if any(len(r) != 2 for r in rows):
                 raise LongtailError(f"{path}: every row must be class,share")
+            twice = sorted(name for name, n in Counter(r[0] for r in rows).items() if n > 1)
+            if twice:
+                raise LongtailError(
+                    f"{path} gives the share of {terminal_text(shorten(twice))} twice; give "
+                    "each class once"
+                )
             table = {r[0]: _share(r[1], r[0]) for r in rows}
     if not isinstance(table, dict) or not table:
         raise LongtailError(f"target prior {text!r} must be a non-empty class -> share table")
@@ -147,12 +155,14 @@ def target_prior(text: str, counts: Any, class_names: Sequence[str]) -> np.ndarr
     unknown = sorted(set(table) - set(names))
     if missing or unknown:
         raise LongtailError(
-            f"the target prior must give a share to every class and to nothing else: missing "
-            f"{missing[:5]}, unknown {unknown[:5]}"
+            "the target prior must give a share to every class and to nothing else: missing "
+            f"{terminal_text(shorten(missing, 5)) or 'none'}, unknown "
+            f"{terminal_text(shorten(unknown, 5)) or 'none'}"
         )
     q = np.array([table[n] for n in names], dtype=np.float64)
     if q.sum() <= 0:
         raise LongtailError("the target prior's shares are all zero")
+    q = q / q.max()  # shares of any size: their sum never overflows
     return q / q.sum()
 
 

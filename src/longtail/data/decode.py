@@ -112,6 +112,7 @@ def read_image(path: str | Path, size: int, resize_size: int | None = None) -> T
     ``resize_size`` (default ``size``) and centre-cropped to ``size`` x ``size``."""
     resize_size = resize_size or size
     image = read_encoded(path)
+    check_resized(image, resize_size)
     pixels = None
     small = min(image.width, image.height) < 2 * resize_size  # too small to reduce on decode
     if image.is_jpeg and image.orientation == 1 and not small:
@@ -182,6 +183,21 @@ def check_pixels(width: int, height: int, path: str | Path) -> None:
             f"{path} declares {width} x {height} = {width * height:,} pixels, over the "
             f"{2 * limit:,} that PIL.Image.MAX_IMAGE_PIXELS allows: a decompression bomb, or raise "
             "that limit if the image is genuine"
+        )
+
+
+def check_resized(image: EncodedImage, resize_size: int) -> None:
+    """Refuse an image whose shorter side scaled to ``resize_size`` makes more pixels than
+    ``PIL.Image.MAX_IMAGE_PIXELS`` (an extreme aspect ratio: a 1 x 65000 strip at 224 would be a
+    224 x 14,560,000 tensor), before anything is decoded."""
+    limit = Image.MAX_IMAGE_PIXELS
+    short, long = sorted((image.width, image.height))
+    resized = resize_size * math.ceil(resize_size * long / short)
+    if limit is not None and resized > limit:
+        raise DecompressionBombError(
+            f"{image.path} is {image.width} x {image.height}: its shorter side scaled to "
+            f"{resize_size} px would make {resized:,} pixels, over the {limit:,} that "
+            "PIL.Image.MAX_IMAGE_PIXELS allows; crop it to a usual aspect ratio"
         )
 
 
@@ -417,14 +433,23 @@ PNG comes out nearly white), so they are scaled to 8 bits here instead."""
 
 
 def _wide_to_rgb(im: Image.Image) -> Tensor:
-    """16-bit (and 32-bit integer) gray scaled by 255 / 65535, i.e. to the high byte; float images
-    holding [0, 1] by 255, others by their own maximum."""
-    x = np.asarray(im).astype(np.float64)
+    """16-bit (and 32-bit integer) gray scaled by 255 / 65535 and rounded, i.e. to the high byte;
+    float images holding [0, 1] by 255, others by their own maximum. Integer images are scaled
+    in integers (round(x * 255 / 65535) = (x * 255 + 32767) // 65535: never a tie), so a 16-bit
+    image costs its own 2 bytes a pixel, 4 for the scaling and 3 for the result."""
+    x = np.asarray(im)
     if im.mode == "F":
-        top = 1.0 if x.size and np.nanmax(x) <= 1.0 else max(float(np.nanmax(x)), 1.0)
+        x = np.nan_to_num(x.astype(np.float32, copy=False))
+        top = 1.0 if x.size and x.max() <= 1.0 else max(float(x.max()), 1.0)
+        gray = np.clip(np.rint(x * np.float32(255.0 / top)), 0, 255).astype(np.uint8)
     else:
-        top = 65535.0 if not x.size or x.max() <= 65535 else float(x.max())
-    gray = np.clip(np.rint(np.nan_to_num(x) * (255.0 / top)), 0, 255).astype(np.uint8)
+        top = 65535 if not x.size or int(x.max()) <= 65535 else int(x.max())
+        wide = x.astype(np.uint32) if x.dtype == np.uint16 else np.clip(x, 0, None).astype(np.int64)
+        wide *= 255
+        wide += top // 2
+        wide //= top
+        gray = wide.astype(np.uint8)
+        del wide
     return torch.from_numpy(np.ascontiguousarray(gray)).expand(3, *gray.shape).clone()
 
 
@@ -447,6 +472,7 @@ __all__ = [
     "center_crop_resize",
     "check_jpeg_data",
     "check_pixels",
+    "check_resized",
     "decode_jpeg_rgb",
     "decode_resized_crop",
     "EncodedImage",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +56,25 @@ def load(path: str | Path) -> dict[str, Any]:
     return state
 
 
+@contextmanager
+def restoring(path: str | Path) -> Iterator[None]:
+    """Restore state read from the checkpoint at ``path`` inside the ``with`` block: a file of
+    the run's identity that still does not fit (a tensor missing or of another shape, a field
+    absent or of another kind) is a :class:`~longtail.errors.LongtailError` naming it, not
+    torch's multi-line message."""
+    try:
+        yield
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+        if isinstance(err, LongtailError):
+            raise
+        raise LongtailError(
+            f"{path} does not fit this run ({type(err).__name__}: {_first_line(err)}); it is "
+            "damaged or was changed: delete it, or pass another --out, to start afresh"
+        ) from err
+
+
 __all__ = [
     "load",
+    "restoring",
     "save_atomic",
 ]

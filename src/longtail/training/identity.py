@@ -14,9 +14,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from longtail._io import jsonable, strict_loads
+from longtail._io import jsonable, read_json
 from longtail.errors import LongtailError
 from longtail.training.config import execution_fields
+
+MAX_CONFIG_BYTES = 1 << 24
+"""The largest ``config.json`` read (16 MiB)."""
 
 
 class RunMismatch(LongtailError):
@@ -74,8 +77,8 @@ def saved_identity(run_dir: Path, name: str = "config.json") -> dict[str, Any] |
     if not path.exists():
         return None
     try:
-        record = strict_loads(path.read_text())
-    except ValueError:
+        record = read_json(path, MAX_CONFIG_BYTES, "the run's settings")
+    except LongtailError:
         return {"unreadable": str(path)}
     return record.get("identity") if isinstance(record, dict) else None
 

@@ -9,30 +9,79 @@ keys of nested dictionaries. A value that is not a number (a recall without test
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 
-from longtail._io import jsonable, strict_loads, write_json
+from longtail._io import jsonable, read_json, write_json
 from longtail.errors import LongtailError
 from longtail.metrics import ClassificationReport
 
+Record = TypeVar("Record")
+
+MAX_RECORD_BYTES = 1 << 28
+"""The largest ``metrics.json`` or ``results.json`` read (256 MiB)."""
+
+
+def load_record(cls: type[Record], path: Path) -> Record:
+    """The record of type ``cls`` (its ``from_dict``) in the JSON file at ``path``, read through
+    :func:`~longtail._io.read_json`; a file that is not such a record is a
+    :class:`~longtail.errors.LongtailError` naming it."""
+    record = read_json(path, MAX_RECORD_BYTES, f"the {cls.__name__} file")
+    try:
+        return cls.from_dict(record)  # type: ignore[attr-defined]
+    except LongtailError as err:
+        raise LongtailError(f"{path} is not a {cls.__name__} longtail wrote: {err}") from None
+
 
 def _strict(cls: type, record: Any, required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``record`` as keyword arguments of ``cls``; an unknown or missing key raises ValueError."""
+    """``record`` as keyword arguments of ``cls``: an unknown or missing key, or a value that
+    does not fit its field's type (:func:`fits`), raises :class:`~longtail.errors.LongtailError`."""
     if not isinstance(record, dict):
         raise LongtailError(f"{cls.__name__}: expected an object, got {type(record).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(record) - known)
+    hints = get_type_hints(cls)
+    unknown = sorted(set(record) - set(hints))
     missing = [k for k in required if k not in record]
     if unknown or missing:
         raise LongtailError(
             f"{cls.__name__}: unknown keys {unknown} / missing keys {missing}; written by "
             "another version of longtail?"
         )
+    for key, value in record.items():
+        if not fits(value, hints[key]):
+            raise LongtailError(
+                f"{cls.__name__}: {key} must be {hints[key]}, got {repr(value)[:60]}"
+            )
     return dict(record)
+
+
+def fits(value: Any, hint: Any) -> bool:
+    """Whether the JSON ``value`` fits the field type ``hint``: numbers, text, lists and objects
+    checked all the way down; a float may be null (a non-finite number, as written); a record
+    (a dataclass) must be an object, which its own ``from_dict`` checks."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (Union, UnionType):
+        return any(fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return value is None or isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    if origin is list or hint is list:
+        return isinstance(value, list) and (not args or all(fits(v, args[0]) for v in value))
+    if origin is dict or hint is dict:
+        return isinstance(value, dict) and (
+            not args or all(fits(k, args[0]) and fits(v, args[1]) for k, v in value.items())
+        )
+    return isinstance(value, dict) if is_dataclass(hint) else True
 
 
 def _number(value: float | None) -> float:
@@ -159,7 +208,7 @@ class RunResult:
 
     @classmethod
     def load(cls, path: Path) -> RunResult:
-        return cls.from_dict(strict_loads(path.read_text()))
+        return load_record(cls, path)
 
 
 @dataclass(frozen=True)
@@ -383,7 +432,7 @@ class Comparison:
 
     @classmethod
     def load(cls, path: Path) -> Comparison:
-        return cls.from_dict(strict_loads(path.read_text()))
+        return load_record(cls, path)
 
 
 __all__ = [

@@ -28,12 +28,12 @@ from longtail.priors import canonical_target, prior_accuracy, target_prior
 from longtail.strategies import BuiltStrategy, Strategy, build_strategy, parse_strategy
 from longtail.strategies.registry import ClassifierHead
 from longtail.strategies.stages import Stage, StageContext
-from longtail.training.checkpoint import load
+from longtail.training.checkpoint import load, restoring
 from longtail.training.config import TrainConfig
 from longtail.training.evaluation import evaluate_model, score_heads
 from longtail.training.identity import differences, run_identity
 from longtail.training.models import build_model, default_augment, find_classifier
-from longtail.training.recorder import TESTED, RunRecorder
+from longtail.training.recorder import CHECKPOINT, TESTED, RunRecorder
 from longtail.training.results import Divergence, RunResult, TestResult
 from longtail.training.runtime import (
     autocast,
@@ -240,12 +240,13 @@ class Trainer:
         saved = self.recorder.saved_checkpoint()
         if saved is None:
             return None
-        self.current = int(saved.get("stage", 0))
-        for k in range(1, self.current + 1):
-            self.built.stages[k].restore(self.ctx)
-        self.model.load_state_dict(saved["model"])
-        self.built.load_state_dict(saved["strategy"])
-        self.start_epoch, self.history = saved["epoch"] + 1, saved["history"]
+        with restoring(self.recorder.out / CHECKPOINT):
+            self.current = int(saved.get("stage", 0))
+            for k in range(1, self.current + 1):
+                self.built.stages[k].restore(self.ctx)
+            self.model.load_state_dict(saved["model"])
+            self.built.load_state_dict(saved["strategy"])
+            self.start_epoch, self.history = int(saved["epoch"]) + 1, list(saved["history"])
         return saved
 
     def _import_first_stage(self, folder: Path) -> None:
@@ -262,7 +263,8 @@ class Trainer:
                 f"{folder} does not hold the finished first stage {first.strategy} of "
                 f"{self.strategy.label} ({diff}); train it there first"
             )
-        self.model.load_state_dict(load(folder / TESTED)["model"])
+        with restoring(folder / TESTED):
+            self.model.load_state_dict(load(folder / TESTED)["model"])
         self.history = list(result.history)
         self.start_epoch = self.built.stage_bounds()[0][1]
         self.imported = True
@@ -300,8 +302,9 @@ class Trainer:
         run = self.stage_run(stage)
         if self.saved is not None and int(self.saved.get("stage", 0)) == k:
             if "optimizer" in self.saved:
-                run.optimizer.load_state_dict(self.saved["optimizer"])
-                run.scheduler.load_state_dict(self.saved["scheduler"])
+                with restoring(self.recorder.out / CHECKPOINT):
+                    run.optimizer.load_state_dict(self.saved["optimizer"])
+                    run.scheduler.load_state_dict(self.saved["scheduler"])
         try:
             for epoch in range(first, end):
                 self.run_epoch(k, epoch, run)
