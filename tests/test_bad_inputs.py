@@ -115,7 +115,7 @@ def test_bad_options(tmp_path, capsys, argv, message):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--image-size", "0"], "--image-size must be a positive number"),
+        (["--image-size", "0"], "--image-size must be an integer >= 1"),
         (["--image-size", "4", "--model", "small_cnn"], "cannot take 4 x 4 images"),
     ],
 )

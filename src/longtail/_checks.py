@@ -148,22 +148,29 @@ def check_int(value: Any, name: str, low: int = 0, high: int | None = None) -> i
     return int(value)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""The largest number torch stores in float32 (about 3.4e38): settings end up there."""
+
+
 def check_number(value: Any, name: str, positive: bool = False) -> float:
-    """``value`` as a float when it is a finite number >= 0 (> 0 with ``positive``), else
-    ``ValueError`` naming ``name``."""
+    """``value`` as a float when it is a finite number >= 0 (> 0 with ``positive``) and at most
+    :data:`FLOAT32_MAX` (larger ones become infinite in torch), else ``ValueError`` naming
+    ``name``."""
     ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
     try:
-        finite = ok and np.isfinite(float(value))
+        finite = ok and abs(float(value)) <= FLOAT32_MAX
     except OverflowError:  # an integer beyond any float
         finite = False
     if not finite or value < 0 or (positive and value == 0):
         raise LongtailError(
-            f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}"
+            f"{name} must be a finite number {'> 0' if positive else '>= 0'} (at most "
+            f"{FLOAT32_MAX:.3g}, float32's largest), got {repr(value)[:40]}"
         )
     return float(value)
 
 
 __all__ = [
+    "FLOAT32_MAX",
     "as_counts",
     "check_int",
     "check_number",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from longtail._checks import check_int
 from longtail._text import console_text
 from longtail.data import IMAGE_SIZE
 from longtail.errors import LongtailError, OutputError
@@ -101,10 +102,15 @@ def _check_data_options(args: argparse.Namespace) -> None:
                 f"{', '.join(given)} only apply to folder data (--data DIR); the embedded "
                 "Fashion-MNIST-LT has fixed 28 x 28 images and splits"
             )
-    elif args.image_size is not None and args.image_size < 1:
-        raise LongtailError(
-            f"--image-size must be a positive number of pixels, got {args.image_size}"
-        )
+    else:
+        from longtail.training.config import MAX_SEED
+
+        if args.image_size is not None:
+            check_int(args.image_size, "--image-size", 1, MAX_IMAGE_SIZE)
+        if args.split_seed is not None:
+            check_int(args.split_seed, "--split-seed", 0, MAX_SEED)
+        if args.level is not None:
+            check_int(args.level, "--level", 1, MAX_LEVEL)
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -259,6 +265,9 @@ def _jobs(text: str) -> int:
 
 
 MAX_SEEDS = 1000
+MAX_IMAGE_SIZE = 4096
+"""The largest --image-size: a batch of 4096 px images is already gigabytes."""
+MAX_LEVEL = 1000
 ALLOW_OUTSIDE_HELP = (
     "read files that links (or a manifest's rows) place outside the data folder; refused otherwise"
 )

@@ -152,7 +152,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for f, opt in settings(type(self)):
-            check_value(f.name, getattr(self, f.name), f.default, opt)
+            try:
+                check_value(f.name, getattr(self, f.name), f.default, opt)
+            except LongtailError as err:  # name the flag too: the command line's name of it
+                raise LongtailError(
+                    f"{err} (option {opt.flag})" if opt.flag else str(err)
+                ) from None
 
 
 def settings(cls: type) -> Iterator[tuple[Any, Option]]:
