@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from longtail.errors import LongtailError
+from longtail.errors import LongtailError, shorten
 
 _PART = re.compile(r"^([a-z_][a-z0-9_]*)(?:\[(.*)\])?$")
 
@@ -101,12 +101,14 @@ def as_counts(counts: Any, name: str = "counts") -> np.ndarray:
             f"{name} must be a non-empty 1-D sequence of per-class counts, got shape {arr.shape}"
         )
     if not np.all(np.isfinite(arr)):
-        raise LongtailError(f"{name} contains nan or inf: {arr.tolist()}")
+        bad = np.flatnonzero(~np.isfinite(arr)).tolist()
+        raise LongtailError(f"{name} contains nan or inf (classes {shorten(bad)})")
     if np.any(arr < 0):
         bad = np.flatnonzero(arr < 0).tolist()
-        raise LongtailError(f"{name} must be >= 0; classes {bad} are negative")
+        raise LongtailError(f"{name} must be >= 0; classes {shorten(bad)} are negative")
     if np.any(arr != np.round(arr)):
-        raise LongtailError(f"{name} must be whole numbers of samples, got {arr.tolist()}")
+        bad = np.flatnonzero(arr != np.round(arr)).tolist()
+        raise LongtailError(f"{name} must be whole numbers of samples (classes {shorten(bad)})")
     return arr.astype(np.int64)
 
 

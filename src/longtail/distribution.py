@@ -6,6 +6,7 @@ levels and the head / medium / tail split; everything downstream takes it (or a 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ import numpy as np
 
 from longtail._checks import as_counts, as_labels, check_names
 from longtail._io import to_json
-from longtail._text import markdown_text
+from longtail._text import markdown_text, terminal_text
 from longtail.errors import LongtailError
 
 GROUPS = ("head", "medium", "tail")
@@ -49,6 +50,11 @@ class GroupRuleSpec:
             )
         if self.few > self.many:
             raise LongtailError(f"few ({self.few}) must be <= many ({self.many})")
+
+
+MAX_LEVELS = 32
+"""The deepest class tree read (Million-AID has 3 levels): deeper ones are refused, as every
+per-level table, plot and metric grows with the number of levels."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,15 @@ class ClassDistribution:
             if len(hierarchy) != c.size:
                 raise LongtailError(f"hierarchy has {len(hierarchy)} entries for {c.size} classes")
             hier = tuple(tuple(str(p) for p in path) for path in hierarchy)
+            deepest = max(range(c.size), key=lambda i: len(hier[i]))
+            if len(hier[deepest]) >= MAX_LEVELS:
+                leaf = names[deepest].rsplit("/", 1)[-1]
+                where = terminal_text("/".join((*hier[deepest][:3], "...", leaf)))
+                raise LongtailError(
+                    f"class {where} lies {len(hier[deepest]) + 1} levels deep; longtail reads "
+                    f"class trees of at most {MAX_LEVELS} levels. Flatten the folders, or give "
+                    "a CSV manifest whose labels name the levels you want"
+                )
         c.setflags(write=False)
         return cls(c, names, hier, grouping or GroupRuleSpec())
 
@@ -226,17 +241,26 @@ class ClassDistribution:
         if level == self.num_levels:
             self.level_keys(level)  # range check
             return list(self.class_names)
-        keys = self.level_keys(level)
-        last: dict[str, set[tuple[str, ...]]] = {}
-        for key in keys:
-            last.setdefault(key[-1], set()).add(key)
-        return [key[-1] if len(last[key[-1]]) == 1 else "/".join(key) for key in keys]
+        if level not in self._level_names:
+            keys = self.level_keys(level)
+            last: dict[str, set[tuple[str, ...]]] = {}
+            for key in keys:
+                last.setdefault(key[-1], set()).add(key)
+            names = [key[-1] if len(last[key[-1]]) == 1 else "/".join(key) for key in keys]
+            self._level_names[level] = names
+        return list(self._level_names[level])
+
+    @functools.cached_property
+    def _level_names(self) -> dict[int, list[str]]:
+        """:meth:`level_names` computed so far, by level (each is asked for once per level)."""
+        return {}
 
     def at_level(self, level: int) -> ClassDistribution:
         """Counts rolled up to ``level``; classes named by first appearance."""
         names = self.level_names(level)
-        uniq = list(dict.fromkeys(names))
-        idx = np.array([uniq.index(n) for n in names], dtype=np.int64)
+        position = {n: i for i, n in enumerate(dict.fromkeys(names))}
+        uniq = list(position)
+        idx = np.array([position[n] for n in names], dtype=np.int64)
         counts = np.bincount(idx, weights=self.counts, minlength=len(uniq)).astype(np.int64)
         hier = None
         if level > 1:

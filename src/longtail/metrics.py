@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from longtail.distribution import GROUPS, ClassDistribution
-from longtail.errors import LongtailError
+from longtail.errors import LongtailError, shorten
 from longtail.hierarchy import ancestors, mistake_severity, roll_up_probabilities
 
 
@@ -454,7 +454,7 @@ def compare_runs(
     names = list(runs)
     baseline = baseline or names[0]
     if baseline not in runs:
-        raise LongtailError(f"baseline {baseline!r} is not among the strategies {names}")
+        raise LongtailError(f"baseline {baseline!r} is not among the strategies {shorten(names)}")
     table: dict[str, dict[str, dict[str, float]]] = {}
     for m in metrics:
         row = {}

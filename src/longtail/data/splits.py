@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from longtail._checks import as_labels
-from longtail.errors import LongtailError
+from longtail._text import terminal_text
+from longtail.errors import LongtailError, shorten
 
 
 def random_rank_within_class(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,7 +45,7 @@ def stratified_split(
     if small.size:
         names = [class_names[i] if class_names else str(i) for i in small]
         raise LongtailError(
-            f"classes {names} have fewer than {parts} images, so they cannot appear in every split; "
+            f"{len(names):,} classes ({terminal_text(shorten(names))}) have fewer than {parts} images, so they cannot appear in every split; "
             "add images or merge/remove these classes"
         )
     sizes = np.stack([np.maximum(1, np.round(f * counts)).astype(np.int64) for f in fractions])

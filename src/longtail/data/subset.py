@@ -16,7 +16,7 @@ import numpy as np
 
 from longtail._checks import as_labels
 from longtail.data.splits import random_rank_within_class
-from longtail.errors import LongtailError
+from longtail.errors import LongtailError, shorten
 
 Profile = Literal["exponential", "step"]
 
@@ -84,8 +84,9 @@ def make_long_tailed(
     short = np.flatnonzero(target > available)
     if short.size:
         raise LongtailError(
-            f"classes {short.tolist()} have {available[short].tolist()} images but the profile asks for "
-            f"{target[short].tolist()}; lower n_max or reorder the classes"
+            f"classes {shorten(short.tolist())} have {shorten(available[short].tolist())} images "
+            f"but the profile asks for {shorten(target[short].tolist())}; lower n_max or "
+            "reorder the classes"
         )
     order, rank = random_rank_within_class(y, seed)
     return np.sort(order[rank < np.repeat(target, available)])

@@ -286,24 +286,17 @@ def plot_tree(dist: ClassDistribution, path: str | Path) -> Path:
         names = dist.level_names(level)
         index = {n: i for i, n in enumerate(sub.class_names)}
         runs = [names[j] for j in order]
-        start = 0.0
-        for k, name in enumerate(runs):
-            if k and runs[k - 1] == name:
-                continue
-            i = index[name]
-            width = sub.counts[i] / total
-            y = levels - level
-            ax.barh(
-                y,
-                width,
-                left=start,
-                height=0.9,
-                color=GROUP_COLOURS[sub.groups[i]],
-                edgecolor="white",
-            )
+        nodes = [name for k, name in enumerate(runs) if not k or runs[k - 1] != name]
+        rows = np.array([index[name] for name in nodes], dtype=np.int64)
+        widths = sub.counts[rows] / total
+        lefts = np.concatenate([[0.0], np.cumsum(widths)[:-1]])
+        y = levels - level
+        colours = [GROUP_COLOURS[sub.groups[i]] for i in rows]
+        ax.barh(y, widths, left=lefts, height=0.9, color=colours, edgecolor="white")
+        for name, i, left, width in zip(nodes, rows, lefts, widths, strict=True):
             if width > 0.035:
                 ax.text(
-                    start + width / 2,
+                    left + width / 2,
                     y,
                     f"{printable(name)}\n{int(sub.counts[i]):,}",
                     ha="center",
@@ -311,7 +304,6 @@ def plot_tree(dist: ClassDistribution, path: str | Path) -> Path:
                     fontsize=7,
                     color="white",
                 )
-            start += width
     ax.set_yticks(range(levels))
     ax.set_yticklabels([f"level {levels - y}" for y in range(levels)])
     ax.set_xlim(0, 1)
