@@ -7,8 +7,8 @@ One function per sink, so that a name is data wherever it lands:
 - :func:`markdown_text`: Markdown and HTML syntax characters backslash-escaped or written as
   entities, so a name never becomes a link, an image, emphasis, a tag or a table column;
 - :func:`console_text`: :func:`terminal_text` with rich's markup escaped;
-- :func:`plot_text`: ``$`` escaped, so matplotlib shows the text rather than parsing it as
-  mathtext.
+- plots draw their text with matplotlib's mathtext off (:mod:`longtail.report.plots`), and
+  show names through :func:`terminal_text`.
 
 Names that are not valid UTF-8 (a folder name's undecodable bytes, kept by ``os.fsdecode`` as
 surrogates) are shown with U+FFFD replacement characters by every one of them.
@@ -64,16 +64,9 @@ def console_text(text: Any) -> str:
     return escape(terminal_text(text))
 
 
-def plot_text(text: Any) -> str:
-    """``text`` as matplotlib shows it literally: ``$`` escaped (no mathtext), control
-    characters escaped."""
-    return terminal_text(text).replace("$", r"\$")
-
-
 __all__ = [
     "console_text",
     "markdown_text",
-    "plot_text",
     "printable",
     "terminal_text",
 ]

@@ -1,7 +1,8 @@
 """Matplotlib plots written as PNG files (Agg backend, no display needed).
 
 Every text comes out as written: plots are drawn with mathtext off (a ``$`` in a class name is a
-dollar sign), and names that are not valid UTF-8 show U+FFFD (:func:`~longtail._text.printable`).
+dollar sign), control characters show escaped and names that are not valid UTF-8 show U+FFFD
+(:func:`~longtail._text.terminal_text`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from longtail._io import atomic_write  # noqa: E402
-from longtail._text import printable  # noqa: E402
+from longtail._text import terminal_text  # noqa: E402
 from longtail.distribution import GROUPS, ClassDistribution  # noqa: E402
 from longtail.training.results import PriorShift  # noqa: E402
 
@@ -56,7 +57,7 @@ def _literal_text(plot: Plot) -> Plot:
 
 def _shown(names: Sequence[Any]) -> list[str]:
     """Names as a plot shows them (undecodable bytes as U+FFFD)."""
-    return [printable(n) for n in names]
+    return [terminal_text(n) for n in names]
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
@@ -86,7 +87,7 @@ def plot_class_counts(dist: ClassDistribution, path: str | Path, title: str | No
     )
     ax.set_ylabel("images (log scale)")
     ax.set_title(
-        printable(title)
+        terminal_text(title)
         if title
         else f"{dist.num_classes} classes, {dist.total:,} images, imbalance ratio {dist.imbalance_ratio:.1f}"
     )
@@ -252,7 +253,7 @@ def plot_confusion(
                     )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(printable(title or "Confusion matrix (row-normalised)"))
+    ax.set_title(terminal_text(title or "Confusion matrix (row-normalised)"))
     fig.colorbar(im, ax=ax, fraction=0.046)
     return _save(fig, path)
 
@@ -298,7 +299,7 @@ def plot_tree(dist: ClassDistribution, path: str | Path) -> Path:
                 ax.text(
                     left + width / 2,
                     y,
-                    f"{printable(name)}\n{int(sub.counts[i]):,}",
+                    f"{terminal_text(name)}\n{int(sub.counts[i]):,}",
                     ha="center",
                     va="center",
                     fontsize=7,
