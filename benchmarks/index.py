@@ -9,7 +9,12 @@ and scaled to ``--files``. Then prints, on a warm file-system cache:
 - ``torchvision.datasets.ImageFolder(root)`` construction (it lists the files of each top-level
   folder and reads no hierarchy);
 - longtail's first index (``scan_folder``: paths, leaf labels, every hierarchy level);
-- longtail's cached reload (``build_index`` with an unchanged tree).
+- longtail's cached reload (``build_index`` with an unchanged tree), which checks every cached
+  row against the folder it describes, beside the same reload without that check (the cache
+  file read and its folder stamps compared: what a reload cost before rows were checked);
+- the content check a run's identity holds: each file's size and modification time
+  (``ImageIndex.file_stats``, a ``stat`` per file), and with it what ``train`` / ``compare`` pay
+  to index a tree they have seen (cached reload + content check).
 
 With ``--cold`` (root only) the page cache is dropped before every timed run, as after a reboot
 or on first touching a network file system.
@@ -124,7 +129,7 @@ def main() -> None:
 
     from torchvision.datasets import ImageFolder
 
-    from longtail.data.index import build_index, scan_folder
+    from longtail.data.index import ImageIndex, _fingerprint_unchanged, build_index, scan_folder
 
     marker = args.root / ".complete"
     if not (marker.exists() and marker.read_text() == str(args.files)):
@@ -147,6 +152,23 @@ def main() -> None:
     t_cached, cached = timed(
         lambda: build_index(args.root, cache_dir=cache), args.repeats, args.cold
     )
+    (cache_file,) = list(cache.iterdir())
+
+    def unchecked_reload() -> ImageIndex:
+        loaded, fp = ImageIndex.load(cache_file)
+        assert _fingerprint_unchanged(args.root.resolve(), fp)
+        return loaded
+
+    t_unchecked, _ = timed(unchecked_reload, args.repeats, args.cold)
+
+    def content_check() -> None:
+        fresh = ImageIndex(
+            index.root, index.paths, index.labels, index.class_dirs, index.sizes * 0 - 1
+        )
+        sizes, mtimes = fresh.file_stats()
+        assert sizes.min() >= 0 and mtimes.min() > 0
+
+    t_content, _ = timed(content_check, args.repeats, args.cold)
     assert len(ds) == len(index) == len(cached) == args.files
     n_levels = index.distribution().num_levels
     print(
@@ -161,6 +183,19 @@ def main() -> None:
     )
     print(
         f"{'longtail cached reload (build_index)':42s} {t_cached:7.2f} s   {t_if / t_cached:.1f}x ImageFolder's speed"
+    )
+    print(
+        f"{'  the same without the row check':42s} {t_unchecked:7.2f} s   the check costs "
+        f"{t_cached - t_unchecked:.2f} s ({t_cached / t_unchecked:.2f}x)"
+    )
+    print(
+        f"{'content check (size + mtime per file)':42s} {t_content:7.2f} s   "
+        f"{t_content / t_if:.2f}x ImageFolder's time"
+    )
+    seen = t_cached + t_content
+    print(
+        f"{'train/compare on a tree seen before':42s} {seen:7.2f} s   {t_if / seen:.2f}x "
+        "ImageFolder's speed (cached reload + content check)"
     )
     shutil.rmtree(cache, ignore_errors=True)
     if not args.keep:
