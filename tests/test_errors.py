@@ -30,8 +30,8 @@ QUIET = ["--workers", "0", "--no-progress"]
 
 def test_the_family_keeps_the_exceptions_callers_caught():
     assert issubclass(LongtailError, ValueError)
-    assert issubclass(OutputError, OSError) and str(OutputError(28, "full")) == "full"
-    assert OutputError(28, "full").errno == 28
+    assert issubclass(OutputError, OSError) and str(OutputError("full", 28)) == "full"
+    assert OutputError("full", 28).errno == 28 and OutputError("full").errno is None
     assert shorten(range(5000)) == "0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 4,990 more"
     assert shorten(["a", "b"]) == "a, b"
 

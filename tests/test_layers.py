@@ -25,6 +25,8 @@ CORE = (
     "_distributed",
     "_io",
     "_lock",
+    "_text",
+    "errors",
 )
 ABOVE = {
     "core": ("data", "training", "experiments", "report", "cli", "strategies", "integrations"),

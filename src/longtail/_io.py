@@ -75,9 +75,9 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 def _refuse_link(path: Path, err: OSError) -> OutputError:
     return OutputError(
-        err.errno,
         f"{path} is a link (or not a file longtail made); longtail writes its own files only, "
         "never through a link: remove it, or pass another --out",
+        err.errno,
     )
 
 
@@ -142,7 +142,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
         if isinstance(err, OSError) and not isinstance(err, OutputError):
             reason = err.strerror or str(err)
             raise OutputError(
-                err.errno, f"could not write {path}: {reason}; it was left as it was"
+                f"could not write {path}: {reason}; it was left as it was", err.errno
             ) from err
         raise
 

@@ -24,9 +24,10 @@ class MissingInputError(LongtailError, FileNotFoundError):
 
 class OutputError(LongtailError, OSError):
     """longtail cannot write where it was asked to (a full disk, a planted link, no permission);
-    ``errno`` is the operating system's error number, where there is one."""
+    ``errno`` is the operating system's error number, where there is one. Made from its message
+    alone, as a DataLoader worker's error is made again in the main process."""
 
-    def __init__(self, code: int | None, message: str) -> None:
+    def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.errno, self.strerror = code, message
 

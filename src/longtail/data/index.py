@@ -145,25 +145,36 @@ class ImageIndex:
 
     def file_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Each file's size in bytes and modification time in ns, as rsync's quick check sees
-        them (-1 for a file that has gone): a directory listing and a ``stat`` per file, read
-        once and then kept. A file rewritten in place changes one of them."""
+        them (-1 for a file that has gone): a directory listing and a ``stat`` per file, folders
+        read by one thread per core (at most 8), once, then kept. A file rewritten in place
+        changes one of them."""
         if self.mtimes is not None and (not self.sizes.size or self.sizes.min() >= 0):
             return self.sizes, self.mtimes
-        stats: dict[str, tuple[int, int]] = {}
-        for folder in {p.rpartition("/")[0] for p in self.paths}:
-            try:
-                with os.scandir(os.path.join(self.root, folder)) as it:
-                    prefix = f"{folder}/" if folder else ""
-                    for e in it:
-                        if e.is_file():
-                            info = e.stat()
-                            stats[prefix + e.name] = (info.st_size, info.st_mtime_ns)
-            except OSError:
-                continue
-        both = np.array([stats.get(p, (-1, -1)) for p in self.paths], dtype=np.int64)
-        both = both.reshape(len(self.paths), 2)
+        rows: dict[str, list[int]] = {}
+        for i, path in enumerate(self.paths):
+            rows.setdefault(path.rpartition("/")[0], []).append(i)
+        both = np.full((len(self.paths), 2), -1, dtype=np.int64)
+        workers = max(1, min(8, available_cpus(), len(rows)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for folder, found in zip(rows, pool.map(self._folder_stats, rows), strict=True):
+                picked = rows[folder]
+                names = [self.paths[i].rpartition("/")[2] for i in picked]
+                both[picked] = [found.get(n, (-1, -1)) for n in names]
         self.sizes, self.mtimes = both[:, 0].copy(), both[:, 1].copy()
         return self.sizes, self.mtimes
+
+    def _folder_stats(self, folder: str) -> dict[str, tuple[int, int]]:
+        """File name -> (size, mtime ns) of the regular files in ``folder`` (empty if unreadable)."""
+        found: dict[str, tuple[int, int]] = {}
+        try:
+            with os.scandir(os.path.join(self.root, folder)) as it:
+                for e in it:
+                    if e.is_file():
+                        info = e.stat()
+                        found[e.name] = (info.st_size, info.st_mtime_ns)
+        except OSError:
+            pass
+        return found
 
     # ------------------------------------------------------------------ cache files
     def save(self, path: str | Path, fingerprint: Stamps | None = None) -> None:

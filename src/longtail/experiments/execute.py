@@ -20,6 +20,7 @@ import torch
 from longtail._io import output_folder, write_json
 from longtail.data.bundle import DataBundle
 from longtail.data.index import available_cpus
+from longtail.errors import LongtailError
 from longtail.experiments.plan import ComparisonPlan, Training
 from longtail.training.loop import TrainingDiverged, train
 from longtail.training.results import Divergence, RunResult
@@ -111,10 +112,16 @@ def _worker_training(training: Training, first: RunResult | None) -> Outcome:
         training = replace(training, config=replace(training.config, device=device))
     try:
         return run_training(training, _WORKER["data"], first)
-    except Exception as err:  # reported with the end of its traceback; the others go on
-        lines = traceback.format_exception(err)
-        text = "".join(lines).strip().splitlines()
-        return Outcome(None, False, 0.0, "\n".join(text[-6:]))
+    except Exception as err:  # noqa: BLE001 - reported with the training; the others go on
+        return Outcome(None, False, 0.0, failure_text(err))
+
+
+def failure_text(err: BaseException) -> str:
+    """How a failed training is reported: a user error's one line, any other exception's whole
+    traceback (it is a bug, and the traceback is what a report of it needs)."""
+    if isinstance(err, LongtailError):
+        return " ".join(str(err).split())
+    return "".join(traceback.format_exception(err)).strip() + "\n(a bug: please report it)"
 
 
 def job_devices(jobs: int) -> list[str | None]:
@@ -176,6 +183,7 @@ def _blocked(training: Training, outcomes: dict[int, Outcome]) -> bool:
 __all__ = [
     "Outcome",
     "auto_jobs",
+    "failure_text",
     "finished",
     "job_devices",
     "run_in_process",

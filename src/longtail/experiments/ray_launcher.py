@@ -16,7 +16,7 @@ import torch
 
 from longtail.data.bundle import DataBundle
 from longtail.errors import LongtailError
-from longtail.experiments.execute import Outcome, Report, run_training
+from longtail.experiments.execute import Outcome, Report, failure_text, run_training
 from longtail.experiments.plan import ComparisonPlan, Training
 from longtail.training.results import RunResult
 from longtail.training.runtime import training_threads
@@ -76,9 +76,9 @@ def run_on_ray(
 def _result(ray: Any, ref: Any) -> Outcome:
     try:
         return ray.get(ref)
-    except Exception as err:  # the task failed (after its retries): the others go on
-        text = str(err).strip().splitlines()
-        return Outcome(None, False, 0.0, "\n".join(text[-6:]))
+    except Exception as err:  # noqa: BLE001 - the task failed (after its retries): the others go on
+        cause = getattr(err, "cause", None)  # a RayTaskError's own exception
+        return Outcome(None, False, 0.0, failure_text(cause if cause is not None else err))
 
 
 __all__ = ["RETRIES", "run_on_ray"]

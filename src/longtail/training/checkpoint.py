@@ -28,9 +28,9 @@ def save_atomic(state: dict[str, Any], path: str | Path) -> None:
     except (OSError, RuntimeError) as err:  # torch's writer reports a full disk as RuntimeError
         reason = err.strerror if isinstance(err, OSError) else _first_line(err)
         raise OutputError(
-            getattr(err, "errno", None) or errno.ENOSPC,
             f"could not write {path} ({reason}; is the disk full?). The previous checkpoint is "
             "intact: free some space and run the same command again with --resume",
+            getattr(err, "errno", None) or errno.ENOSPC,
         ) from err
 
 
