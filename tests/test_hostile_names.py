@@ -59,7 +59,7 @@ def test_report_html_keeps_no_script_link_from_any_source(tmp_path):
 def hostile_names(tmp_path_factory):
     """A data folder whose class names are a script link, a Markdown image, terminal escapes,
     a dollar sign and bytes that are not UTF-8."""
-    root = tmp_path_factory.mktemp("names") / "data"
+    root = tmp_path_factory.mktemp("names") / "[data](javascript:alert(4))"
     names = {
         "link": SCRIPT_LINK.replace("/", "_"),
         "image": IMAGE.replace("/", "_"),

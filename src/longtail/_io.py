@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from longtail._text import printable
 from longtail.errors import LongtailError, OutputError
 
 OUTPUT_MARKER = ".longtail-output"
@@ -154,8 +155,8 @@ def _umask() -> int:
 
 
 def write_text(path: str | Path, text: str) -> None:
-    """Atomically replace ``path`` with ``text`` (UTF-8)."""
-    atomic_write(path, lambda fh: fh.write(text.encode()))
+    """Atomically replace ``path`` with ``text`` (UTF-8; a name's undecodable bytes as U+FFFD)."""
+    atomic_write(path, lambda fh: fh.write(printable(text).encode()))
 
 
 def write_json(path: str | Path, obj: Any) -> None:

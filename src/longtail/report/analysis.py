@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from longtail._io import write_text
-from longtail._text import console_text
+from longtail._text import console_text, markdown_text
 from longtail.distribution import ClassDistribution
 from longtail.report.plots import plot_class_counts, plot_lorenz, plot_tree
 
@@ -81,7 +81,7 @@ def write_analysis(
     if tree:
         plot_tree(dist, out / "class_tree.png")
     report = [
-        f"# Class distribution of {source}",
+        f"# Class distribution of {markdown_text(source)}",
         "",
         dist.to_markdown(),
         "![classes sorted by count](class_counts.png)",

@@ -19,7 +19,7 @@ def comparison_markdown(
     """``report.md``: the set-up, the results table, a reading of it, the plots and per-class
     recall; ``timings`` is each strategy's wall time over its seeds."""
     lines = [
-        f"# Strategy comparison on {comparison.data}",
+        f"# Strategy comparison on {markdown_text(comparison.data)}",
         "",
         _setup(comparison, dist),
         "",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import markdown
 
+from longtail._text import terminal_text
 from longtail.errors import LongtailError
 
 _STYLE = """
@@ -61,7 +62,7 @@ def report_html(report_markdown: str, folder: Path, title: str) -> str:
     body = _plain_links(body)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n"
+        f"<title>{html.escape(terminal_text(title))}</title>\n<style>{_STYLE}</style>\n</head>\n"
         f"<body>\n{_embedded(folder, body)}\n</body>\n</html>\n"
     )
 
