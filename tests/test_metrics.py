@@ -5,7 +5,14 @@ from sklearn.metrics import balanced_accuracy_score, f1_score, precision_recall_
 from sklearn.metrics import confusion_matrix as sk_confusion
 
 from longtail.distribution import ClassDistribution
-from longtail.metrics import MetricAccumulator, compare_runs, confusion_matrix, evaluate
+from longtail.errors import LongtailError
+from longtail.metrics import (
+    MetricAccumulator,
+    compare_runs,
+    confusion_matrix,
+    evaluate,
+    metric_info,
+)
 from longtail.report.tables import csv_table, markdown_table
 from longtail.training.results import Comparison
 
@@ -191,3 +198,39 @@ def test_a_wide_table_printed_whole_keeps_the_consoles_settings():
     quiet = io.StringIO()
     print_table(Console(file=quiet, width=40, quiet=True), table)
     assert quiet.getvalue() == ""  # a quiet console stays quiet
+
+
+def test_mistake_severity_is_better_lower():
+    """Which way severity is better: lower (a mistake inside the right parent is smaller)."""
+    assert metric_info("mistake_severity").higher_is_better is False
+    assert metric_info("balanced_accuracy").higher_is_better is True
+
+
+def test_reset_clears_the_tree_levels_too():
+    """``reset()`` of the levels: a second round after reset counts only its own batches."""
+    tree = [["a", "a", "b"], [0, 1, 2]]
+    acc = MetricAccumulator(3, tree=tree)
+    acc.update(torch.tensor([0, 1, 2]), torch.tensor([2, 2, 2]))  # all wrong at the top
+    acc.reset()
+    acc.update(torch.tensor([0, 1]), torch.tensor([1, 0]))  # wrong leaf, right parent
+    report = acc.compute()
+    top = report.levels[1]
+    assert top.accuracy == 1.0 and top.confusion.sum() == 2
+
+
+def test_one_non_finite_logit_among_finite_ones_is_refused_and_counted():
+    """``.any(1)`` -> ``.all(1)``: a row with one non-finite logit is one bad row."""
+    acc = MetricAccumulator(3)
+    logits = torch.tensor([[0.0, 1.0, float("nan")], [1.0, 0.0, 0.0], [0.0, float("inf"), 2.0]])
+    with pytest.raises(LongtailError, match="^2 of 3 rows of logits are nan or infinite"):
+        acc.update(logits, torch.tensor([0, 1, 2]))
+
+
+def test_the_confusion_matrix_counts_every_pair():
+    """``minlength=num_classes**2`` -> ``num_classes * 2``: the last class's row and column."""
+    k = 5
+    cm = confusion_matrix(torch.tensor([0, 4, 4, 3]), torch.tensor([0, 4, 3, 4]), k)
+    assert cm.shape == (k, k) and cm.sum() == 4
+    assert cm[4, 4] == 1 and cm[3, 4] == 1 and cm[4, 3] == 1 and cm[0, 0] == 1
+    first_only = confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 0]), k)  # no last class
+    assert first_only.shape == (k, k) and first_only[0].tolist() == [1, 1, 0, 0, 0]

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.utils.data import WeightedRandomSampler
 
+from longtail.errors import LongtailError
 from longtail.sampling import (
     BalancedBatchSampler,
     ClassBalancedSampler,
@@ -17,6 +18,7 @@ from longtail.sampling import (
     WeightedSampler,
     shard,
 )
+from longtail.sampling.plans import group_by_value, hybrid_targets, repeat_factors
 from longtail.strategies.registry import make_sampler
 
 COUNTS = np.array([2000, 600, 200, 60, 20])
@@ -333,3 +335,29 @@ def test_weighted_sampler_inverse_cdf_path_for_many_distinct_weights():
     buckets = np.bincount(s.plan(0) // 1000, minlength=10) / 200_000
     expected = weights.reshape(10, 1000).sum(1) / weights.sum()
     np.testing.assert_allclose(buckets, expected, atol=TOL)
+
+
+def test_a_repeat_factor_threshold_above_one_is_refused():
+    """``threshold <= 1`` -> ``<= 2``: a threshold in (1, 2] must be refused."""
+    counts = np.array([90, 10])
+    with pytest.raises(LongtailError, match=r"threshold must lie in \(0, 1\]"):
+        repeat_factors(counts, 1.5)
+    np.testing.assert_allclose(repeat_factors(counts, 1.0), [np.sqrt(1 / 0.9), np.sqrt(10)])
+
+
+def test_the_narrow_index_holds_every_distinct_value():
+    """``distinct.size - 1`` -> ``- 2``: with 2^8 + 1 distinct values the index needs uint16."""
+    values = np.arange(257, dtype=np.float64)[::-1].copy()
+    distinct, index = group_by_value(values, 1000)
+    assert distinct.size == 257 and index.dtype == np.uint16
+    np.testing.assert_array_equal(distinct[index], values)
+    small_distinct, small = group_by_value(np.arange(256.0), 1000)
+    assert small.dtype == np.uint8 and small.max() == 255
+
+
+def test_hybrid_keeps_at_least_one_image_of_an_under_sampled_class():
+    """``maximum(1, ...)`` -> ``maximum(2, ...)``: the floor is one image, not two."""
+    counts = np.array([100, 60, 10, 5, 1])
+    targets = hybrid_targets(counts, under_ratio=0.001, over_max=2.0)
+    assert targets[:2].tolist() == [1, 1]  # round(0.1) and round(0.06) would be 0
+    assert targets[-1] == 2 and targets[2] == 10

@@ -258,12 +258,6 @@ def hierarchical_class_probs(
     return probs / probs.sum()
 
 
-def _rule_weight(rule: str, images: float) -> float:
-    if images == 0:
-        return 0.0
-    return {"uniform": 1.0, "sqrt": images**0.5, "instance": images}[rule]
-
-
 def hybrid_targets(counts: np.ndarray, under_ratio: float, over_max: float) -> np.ndarray:
     """Per-class epoch sizes of hybrid re-sampling: classes above the median count keep
     round(under_ratio * n_j); classes below the 25th percentile grow to min(round(n_j * over_max), N);
