@@ -19,7 +19,7 @@ from longtail._text import terminal_text
 from longtail.data import IMAGE_SIZE
 from longtail.data.datasets import ArrayDataset, FolderDataset, bad_images
 from longtail.data.fashion_mnist_lt import load_fashion_mnist_lt
-from longtail.data.index import ImageIndex, Progress, build_index, check_no_shared_files
+from longtail.data.index import ImageIndex, ScanProgress, build_index, check_no_shared_files
 from longtail.data.splits import stratified_split
 from longtail.distribution import ClassDistribution
 from longtail.errors import LongtailError, shorten
@@ -136,7 +136,7 @@ def folder_bundle(
     seed: int = 0,
     rescan: bool = False,
     bad_image_log: str | Path | None = None,
-    progress: Progress | None = None,
+    progress: ScanProgress | None = None,
     allow_outside: bool = False,
 ) -> DataBundle:
     """Datasets over a class-folder tree or CSV manifest.

@@ -68,7 +68,8 @@ def _unpack(blob: np.ndarray) -> list[str]:
     return os.fsdecode(blob.tobytes()).split("\0")[:-1]
 
 
-Progress = Callable[[int, int, int], None]
+ScanProgress = Callable[[int, int, int], None]
+"""Called as a scan goes: (top-level folders done, top-level folders in all, images found)."""
 Stamps = dict[str, tuple[int, int, int]]
 """Folder (relative to the root) -> its (modification time, change time, inode): the change time
 and inode cannot be set back, so a folder rebuilt with its old times is noticed."""
@@ -313,7 +314,7 @@ def _list_folder(
 
 def scan_folder(
     root: str | Path,
-    progress: Progress | None = None,
+    progress: ScanProgress | None = None,
     workers: int | None = None,
     allow_outside: bool = False,
 ) -> tuple[ImageIndex, Stamps]:
@@ -626,7 +627,7 @@ def build_index(
     cache_dir: str | Path | None = None,
     rescan: bool = False,
     use_cache: bool = True,
-    progress: Progress | None = None,
+    progress: ScanProgress | None = None,
     allow_outside: bool = False,
 ) -> ImageIndex:
     """Index a class-folder tree or CSV manifest, reusing a cached index when the tree is unchanged.
@@ -689,7 +690,7 @@ __all__ = [
     "check_one_label_per_file",
     "default_cache_dir",
     "ImageIndex",
-    "Progress",
+    "ScanProgress",
     "read_manifest",
     "same_files",
     "scan_folder",

@@ -187,7 +187,7 @@ def _run_compare(
         title=f"Training set: {dist.num_classes} classes, imbalance ratio {dist.imbalance_ratio:.0f}",
     )
     started = time.perf_counter()
-    progress = Progress(console, len(plan.trainings), execution.parallel)
+    progress = TrainingsReport(console, len(plan.trainings), execution.parallel)
     outcomes = execution.run(plan, data, progress.report)
     _check_failures(plan, outcomes)
     collected = _collect(plan, parsed, seeds, outcomes)
@@ -239,7 +239,7 @@ def _collect(
     return collected
 
 
-class Progress:
+class TrainingsReport:
     """One line per finished training: runs done / running / waiting, and an estimate of the
     time left from the trainings that finished."""
 
