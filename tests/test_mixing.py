@@ -84,7 +84,7 @@ def small_data(tmp_path):
 
 
 def test_a_mixed_run_killed_mid_epoch_resumes_to_the_same_result(small_data, tmp_path, monkeypatch):
-    import longtail.training.trainer as trainer_module
+    import longtail.training.step as step_module
     from helpers import count_calls, train_killed
     from longtail.training.loop import TrainConfig, train
 
@@ -96,13 +96,13 @@ def test_a_mixed_run_killed_mid_epoch_resumes_to_the_same_result(small_data, tmp
         num_workers=0,
         progress=False,
     )
-    calls = count_calls(monkeypatch, trainer_module, "mix_batch")
+    calls = count_calls(monkeypatch, step_module, "mix_batch")
     full = train(config, small_data, tmp_path / "full")
     assert len(calls) == 3 * 5  # 40 images, batches of 8: every first-stage step, no cRT step
     assert full.identity["training"]["mix"] == "remix[alpha=0.4,kappa=2]"
     monkeypatch.undo()
     killed = tmp_path / "killed"  # at the second batch of epoch 2
-    train_killed(config, small_data, killed, monkeypatch, trainer_module, "mix_batch", at=7)
+    train_killed(config, small_data, killed, monkeypatch, step_module, "mix_batch", at=7)
     resumed = train(config, small_data, tmp_path / "killed", resume=True)
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
     assert resumed.test.summary == full.test.summary

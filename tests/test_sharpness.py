@@ -86,7 +86,7 @@ def test_parsed_optimizers():
 
 
 def test_a_sharpness_aware_run_killed_mid_epoch_resumes_to_the_same_result(tmp_path, monkeypatch):
-    import longtail.training.trainer as trainer_module
+    import longtail.training.step as step_module
     from helpers import count_calls, train_killed, write_splits
     from longtail.data.bundle import folder_bundle
     from longtail.training.loop import TrainConfig, train
@@ -101,12 +101,12 @@ def test_a_sharpness_aware_run_killed_mid_epoch_resumes_to_the_same_result(tmp_p
         num_workers=0,
         progress=False,
     )
-    calls = count_calls(monkeypatch, trainer_module, "sharpness_step")
+    calls = count_calls(monkeypatch, step_module, "sharpness_step")
     full = train(config, data, tmp_path / "full")
     assert len(calls) == 2 * 5  # every step of both epochs was sharpness-aware
     monkeypatch.undo()
     killed = tmp_path / "killed"  # at the second step of epoch 2
-    train_killed(config, data, killed, monkeypatch, trainer_module, "sharpness_step", at=7)
+    train_killed(config, data, killed, monkeypatch, step_module, "sharpness_step", at=7)
     resumed = train(config, data, tmp_path / "killed", resume=True)
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
     assert resumed.test.summary == full.test.summary

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from longtail.data.bundle import DataBundle
 from longtail.data.loading import device_view, keyed_batches, loader_kwargs, resolve_augmentation
 from longtail.errors import LongtailError
 from longtail.metrics import ClassificationReport
-from longtail.mixing import MixedBatch, MixSpec, mix_batch, mix_rng, mixed_loss, parse_mix
+from longtail.mixing import parse_mix
 from longtail.priors import canonical_target, prior_accuracy, target_prior
 from longtail.strategies import BuiltStrategy, Strategy, build_strategy, parse_strategy
 from longtail.strategies.registry import ClassifierHead
@@ -43,12 +43,8 @@ from longtail.training.runtime import (
     seed_everything,
 )
 from longtail.training.schedule import best_epoch, lr_factor
-from longtail.training.sharpness import (
-    OptimizerSpec,
-    build_optimizer,
-    parse_optimizer,
-    sharpness_step,
-)
+from longtail.training.sharpness import build_optimizer, parse_optimizer
+from longtail.training.step import EpochTotals, NonFiniteLoss, StageRun, StepRunner
 
 log = logging.getLogger("longtail")
 
@@ -120,37 +116,6 @@ def resolved_config(config: TrainConfig, data: DataBundle) -> TrainConfig:
     )
 
 
-@dataclass
-class StageRun:
-    """What one stage trains with: the model (DDP-wrapped when distributed), its optimiser and
-    schedule, its loss, the loader whose batches carry their random stream, and how its batches
-    are mixed (None: not mixed)."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    criterion: nn.Module
-    loader: DataLoader
-    keyed: Any
-    mix: MixSpec | None = None  # mixed-sample training of this stage's batches
-    sharpness: OptimizerSpec | None = None  # a sharpness-aware step (SAM, ImbSAM) around it
-
-
-@dataclass
-class EpochTotals:
-    """Training loss and accuracy of an epoch so far (on the device, read once at the end)."""
-
-    loss: Tensor
-    correct: Tensor
-    seen: int = 0
-    lr: float = 0.0
-
-    def add(self, loss: Tensor, logits: Tensor, y: Tensor) -> None:
-        self.loss += loss * y.numel()
-        self.correct += (logits.argmax(1) == y).sum()
-        self.seen += y.numel()
-
-
 class Trainer:
     """Trains ``config.strategy`` on ``data`` into the run folder ``out`` (see
     :func:`longtail.training.loop.train` for what it writes and how it resumes)."""
@@ -166,9 +131,6 @@ class Trainer:
     ) -> None:
         self.rank, self.world = join_process_group()
         self.device = resolve_device(config.device)
-        self.class_counts = torch.tensor(data.distribution.counts, device=self.device)
-        tail = np.asarray(data.distribution.groups) == "tail"  # ImbSAM's tail classes
-        self.tail_classes = torch.as_tensor(tail, device=self.device)
         self.config = config = resolved_config(config, data)
         dist = data.distribution
         self.prior = target_prior(config.target_prior, dist.counts, dist.class_names)
@@ -184,7 +146,17 @@ class Trainer:
         self.recorder.start()  # everything is built and checked: the folder now holds this run
         self.train_set, self.finish = device_view(data.train, self.device, config.augment)
         self.loader_kw = loader_kwargs(self.train_set, self.device, config.num_workers)
-        self.autocast, self.scaler = autocast(self.device, config.amp)
+        amp, scaler = autocast(self.device, config.amp)
+        self.steps = StepRunner(
+            self.device,
+            self.finish,
+            config.seed,
+            self.rank,
+            torch.tensor(data.distribution.counts, device=self.device),
+            torch.as_tensor(np.asarray(dist.groups) == "tail", device=self.device),  # ImbSAM's
+            amp,
+            scaler,
+        )
         self.history: list[dict[str, float]] = []
         self.start_epoch, self.current = 0, 0
         self.saved = self._restore() if resume else None
@@ -354,13 +326,15 @@ class Trainer:
             self.ctx.get_classifier().train()
         else:
             run.model.train()
-        totals = EpochTotals(
-            torch.zeros((), device=self.device), torch.zeros((), device=self.device)
-        )
-        totals.lr = run.optimizer.param_groups[0]["lr"]
+        totals = EpochTotals.zeros(self.device, run.optimizer.param_groups[0]["lr"])
         task = self.progress.add_task(self._epoch_label(k, epoch), total=len(run.loader), info="")
-        for step, (x, y) in enumerate(run.loader):
-            self.step(run, stage, x, y, epoch, step, totals)
+        for step, batch in enumerate(run.loader):
+            try:
+                self.steps.step(
+                    run, batch, (epoch, step), totals, lambda: stage.after_step(self.ctx)
+                )
+            except NonFiniteLoss as bad:
+                self.diverge(bad.value, epoch, step, bad.lr)
             if step % 20 == 0 or step == len(run.loader) - 1:
                 seen = totals.seen
                 info = (
@@ -375,95 +349,6 @@ class Trainer:
         self.history.append(row)
         self._log_line(k, epoch, row)
         self.epoch_done(k, epoch, run)
-
-    def step(
-        self,
-        run: StageRun,
-        stage: Stage,
-        x: Tensor,
-        y: Tensor,
-        epoch: int,
-        step: int,
-        totals: EpochTotals,
-    ) -> None:
-        """One optimisation step on the batch (x, y); a non-finite loss stops the run."""
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        x = self.finish(x)
-        mixed = None
-        if run.mix is not None:
-            rng = mix_rng(self.config.seed, epoch, step, self.rank)
-            mixed = mix_batch(run.mix, x, y, rng, self.class_counts)
-            x = mixed.x
-        with self.autocast:
-            logits = run.model(x)
-            loss = self._loss(run, logits, y, mixed)
-        if not torch.isfinite(loss.detach()):
-            self.diverge(loss.item(), epoch, step, run.optimizer.param_groups[0]["lr"])
-        if run.sharpness is not None:
-            self._sharpness_step(run, x, y, mixed, (logits, loss))
-        else:
-            run.optimizer.zero_grad(set_to_none=True)
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                self.scaler.step(run.optimizer)
-                self.scaler.update()
-            else:
-                loss.backward()
-                run.optimizer.step()
-        stage.after_step(self.ctx)
-        totals.lr = run.optimizer.param_groups[0]["lr"]
-        run.scheduler.step()
-        totals.add(loss.detach(), logits, y)
-
-    def _loss(
-        self,
-        run: StageRun,
-        logits: Tensor,
-        y: Tensor,
-        mixed: MixedBatch | None,
-        rows: Tensor | None = None,
-    ) -> Tensor:
-        """The stage's loss on the batch (mixed or not), or on its ``rows`` only, scaled by
-        their share of the batch so that the parts of a batch add up to its loss."""
-        if rows is not None:
-            if rows.numel() == 0:
-                return logits.sum() * 0.0
-            share = rows.numel() / len(y)
-            if mixed is not None:
-                mixed = MixedBatch(mixed.x, mixed.y_a[rows], mixed.y_b[rows], mixed.weight[rows])
-            return share * self._loss(run, logits[rows], y[rows], mixed)
-        if mixed is None:
-            return run.criterion(logits, y)
-        return mixed_loss(run.criterion, logits, mixed)
-
-    def _sharpness_step(
-        self,
-        run: StageRun,
-        x: Tensor,
-        y: Tensor,
-        mixed: MixedBatch | None,
-        first: tuple[Tensor, Tensor],
-    ) -> None:
-        """A SAM step (the whole loss made flat) or an ImbSAM step (the tail classes' part)."""
-        assert run.sharpness is not None
-        tail = self.tail_classes[y]
-
-        def parts(logits: Tensor, loss: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-            if run.sharpness.sharpness == "sam":
-                return (loss if loss is not None else self._loss(run, logits, y, mixed)), None
-            rows_tail, rows_head = tail.nonzero().flatten(), (~tail).nonzero().flatten()
-            return (
-                self._loss(run, logits, y, mixed, rows_tail),
-                self._loss(run, logits, y, mixed, rows_head),
-            )
-
-        def again() -> tuple[Tensor, Tensor | None]:
-            with self.autocast:
-                return parts(run.model(x))
-
-        with self.autocast:
-            at_w = parts(*first)
-        sharpness_step(run.sharpness.rho, run.optimizer, again, self.scaler, at_w)
 
     def diverge(self, value: float, epoch: int, step: int, lr: float) -> None:
         """Record the divergence in ``metrics.json`` and stop with :class:`TrainingDiverged`."""
