@@ -400,7 +400,7 @@ def test_aerial_preset_on_in_memory_images_yields_the_8_symmetries_of_a_padded_c
 
 def test_the_default_preset_follows_the_model():
     from longtail.data.bundle import embedded_bundle
-    from longtail.training.trainer import resolved_config
+    from longtail.training.resolve import resolved_config
 
     data = embedded_bundle()
     assert resolved_config(TrainConfig(model="mlp"), data).augment == "none"  # reads by position

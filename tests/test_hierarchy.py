@@ -210,15 +210,17 @@ def test_train_prints_and_records_every_level(tmp_path, capsys):
 def test_a_loss_that_scales_its_logits_is_judged_on_the_scaled_probabilities(tmp_path):
     from helpers import write_tree
     from longtail.data.bundle import folder_bundle
+    from longtail.strategies import parse_strategy
     from longtail.training.loop import TrainConfig
-    from longtail.training.trainer import Trainer
+    from longtail.training.resolve import resolved_config, strategy_for_run
+    from longtail.training.trainer import logit_scale
 
     root = write_tree(tmp_path / "tree", {"a/x": 12, "a/y": 8, "a/z": 8, "b": 10}, size=8)
     data = folder_bundle(root, image_size=8)
 
     def scale(strategy):
-        config = TrainConfig(strategy=strategy, epochs=1, num_workers=0, progress=False)
-        return Trainer(config, data, tmp_path / strategy.replace(":", "_")).logit_scale()
+        config = resolved_config(TrainConfig(strategy=strategy, epochs=1, num_workers=0), data)
+        return logit_scale(strategy_for_run(parse_strategy(strategy), config, data))
 
     # LDAM scores s * cos on its cosine head: softmax(cos) would spread mass over a's three
     # children and roll it up to a whatever the image; the cRT stage after it trains plain CE

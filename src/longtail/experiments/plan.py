@@ -29,7 +29,7 @@ from longtail.errors import LongtailError
 from longtail.strategies import Strategy, parse_strategy, split_outside_brackets
 from longtail.training.config import TrainConfig, parse_setting
 from longtail.training.identity import run_identity
-from longtail.training.trainer import first_stage_config, resolved_config, strategy_for_run
+from longtail.training.resolve import first_stage_config, resolved_config, strategy_for_run
 
 DEFAULT_STRATEGIES = (
     "instance+ce",

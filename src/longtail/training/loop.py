@@ -1,7 +1,9 @@
 """The training loop: one strategy (sampler + loss), plain PyTorch, resumable, DDP-aware.
 
-:func:`train` is the entry point; the loop's steps live in :mod:`longtail.training.trainer`, the
-run folder in :mod:`longtail.training.recorder`, evaluation in :mod:`longtail.training.evaluation`.
+:func:`train` is the entry point; the fit loop lives in :mod:`longtail.training.trainer`, one
+optimisation step in :mod:`longtail.training.step`, what is shown and written around the loop in
+:mod:`longtail.training.events`, the run folder in :mod:`longtail.training.recorder`, evaluation
+in :mod:`longtail.training.evaluation`.
 """
 
 from __future__ import annotations
@@ -15,15 +17,10 @@ from longtail.data.bundle import DataBundle
 from longtail.training.config import TrainConfig
 from longtail.training.evaluation import evaluate_model, score_heads
 from longtail.training.recorder import BEST, CHECKPOINT, LOG_FIELDS
+from longtail.training.resolve import classifier_head, first_stage_config, resolved_config
 from longtail.training.results import RunResult
 from longtail.training.runtime import join_process_group, resolve_device, seed_everything
-from longtail.training.trainer import (
-    Trainer,
-    TrainingDiverged,
-    classifier_head,
-    first_stage_config,
-    resolved_config,
-)
+from longtail.training.trainer import Trainer, TrainingDiverged
 
 
 def train(
@@ -68,7 +65,7 @@ def train(
     boundary.
 
     With ``first_stage`` (the folder of a finished run of the strategy's first stage alone, see
-    :func:`~longtail.training.trainer.first_stage_config`), a two-stage strategy starts from that
+    :func:`~longtail.training.resolve.first_stage_config`), a two-stage strategy starts from that
     run's tested model and history and runs only its second stage, to the result it would have
     had trained in one piece (the second stage is seeded from (seed, epoch) alone).
 
