@@ -550,7 +550,7 @@ def test_loss_argument_edges():
     with pytest.raises(ValueError, match="non-negative"):
         FocalLoss(alpha=[-0.1, 1.0])
     for kwargs in ({"s": 0}, {"max_margin": 0}, {"s": -1.0}):
-        with pytest.raises(ValueError, match="must be > 0"):
+        with pytest.raises(ValueError, match="must be a finite number > 0"):
             LDAMLoss([10, 5], **kwargs)
 
 

@@ -2,6 +2,7 @@
 traceback. And the third round's tracebacks-where-a-line-is-due, each now a line."""
 
 import json
+import re
 import tracemalloc
 from dataclasses import replace
 
@@ -194,3 +195,20 @@ def test_an_extreme_aspect_ratio_is_refused_before_it_is_resized(tmp_path):
     wide = tmp_path / "wide16.png"
     Image.fromarray(np.full((4, 6), 65535, dtype=np.uint16)).save(wide)
     assert read_image(wide, 4).max() == 255
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("hybrid[under_ratio=2]+ce", r"under_ratio must be a finite number in \(0, 1\]"),
+        ("weighted+ce@mix=remix[alpha=-1]", "alpha must be a number > 0"),
+        ("weighted+ce@optimizer=sam[rho=-1]", "rho must be a finite number > 0"),
+        ("balanced_batch[samples_per_class=0]+ce", "samples_per_class must be an integer >= 1"),
+    ],
+)
+def test_parameter_ranges_are_checked_before_any_data_loads(tmp_path, capsys, row, message):
+    missing = tmp_path / "no-such-data"  # loading it would fail with another message
+    argv = ["compare", "--data", str(missing), "--strategies", row, "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "does not exist" not in err

@@ -8,7 +8,7 @@ import torch
 from helpers import quiet_trainer
 from longtail.metrics import MetricAccumulator
 from longtail.strategies import build_strategy, parse_strategy
-from longtail.strategies.registry import BOOL, COUNT, EPOCH, FLOAT, REGISTRY, TEXT
+from longtail.strategies.registry import REGISTRY
 
 PARAMETERS = {
     kind: {n: spec.params for n, spec in specs.items()} for kind, specs in REGISTRY.items()
@@ -25,7 +25,7 @@ def test_non_finite_logits_are_refused_not_scored_as_class_zero(bad):
     assert acc.compute().summary()["accuracy"] == 1.0
 
 
-SAMPLE_VALUES = {FLOAT: 0.5, BOOL: True, COUNT: 2, EPOCH: 1}
+SAMPLE_VALUES = {"number": 0.5, "bool": True, "integer": 2}
 TEXT_VALUES = {"scheme": "smooth_inverse", "base": "inverse", "levels": "uniform"}
 VALUES = {"alpha": 10.0, "over_max": 2.0, "max_ratio": 5.0, "beta": 0.99, "drw_beta": 0.99}
 
@@ -36,7 +36,9 @@ VALUES = {"alpha": 10.0, "over_max": 2.0, "max_ratio": 5.0, "beta": 0.99, "drw_b
 )
 def test_every_documented_parameter_is_read_by_its_component(kind, name, key):
     want = PARAMETERS[kind][name][key]
-    value = TEXT_VALUES.get(key) if want == TEXT else VALUES.get(key, SAMPLE_VALUES[want])
+    value = (
+        TEXT_VALUES.get(key) if want.kind == "text" else VALUES.get(key, SAMPLE_VALUES[want.kind])
+    )
     params = {key: value}
     if key in ("alpha", "q", "beta") and "scheme" in PARAMETERS[kind][name]:
         params["scheme"] = {"alpha": "smooth_inverse", "q": "power", "beta": "effective_number"}[

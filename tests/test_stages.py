@@ -136,7 +136,7 @@ def test_stages_are_named_checked_and_compose_with_any_first_stage():
         parse_strategy("instance+ce:crt:lws")
     for bad, match in (
         ("instance+ce:crt[epochs=0]", "epochs must be an integer >= 1"),
-        ("instance+ce:lws[lr=-1]", "lr must be a number > 0"),
+        ("instance+ce:lws[lr=-1]", "lr must be a finite number > 0"),
         ("instance+ce:tau_norm[gamma=1]", "has no parameter .gamma."),
         ("instance+ldam_drw:tau_norm", "cosine classifier"),
     ):

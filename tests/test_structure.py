@@ -16,8 +16,9 @@ from longtail.data.datasets import ArrayDataset
 from longtail.distribution import ClassDistribution
 from longtail.experiments.plan import parse_row
 from longtail.losses import CrossEntropyLoss
+from longtail.params import NUMBER
 from longtail.strategies import parse_strategy
-from longtail.strategies.registry import FLOAT, REGISTRY, ComponentSpec, register, unregister
+from longtail.strategies.registry import REGISTRY, ComponentSpec, register, unregister
 from longtail.training.config import TrainConfig, option
 from longtail.training.identity import run_identity
 from longtail.training.loop import train
@@ -94,7 +95,7 @@ def test_a_loss_registered_in_one_place_runs_in_compare(tmp_path):
         "double_ce",
         "loss",
         lambda ctx, **p: DoubleCrossEntropy(**p),
-        {"label_smoothing": FLOAT},
+        {"label_smoothing": NUMBER},
     )
     register(spec)
     try:

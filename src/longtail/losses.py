@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -22,6 +22,15 @@ from torch import Tensor, nn
 from longtail._checks import as_counts
 from longtail.errors import LongtailError
 from longtail.hierarchy import ancestors, lca_heights
+from longtail.params import (
+    EPOCH,
+    NON_NEGATIVE,
+    NUMBER,
+    POSITIVE,
+    SHARE,
+    Param,
+    check_params,
+)
 from longtail.weights import check_scheme_params, class_weights
 
 Reduction = Literal["mean", "sum", "none"]
@@ -135,6 +144,8 @@ class CrossEntropyLoss(_ClassLoss):
         [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
     """
 
+    param_ranges: ClassVar[dict[str, Param]] = {"label_smoothing": SHARE}
+
     def __init__(
         self,
         weight: Any = None,
@@ -143,8 +154,7 @@ class CrossEntropyLoss(_ClassLoss):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(reduction, ignore_index)
-        if not 0 <= label_smoothing < 1:
-            raise LongtailError(f"label_smoothing must lie in [0, 1), got {label_smoothing}")
+        check_params(self.param_ranges, "ce", label_smoothing=label_smoothing)
         self.label_smoothing = float(label_smoothing)
         self.register_buffer("weight", _as_weight(weight, "weight"))
 
@@ -185,6 +195,8 @@ class FocalLoss(_ClassLoss):
         [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
     """
 
+    param_ranges: ClassVar[dict[str, Param]] = {"gamma": NON_NEGATIVE}
+
     def __init__(
         self,
         alpha: Any = None,
@@ -193,8 +205,7 @@ class FocalLoss(_ClassLoss):
         ignore_index: int = -100,
     ) -> None:
         super().__init__(reduction, ignore_index)
-        if gamma < 0:
-            raise LongtailError(f"gamma must be >= 0, got {gamma}")
+        check_params(self.param_ranges, "focal", gamma=gamma)
         self.gamma = float(gamma)
         self.register_buffer("alpha", _as_weight(alpha))
 
@@ -225,6 +236,8 @@ class ClassBalancedLoss(_ClassLoss):
         logits [B, K] (any float dtype; computed in float32), target [B] integer class indices in
         [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
     """
+
+    param_ranges: ClassVar[dict[str, Param]] = {"beta": SHARE, "gamma": NON_NEGATIVE}
 
     def __init__(
         self,
@@ -288,6 +301,13 @@ class LDAMLoss(_ClassLoss):
         [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
     """
 
+    param_ranges: ClassVar[dict[str, Param]] = {
+        "max_margin": POSITIVE,
+        "s": POSITIVE,
+        "drw_epoch": EPOCH,
+        "drw_beta": SHARE,
+    }
+
     def __init__(
         self,
         counts: Any,
@@ -299,8 +319,14 @@ class LDAMLoss(_ClassLoss):
         ignore_index: int = -100,
     ) -> None:
         super().__init__(reduction, ignore_index)
-        if max_margin <= 0 or s <= 0:
-            raise LongtailError(f"max_margin and s must be > 0, got {max_margin}, {s}")
+        check_params(
+            self.param_ranges,
+            "ldam_drw",
+            max_margin=max_margin,
+            s=s,
+            drw_epoch=drw_epoch,
+            drw_beta=drw_beta,
+        )
         c = _nonempty_counts(counts).astype(np.float64)
         m = 1.0 / np.power(c, 0.25)
         m *= max_margin / m.max()
@@ -342,6 +368,8 @@ class LogitAdjustedLoss(_ClassLoss):
         [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
     """
 
+    param_ranges: ClassVar[dict[str, Param]] = {"tau": NUMBER}
+
     def __init__(
         self, counts: Any, tau: float = 1.0, reduction: Reduction = "mean", ignore_index: int = -100
     ) -> None:
@@ -368,6 +396,8 @@ class BalancedSoftmaxLoss(LogitAdjustedLoss):
         logits [B, K] (any float dtype; computed in float32), target [B] integer class indices in
         [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
     """
+
+    param_ranges: ClassVar[dict[str, Param]] = {}
 
     def __init__(
         self, counts: Any, reduction: Reduction = "mean", ignore_index: int = -100
@@ -439,6 +469,8 @@ class HierarchicalCrossEntropyLoss(_TreeLoss):
         logits [B, K] (computed in float32), target [B] class indices; a scalar, or [B].
     """
 
+    param_ranges: ClassVar[dict[str, Param]] = {"alpha": NON_NEGATIVE}
+
     def __init__(
         self,
         tree: Sequence[Sequence[Any]],
@@ -447,8 +479,7 @@ class HierarchicalCrossEntropyLoss(_TreeLoss):
         reduction: Reduction = "mean",
         ignore_index: int = -100,
     ) -> None:
-        if not (alpha >= 0 and np.isfinite(alpha)):
-            raise LongtailError(f"alpha must be a finite number >= 0, got {alpha}")
+        check_params(self.param_ranges, "hxe", alpha=alpha)
         super().__init__(tree, weight, reduction, ignore_index)
         self.alpha, levels = float(alpha), len(self.paths)
         members = []  # per coarser level: [K, K] bool, classes sharing class i's node there
@@ -495,6 +526,8 @@ class SoftLabelLoss(_TreeLoss):
         logits [B, K] (computed in float32), target [B] class indices; a scalar, or [B].
     """
 
+    param_ranges: ClassVar[dict[str, Param]] = {"beta": POSITIVE}
+
     def __init__(
         self,
         tree: Sequence[Sequence[Any]],
@@ -503,8 +536,7 @@ class SoftLabelLoss(_TreeLoss):
         reduction: Reduction = "mean",
         ignore_index: int = -100,
     ) -> None:
-        if not (beta > 0 and np.isfinite(beta)):
-            raise LongtailError(f"beta must be a finite number > 0, got {beta}")
+        check_params(self.param_ranges, "soft_labels", beta=beta)
         super().__init__(tree, weight, reduction, ignore_index)
         heights = lca_heights(self.paths).astype(np.float64)
         scaled = -float(beta) * heights / max(heights.max(), 1.0)

@@ -29,15 +29,16 @@ import itertools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch.utils.data import DistributedSampler, Sampler
 
-from longtail._checks import check_int, check_probability_vector
+from longtail._checks import check_probability_vector
 from longtail._distributed import rank_and_world
 from longtail.errors import LongtailError
+from longtail.params import COUNT, NON_NEGATIVE, NUMBER, POSITIVE, SHARE, TEXT, Param, check_params
 from longtail.sampling import plans
 from longtail.weights import check_scheme_params, class_weights
 
@@ -468,12 +469,13 @@ class PowerSampler(ClassBalancedSampler):
             initialised process group); each rank yields its disjoint share.
     """
 
+    param_ranges: ClassVar[dict[str, Param]] = {"q": NUMBER}
+
     def __init__(
         self, labels: Any, num_samples: int | None = None, *, q: float = 0.5, **kwargs: Any
     ) -> None:
         super().__init__(labels, num_samples, **kwargs)
-        if not np.isfinite(q):
-            raise LongtailError(f"q must be finite, got {q}")
+        check_params(self.param_ranges, "sqrt", q=q)
         self.q = float(q)
 
     def class_probs(self, epoch: int) -> np.ndarray:
@@ -584,14 +586,16 @@ class HybridSampler(_ClassSampler):
             initialised process group); each rank yields its disjoint share.
     """
 
+    param_ranges: ClassVar[dict[str, Param]] = {
+        "under_ratio": Param("number", low=0, high=1, low_open=True),
+        "over_max": Param("number", low=1),
+    }
+
     def __init__(
         self, labels: Any, *, under_ratio: float = 0.8, over_max: float = 3.0, **kwargs: Any
     ) -> None:
         super().__init__(labels, None, **kwargs)
-        if not 0 < under_ratio <= 1:
-            raise LongtailError(f"under_ratio must lie in (0, 1], got {under_ratio}")
-        if not over_max >= 1:
-            raise LongtailError(f"over_max must be >= 1, got {over_max}")
+        check_params(self.param_ranges, "hybrid", under_ratio=under_ratio, over_max=over_max)
         self.targets = plans.hybrid_targets(self.groups.counts, under_ratio, over_max)
         self.num_samples = int(self.targets.sum())
 
@@ -616,6 +620,10 @@ class RepeatFactorSampler(_ClassSampler):
         num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
             initialised process group); each rank yields its disjoint share.
     """
+
+    param_ranges: ClassVar[dict[str, Param]] = {
+        "threshold": Param("number", low=0, high=1, low_open=True)
+    }
 
     def __init__(self, labels: Any, *, threshold: float = 0.1, **kwargs: Any) -> None:
         super().__init__(labels, None, **kwargs)
@@ -663,6 +671,14 @@ class CurriculumSampler(_ClassSampler):
             initialised process group); each rank yields its disjoint share.
     """
 
+    param_ranges: ClassVar[dict[str, Param]] = {
+        "base": TEXT,
+        "temperature": NON_NEGATIVE,
+        "max_ratio": Param("number", low=1),
+        "momentum": SHARE,
+        "eps": POSITIVE,
+    }
+
     def __init__(
         self,
         labels: Any,
@@ -676,14 +692,15 @@ class CurriculumSampler(_ClassSampler):
         **kwargs: Any,
     ) -> None:
         super().__init__(labels, num_samples, **kwargs)
-        if temperature < 0:
-            raise LongtailError(f"temperature must be >= 0, got {temperature}")
-        if max_ratio < 1:
-            raise LongtailError(f"max_ratio must be >= 1, got {max_ratio}")
-        if not 0 <= momentum < 1:
-            raise LongtailError(f"momentum must lie in [0, 1), got {momentum}")
-        if eps <= 0:
-            raise LongtailError(f"eps must be > 0, got {eps}")
+        check_params(
+            self.param_ranges,
+            "curriculum",
+            base=base,
+            temperature=temperature,
+            max_ratio=max_ratio,
+            momentum=momentum,
+            eps=eps,
+        )
         self.base = class_weights(self.groups.counts, base, allow_empty=True)
         self.temperature, self.max_ratio, self.momentum, self.eps = (
             temperature,
@@ -787,6 +804,11 @@ class BalancedBatchSampler(EpochSeeded, Sampler[list[int]]):
             initialised process group); each rank yields its disjoint share.
     """
 
+    param_ranges: ClassVar[dict[str, Param]] = {
+        "classes_per_batch": COUNT,
+        "samples_per_class": COUNT,
+    }
+
     def __init__(
         self,
         labels: Any,
@@ -798,8 +820,12 @@ class BalancedBatchSampler(EpochSeeded, Sampler[list[int]]):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        check_int(classes_per_batch, "classes_per_batch", low=1)
-        check_int(samples_per_class, "samples_per_class", low=1)
+        check_params(
+            self.param_ranges,
+            "balanced_batch",
+            classes_per_batch=classes_per_batch,
+            samples_per_class=samples_per_class,
+        )
         self.groups = plans.ClassGroups.from_labels(labels, num_classes)
         self.P, self.M = int(classes_per_batch), int(samples_per_class)
         if self.P > np.count_nonzero(self.groups.counts):

@@ -31,6 +31,7 @@ from longtail.losses import (
     SoftLabelLoss,
     weighted_cross_entropy,
 )
+from longtail.params import BOOL, NUMBER, TEXT, Param
 from longtail.sampling import (
     BalancedBatchSampler,
     ClassBalancedSampler,
@@ -62,12 +63,11 @@ from longtail.strategies.stages import (
 Kind = Literal["sampler", "loss", "stage"]
 KINDS: tuple[Kind, ...] = ("sampler", "loss", "stage")
 
-FLOAT, BOOL, TEXT = "a finite number", "true or false", "a name"
-COUNT, EPOCH = "an integer >= 1", "an integer >= 0"
-"""The kinds of value a strategy-string parameter takes."""
 
 SCHEME_KEYS = ("alpha", "q", "beta")
-_SCHEME = {"scheme": TEXT, **dict.fromkeys(SCHEME_KEYS, FLOAT)}
+_SCHEME = {"scheme": TEXT, **dict.fromkeys(SCHEME_KEYS, NUMBER)}
+"""A weight scheme's parameters; which of them a scheme reads, and their ranges, are the
+scheme's (:func:`longtail.weights.check_scheme_params`)."""
 
 
 @dataclass(frozen=True)
@@ -105,14 +105,15 @@ class ComponentSpec:
 
     ``factory(ctx, **params)`` builds it for a run (:class:`BuildContext`); ``part`` wraps the
     sampler or loss in the part that answers the loop's events (stages are parts themselves);
-    ``params`` maps each parameter a strategy string may set to the kind of value it takes;
+    ``params`` maps each parameter a strategy string may set to its declaration (kind and range,
+    :class:`~longtail.params.Param`, mostly the class's own ``param_ranges``);
     ``head`` is the classifier head a loss needs (None: any); ``rescales_rows`` marks a stage that
     re-scales the rows of a linear classifier, which cannot follow a loss with a cosine head."""
 
     name: str
     kind: Kind
     factory: Callable[..., Any]
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, Param] = field(default_factory=dict)
     part: Callable[[Any], Part] | None = None
     head: ClassifierHead | None = None
     rescales_rows: bool = False
@@ -173,7 +174,7 @@ def _target_sampler(ctx: BuildContext, **p: Any) -> WeightedSampler:
     return WeightedSampler(weights, seed=ctx.seed, **p)
 
 
-def _sampler(name: str, cls: Callable[..., Sampler], params: Mapping[str, str], **kw: Any):
+def _sampler(name: str, cls: Callable[..., Sampler], params: Mapping[str, Param], **kw: Any):
     return ComponentSpec(
         name,
         "sampler",
@@ -195,17 +196,19 @@ SAMPLER_SPECS = (
         summary="draws with replacement by a class weight scheme",
     ),
     _sampler("class_balanced", ClassBalancedSampler, {"cycle": BOOL}, summary="classes equally"),
-    _sampler("sqrt", PowerSampler, {"q": FLOAT}, summary="class share ~ count^q (q = 0.5)"),
+    _sampler(
+        "sqrt", PowerSampler, PowerSampler.param_ranges, summary="class share ~ count^q (q = 0.5)"
+    ),
     ComponentSpec("progressive", "sampler", _progressive, {}, summary="instance to balanced"),
-    _sampler("hybrid", HybridSampler, {"under_ratio": FLOAT, "over_max": FLOAT}),
+    _sampler("hybrid", HybridSampler, HybridSampler.param_ranges),
     _sampler(
         "curriculum",
         CurriculumSampler,
-        dict.fromkeys(("temperature", "max_ratio", "momentum", "eps"), FLOAT) | {"base": TEXT},
+        CurriculumSampler.param_ranges,
         part=FeedbackSampler,
         summary="follows per-class validation recall",
     ),
-    _sampler("repeat_factor", RepeatFactorSampler, {"threshold": FLOAT}),
+    _sampler("repeat_factor", RepeatFactorSampler, RepeatFactorSampler.param_ranges),
     ComponentSpec(
         "target_prior",
         "sampler",
@@ -224,7 +227,7 @@ SAMPLER_SPECS = (
         "balanced_batch",
         "sampler",
         _balanced_batch,
-        {"classes_per_batch": COUNT, "samples_per_class": COUNT},
+        BalancedBatchSampler.param_ranges,
         part=BatchSamplerPart,
         summary="P classes x M images per batch",
     ),
@@ -236,60 +239,67 @@ def _tree(ctx: BuildContext) -> Any:
     return ctx.tree if ctx.tree is not None else [list(range(len(ctx.counts)))]
 
 
-def _loss(name: str, build: Callable[..., nn.Module], params: Mapping[str, str], **kw: Any):
+def _loss(name: str, build: Callable[..., nn.Module], params: Mapping[str, Param], **kw: Any):
     return ComponentSpec(name, "loss", build, params, **kw)
 
 
 LOSS_SPECS = (
-    _loss("ce", lambda ctx, **p: CrossEntropyLoss(**p), {"label_smoothing": FLOAT}),
+    _loss("ce", lambda ctx, **p: CrossEntropyLoss(**p), CrossEntropyLoss.param_ranges),
     _loss(
         "weighted_ce",
         lambda ctx, **p: weighted_cross_entropy(ctx.counts, **p),
-        {**_SCHEME, "label_smoothing": FLOAT},
+        {**_SCHEME, **CrossEntropyLoss.param_ranges},
     ),
-    _loss("focal", lambda ctx, **p: FocalLoss(**p), {"gamma": FLOAT}),
+    _loss("focal", lambda ctx, **p: FocalLoss(**p), FocalLoss.param_ranges),
     _loss(
         "cb_focal",
         lambda ctx, **p: ClassBalancedLoss(ctx.counts, base="focal", **p),
-        {"beta": FLOAT, "gamma": FLOAT},
+        ClassBalancedLoss.param_ranges,
     ),
-    _loss("cb_ce", lambda ctx, **p: ClassBalancedLoss(ctx.counts, base="ce", **p), {"beta": FLOAT}),
+    _loss(
+        "cb_ce",
+        lambda ctx, **p: ClassBalancedLoss(ctx.counts, base="ce", **p),
+        {"beta": ClassBalancedLoss.param_ranges["beta"]},
+    ),
     _loss(
         "ldam_drw",
         _ldam_drw,
-        {"max_margin": FLOAT, "s": FLOAT, "drw_epoch": EPOCH, "drw_beta": FLOAT},
+        LDAMLoss.param_ranges,
         part=ScheduledLoss,
         head=ClassifierHead("cosine", 1.0, "s"),  # LDAM scales cos(x, w_j) by its own s = 30
     ),
     _loss("balanced_softmax", lambda ctx, **p: BalancedSoftmaxLoss(ctx.counts, **p), {}),
-    _loss("logit_adjusted", lambda ctx, **p: LogitAdjustedLoss(ctx.counts, **p), {"tau": FLOAT}),
+    _loss(
+        "logit_adjusted",
+        lambda ctx, **p: LogitAdjustedLoss(ctx.counts, **p),
+        LogitAdjustedLoss.param_ranges,
+    ),
     _loss(
         "hxe",
         lambda ctx, **p: HierarchicalCrossEntropyLoss(_tree(ctx), **p),
-        {"alpha": FLOAT},
+        HierarchicalCrossEntropyLoss.param_ranges,
         summary="hierarchical cross-entropy over the class tree",
     ),
     _loss(
         "soft_labels",
         lambda ctx, **p: SoftLabelLoss(_tree(ctx), **p),
-        {"beta": FLOAT},
+        SoftLabelLoss.param_ranges,
         summary="soft labels from tree distance",
     ),
 )
 
-_TRAINS = {"epochs": COUNT, "lr": FLOAT}
 STAGE_SPECS = (
     ComponentSpec(
         "crt",
         "stage",
         lambda ctx, **p: ClassifierRetraining(ctx.targets, ctx.counts, ctx.seed, **p),
-        _TRAINS,
+        ClassifierRetraining.param_ranges,
     ),
     ComponentSpec(
         "lws",
         "stage",
         lambda ctx, **p: LearnableWeightScaling(ctx.targets, ctx.counts, ctx.seed, **p),
-        _TRAINS,
+        LearnableWeightScaling.param_ranges,
     ),
     ComponentSpec(
         "tau_norm", "stage", lambda ctx, **p: TauNormalisation(**p), {}, rescales_rows=True
@@ -303,7 +313,7 @@ STAGE_SPECS = (
         "weight_balancing",
         "stage",
         lambda ctx, **p: WeightBalancing(ctx.targets, ctx.counts, ctx.seed, **p),
-        {**_TRAINS, "weight_decay": FLOAT, "max_norm": FLOAT},
+        WeightBalancing.param_ranges,
         rescales_rows=True,
     ),
 )
@@ -374,13 +384,8 @@ def make_loss(
 
 
 __all__ = [
-    "BOOL",
-    "COUNT",
-    "EPOCH",
-    "FLOAT",
     "KINDS",
     "REGISTRY",
-    "TEXT",
     "BuildContext",
     "ClassifierHead",
     "ComponentSpec",

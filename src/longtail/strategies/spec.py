@@ -16,37 +16,16 @@ Either part may be plain (``instance`` sampling, ``ce`` loss); a single name is 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from longtail._checks import parse_named
 from longtail.errors import LongtailError
-from longtail.strategies.registry import (
-    BOOL,
-    COUNT,
-    EPOCH,
-    FLOAT,
-    REGISTRY,
-    SCHEME_KEYS,
-    TEXT,
-    Kind,
-    component,
-)
+from longtail.strategies.registry import REGISTRY, SCHEME_KEYS, Kind, component
 from longtail.weights import check_scheme_params
-
-MAX_INT = 2**31 - 1
-"""The largest integer parameter (epochs, batch geometry): anything larger is a typo."""
 
 DEFAULT_SAMPLER, DEFAULT_LOSS = "instance", "ce"
 """The part a strategy string may leave out: ``focal`` is ``instance+focal``."""
-
-
-def _finite(value: float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer beyond any float
-        return False
 
 
 def _check_params(kind: Kind, name: str, params: dict[str, Any], spec: str) -> None:
@@ -63,17 +42,10 @@ def _check_params(kind: Kind, name: str, params: dict[str, Any], spec: str) -> N
             raise LongtailError(
                 f"{kind} {name!r} has no parameter {key!r} (in {spec!r}); its parameters: {names}"
             )
-        want = accepted[key]
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        ok = {
-            FLOAT: number and _finite(value),
-            BOOL: isinstance(value, bool),
-            TEXT: isinstance(value, str) and bool(value),
-            COUNT: number and isinstance(value, int) and 1 <= value <= MAX_INT,
-            EPOCH: number and isinstance(value, int) and 0 <= value <= MAX_INT,
-        }[want]
-        if not ok:
-            raise LongtailError(f"{name}: {key} must be {want}, got {value!r} (in {spec!r})")
+        if not accepted[key].accepts(value):
+            raise LongtailError(
+                f"{name}: {key} must be {accepted[key].describe()}, got {value!r} (in {spec!r})"
+            )
 
 
 @dataclass(frozen=True)
@@ -147,7 +119,6 @@ def split_outside_brackets(text: str, sep: str) -> list[str]:
 __all__ = [
     "DEFAULT_LOSS",
     "DEFAULT_SAMPLER",
-    "MAX_INT",
     "parse_strategy",
     "split_outside_brackets",
     "Strategy",

@@ -28,15 +28,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from longtail._checks import check_int
 from longtail.errors import LongtailError
 from longtail.losses import ClassBalancedLoss, CrossEntropyLoss, log_prior, tau_normalize
+from longtail.params import COUNT, NON_NEGATIVE, POSITIVE, Param, check_params
 from longtail.sampling import ClassBalancedSampler, InstanceSampler
 from longtail.strategies.lifecycle import EpochSampler, LossPart, Part
 
@@ -155,10 +155,13 @@ def _classifier_weight(classifier: nn.Module, stage: str) -> Tensor:
 class BalancedClassifierStage(Stage):
     """A stage that trains the classifier for ``epochs`` with class-balanced sampling and CE."""
 
+    param_ranges: ClassVar[dict[str, Param]] = {"epochs": COUNT, "lr": POSITIVE}
+
     def __init__(
         self, targets: Any, counts: np.ndarray, seed: int, epochs: int = 2, lr: float | None = None
     ) -> None:
-        self.epochs, self.lr = _epochs(epochs, self.name), _lr(lr, self.name)
+        check_params(self.param_ranges, self.name, epochs=epochs, lr=lr)
+        self.epochs, self.lr = int(epochs), None if lr is None else float(lr)
         self.num_classes = len(counts)
         self.sampler = EpochSampler(
             ClassBalancedSampler(targets, seed=seed, num_classes=self.num_classes)
@@ -218,6 +221,8 @@ class TunedOnValidation(Stage):
 class TauNormalisation(TunedOnValidation):
     """tau-normalisation with tau chosen on the validation split."""
 
+    param_ranges: ClassVar[dict[str, Param]] = {}
+
     name = "tau_norm"
 
     def begin(self, ctx: StageContext) -> None:
@@ -238,6 +243,8 @@ class PostHocLogitAdjustment(TunedOnValidation):
     """Post-hoc logit adjustment with tau chosen on the validation split: z - tau log pi for a
     balanced target, z - tau (log pi - log q) for a target prior q (Menon et al., ICLR 2021:
     the Bayes-optimal rule for test classes drawn from q at tau = 1)."""
+
+    param_ranges: ClassVar[dict[str, Param]] = {}
 
     name = "logit_adjust"
 
@@ -271,6 +278,13 @@ class WeightBalancing(Stage):
     """Weight balancing: weight decay in both stages, then the classifier alone with the
     class-balanced loss and MaxNorm (per-class row norms projected to <= ``max_norm``)."""
 
+    param_ranges: ClassVar[dict[str, Param]] = {
+        "epochs": COUNT,
+        "lr": POSITIVE,
+        "weight_decay": NON_NEGATIVE,
+        "max_norm": POSITIVE,
+    }
+
     name = "weight_balancing"
 
     def __init__(
@@ -283,11 +297,15 @@ class WeightBalancing(Stage):
         max_norm: float | None = None,
         lr: float | None = None,
     ) -> None:
-        self.epochs, self.lr = _epochs(epochs, self.name), _lr(lr, self.name)
-        if not weight_decay >= 0:
-            raise LongtailError(f"weight_decay must be >= 0, got {weight_decay}")
-        if max_norm is not None and not max_norm > 0:
-            raise LongtailError(f"max_norm must be > 0, got {max_norm}")
+        check_params(
+            self.param_ranges,
+            self.name,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            max_norm=max_norm,
+        )
+        self.epochs, self.lr = int(epochs), None if lr is None else float(lr)
         self.weight_decay = float(weight_decay)
         self.max_norm = None if max_norm is None else float(max_norm)
         self.sampler = EpochSampler(InstanceSampler(targets, seed=seed, num_classes=len(counts)))
@@ -313,16 +331,6 @@ class WeightBalancing(Stage):
 
     def summary(self) -> dict[str, Any]:
         return {"stage": self.name, "max_norm": self.max_norm, "weight_decay": self.weight_decay}
-
-
-def _epochs(epochs: Any, stage: str) -> int:
-    return check_int(epochs, f"{stage}: epochs", low=1)
-
-
-def _lr(lr: Any, stage: str) -> float | None:
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
-        raise LongtailError(f"{stage}: lr must be a number > 0, got {lr!r}")
-    return None if lr is None else float(lr)
 
 
 __all__ = [

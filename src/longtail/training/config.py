@@ -19,14 +19,13 @@ from typing import Any
 from longtail._checks import check_int, check_number
 from longtail.data import OWN_TRANSFORMS, PRESETS
 from longtail.errors import LongtailError
+from longtail.params import MAX_INT
 
 HEADS = ("linear", "cosine")
 """The classifier heads a model may end with (:func:`longtail.training.models.build_model`)."""
 
 MAX_EPOCHS = 100_000
 MAX_SEED = 2**32 - 1
-MAX_COUNT = 2**31 - 1
-"""Bounds of TrainConfig's integers: a larger value is a typo, and would overflow later."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +183,7 @@ def check_value(name: str, value: Any, default: Any, opt: Option) -> None:
         if not isinstance(value, bool):
             raise LongtailError(f"{name} must be true or false, got {value!r}")
     elif isinstance(default, int) or opt.high is not None:
-        check_int(value, name, opt.low, opt.high or MAX_COUNT)
+        check_int(value, name, opt.low, opt.high or MAX_INT)
     elif isinstance(default, float):
         check_number(value, name, opt.positive)
     if opt.parse is not None:
@@ -275,7 +274,6 @@ def option_names(cls: type = TrainConfig) -> dict[str, tuple[str, bool]]:
 
 __all__ = [
     "HEADS",
-    "MAX_COUNT",
     "MAX_EPOCHS",
     "MAX_SEED",
     "Option",
