@@ -10,7 +10,7 @@ from longtail.distribution import ClassDistribution
 from longtail.metrics import metric_info
 from longtail.report.tables import legend, level_title, markdown_table
 from longtail.training.results import Comparison, PriorShift
-from longtail.uncertainty import seeds_overlap
+from longtail.uncertainty import indistinct
 
 
 def comparison_markdown(
@@ -108,9 +108,14 @@ def _points(comparison: Comparison, metric: str, name: str) -> tuple[float, floa
     return 100 * stat.mean, stat.delta_points or 0.0
 
 
+TIE_RULE = "seeds overlapping, or a paired difference whose 95% interval holds 0"
+"""The one definition of a tie (:func:`longtail.uncertainty.indistinct`), in words."""
+
+
 def tied(comparison: Comparison, metric: str, name: str) -> list[str]:
-    """The other strategies the seeds cannot tell apart from ``name`` on ``metric``: their
-    mean +- std over seeds overlap (:func:`longtail.uncertainty.seeds_overlap`)."""
+    """The other strategies the seeds cannot tell apart from ``name`` on ``metric``
+    (:func:`longtail.uncertainty.indistinct`: mean +- std over seeds overlap, or with 3 seeds
+    or more the paired difference's 95% interval holds 0)."""
     row = comparison.metrics.get(metric, {})
     mine = row[name]
     return [
@@ -118,7 +123,7 @@ def tied(comparison: Comparison, metric: str, name: str) -> list[str]:
         for other, stat in row.items()
         if other != name
         and other not in comparison.diverged
-        and seeds_overlap(mine.values or [mine.mean], stat.values or [stat.mean])
+        and indistinct(mine.values or [mine.mean], stat.values or [stat.mean])
     ]
 
 
@@ -155,19 +160,14 @@ def _stat_text(comparison: Comparison, metric: str, name: str) -> str:
 
 def _best_line(comparison: Comparison, headline: str, best: str) -> str:
     _, delta = _points(comparison, headline, best)
-    if comparison.uncertainty:
-        ties = [u.strategy for u in comparison.uncertainty if u.tied]
-        why = "seeds overlapping, or a paired difference whose 95% interval holds 0"
-    else:
-        ties = tied(comparison, headline, best)
-        why = "mean ± std over seeds overlap"
+    ties = tied(comparison, headline, best)
     line = (
         f"- Best {metric_info(headline).label}: **{best}** ({_stat_text(comparison, headline, best)}, "
         f"{delta:+.1f} points against {comparison.baseline})"
     )
     if ties:
         line += "; the seeds cannot tell it from " + ", ".join(f"**{t}**" for t in ties)
-        line += f" ({why})"
+        line += f" ({TIE_RULE})"
         cost = comparison.costs
         if cost and all(n in cost for n in [best, *ties]):
             cheapest = min([best, *ties], key=lambda n: (cost[n], n != best))
@@ -254,8 +254,8 @@ def _no_gain(comparison: Comparison, headline: str) -> list[str]:
         return []
     names = ", ".join(f"**{n}**" for n in same)
     return [
-        f"- No better than {comparison.baseline} on {metric_info(headline).label} (mean ± std "
-        f"over seeds overlap): {names}."
+        f"- No better than {comparison.baseline} on {metric_info(headline).label} "
+        f"({TIE_RULE}): {names}."
     ]
 
 
