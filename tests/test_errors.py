@@ -201,7 +201,7 @@ def test_an_extreme_aspect_ratio_is_refused_before_it_is_resized(tmp_path):
     "row, message",
     [
         ("hybrid[under_ratio=2]+ce", r"under_ratio must be a finite number in \(0, 1\]"),
-        ("weighted+ce@mix=remix[alpha=-1]", "alpha must be a number > 0"),
+        ("weighted+ce@mix=remix[alpha=-1]", "alpha must be a finite number > 0"),
         ("weighted+ce@optimizer=sam[rho=-1]", "rho must be a finite number > 0"),
         ("balanced_batch[samples_per_class=0]+ce", "samples_per_class must be an integer >= 1"),
     ],

@@ -146,7 +146,8 @@ def test_strategies_whose_seeds_overlap_are_reported_as_tied():
     assert "Best balanced accuracy: **a** (82.6 ± 0.1%, +12.4 points against base)" in text
     assert "the seeds cannot tell it from **b**" in text
     assert (
-        "No better than base on balanced accuracy (mean ± std over seeds overlap): **d**." in text
+        "No better than base on balanced accuracy (seeds overlapping, or a paired difference "
+        "whose 95% interval holds 0): **d**." in text
     )
 
 

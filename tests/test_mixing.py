@@ -65,8 +65,8 @@ def test_the_mixed_loss_is_the_weighted_sum_of_the_two_targets_losses():
     [
         ("blend", "mix must be one of none, mixup, cutmix, remix"),
         ("mixup[beta=1]", "no parameter 'beta'"),
-        ("mixup[alpha=0]", "alpha must be a number > 0"),
-        ("remix[tau=1.5]", "tau must lie in"),
+        ("mixup[alpha=0]", "alpha must be a finite number > 0"),
+        ("remix[tau=1.5]", r"tau must be a finite number in \(0, 1\)"),
         ("none[alpha=1]", "takes no parameters"),
     ],
 )

@@ -28,9 +28,19 @@ from torch import Tensor, nn
 
 from longtail._checks import parse_named
 from longtail.errors import LongtailError
+from longtail.params import POSITIVE, Param, check_params
 
 MIXES = ("none", "mixup", "cutmix", "remix")
-_PARAMS = {"mixup": ("alpha",), "cutmix": ("alpha",), "remix": ("alpha", "kappa", "tau")}
+MIX_PARAMS: dict[str, dict[str, Param]] = {
+    "mixup": {"alpha": POSITIVE},
+    "cutmix": {"alpha": POSITIVE},
+    "remix": {
+        "alpha": POSITIVE,
+        "kappa": POSITIVE,
+        "tau": Param("number", low=0, high=1, low_open=True, high_open=True),
+    },
+}
+"""Each recipe's parameters, with their ranges."""
 _DEFAULTS = {"mixup": 0.2, "cutmix": 1.0, "remix": 0.2}
 
 
@@ -56,19 +66,8 @@ def parse_mix(text: str) -> MixSpec | None:
         if params:
             raise LongtailError("mix none takes no parameters")
         return None
-    unknown = sorted(set(params) - set(_PARAMS[name]))
-    if unknown:
-        raise LongtailError(
-            f"{name} has no parameter {unknown[0]!r}; its parameters: {', '.join(_PARAMS[name])}"
-        )
+    check_params(MIX_PARAMS[name], name, **params)
     values = {"alpha": _DEFAULTS[name], **params}
-    for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise LongtailError(f"{name}: {key} must be a number > 0, got {value!r}")
-        if not np.isfinite(value):
-            raise LongtailError(f"{name}: {key} must be finite, got {value!r}")
-    if values.get("tau", 0.5) >= 1:
-        raise LongtailError(f"remix: tau must lie in (0, 1), got {values['tau']}")
     return MixSpec(name, **{k: float(v) for k, v in values.items()})
 
 

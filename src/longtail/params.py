@@ -32,13 +32,14 @@ class Param:
     high: float | None = None
     low_open: bool = False
     high_open: bool = False
+    choices: tuple[str, ...] | None = None  # for text: the names accepted (None: any name)
 
     def describe(self) -> str:
         """The accepted values in words: ``a number in (0, 1]``, ``an integer >= 1``."""
         if self.kind == "bool":
             return "true or false"
         if self.kind == "text":
-            return "a name"
+            return "a name" if self.choices is None else f"one of {', '.join(self.choices)}"
         what = "a finite number" if self.kind == "number" else "an integer"
         if self.low is not None and self.high is not None:
             left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
@@ -54,7 +55,8 @@ class Param:
         if self.kind == "bool":
             return isinstance(value, bool)
         if self.kind == "text":
-            return isinstance(value, str) and bool(value)
+            named = isinstance(value, str) and bool(value)
+            return named and (self.choices is None or value in self.choices)
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             return False  # numpy's numbers are Real (and Integral) too
         if self.kind == "integer" and not (
@@ -82,8 +84,15 @@ SHARE = Param("number", low=0, high=1, high_open=True)
 
 
 def check_params(parameters: Mapping[str, Param], owner: str, **values: Any) -> None:
-    """Refuse any of ``values`` (None: the parameter's default, not checked) that its declaration
-    in ``parameters`` does not accept, naming ``owner``, the parameter and its range."""
+    """Refuse a name in ``values`` that ``parameters`` does not declare, and any value (None:
+    the parameter's default, not checked) that its declaration does not accept, naming
+    ``owner``, the parameter and its range."""
+    unknown = sorted(set(values) - set(parameters))
+    if unknown:
+        raise LongtailError(
+            f"{owner} has no parameter {unknown[0]!r}; its parameters: "
+            f"{', '.join(parameters) or 'none'}"
+        )
     for name, value in values.items():
         if value is not None and not parameters[name].accepts(value):
             raise LongtailError(

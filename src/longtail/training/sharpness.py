@@ -25,9 +25,12 @@ from torch import Tensor, nn
 
 from longtail._checks import parse_named
 from longtail.errors import LongtailError
+from longtail.params import POSITIVE, Param, check_params
 
 BASES = ("adamw", "sgd")
 SHARPNESS = ("sam", "imbsam")
+SHARPNESS_PARAMS: dict[str, Param] = {"rho": POSITIVE, "base": Param("text", choices=BASES)}
+"""The parameters of ``sam[...]`` and ``imbsam[...]``, with their ranges."""
 
 
 @dataclass(frozen=True)
@@ -51,14 +54,8 @@ def parse_optimizer(text: str) -> OptimizerSpec:
             f"optimizer must be one of {', '.join(BASES + SHARPNESS)} (sam[rho=0.05,base=sgd]), "
             f"got {text!r}"
         )
-    unknown = sorted(set(params) - {"rho", "base"})
-    if unknown:
-        raise LongtailError(f"{name} has no parameter {unknown[0]!r}; its parameters: rho, base")
+    check_params(SHARPNESS_PARAMS, name, **params)
     rho, base = params.get("rho", 0.05), params.get("base", "sgd")
-    if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0 < rho < float("inf"):
-        raise LongtailError(f"{name}: rho must be a finite number > 0, got {rho!r}")
-    if base not in BASES:
-        raise LongtailError(f"{name}: base must be one of {', '.join(BASES)}, got {base!r}")
     return OptimizerSpec(base, name, float(rho))
 
 
