@@ -135,10 +135,10 @@ def test_a_failing_training_in_a_local_job_is_reported_and_the_others_finish(dat
     first.config, first.identity = broken, run_identity(broken, data.fingerprint())
     ended = []
     outcomes = run_in_processes(plan, data, lambda t, o: ended.append(t), jobs=2)
-    assert outcomes[id(good)].result is not None and outcomes[id(good)].result.test is not None
-    assert "no_such_model" in outcomes[id(first)].error  # a user error: its one line
-    assert outcomes[id(second)].result is None  # never started on a failed first stage
-    assert "first stage failed" in outcomes[id(second)].error
+    assert outcomes[good].result is not None and outcomes[good].result.test is not None
+    assert "no_such_model" in outcomes[first].error  # a user error: its one line
+    assert outcomes[second].result is None  # never started on a failed first stage
+    assert "first stage failed" in outcomes[second].error
     assert len(ended) == 3
 
 

@@ -123,7 +123,7 @@ class Execution:
         """How many trainings run at once (None: as many as the Ray cluster takes)."""
         return None if self.launcher == "ray" else self.jobs
 
-    def run(self, plan: ComparisonPlan, data: DataBundle, report: Any) -> dict[int, Outcome]:
+    def run(self, plan: ComparisonPlan, data: DataBundle, report: Any) -> dict[Training, Outcome]:
         if self.launcher == "ray":
             from longtail.experiments.ray_launcher import run_on_ray
 
@@ -201,8 +201,8 @@ def _run_compare(
     return comparison
 
 
-def _check_failures(plan: ComparisonPlan, outcomes: dict[int, Outcome]) -> None:
-    failed = [t for t in plan.trainings if outcomes[id(t)].result is None]
+def _check_failures(plan: ComparisonPlan, outcomes: dict[Training, Outcome]) -> None:
+    failed = [t for t in plan.trainings if outcomes[t].result is None]
     if failed:
         names = ", ".join(t.name for t in failed)
         raise RunsFailed(
@@ -215,7 +215,7 @@ def _collect(
     plan: ComparisonPlan,
     parsed: list[Row],
     seeds: Sequence[int],
-    outcomes: dict[int, Outcome],
+    outcomes: dict[Training, Outcome],
 ) -> Collected:
     """Each strategy's runs in seed order, its wall time (with the first stage it needs), and how
     many trainings this call ran and reused."""
@@ -223,17 +223,17 @@ def _collect(
     for row in parsed:
         for seed in seeds:
             training = plan.results[(row.label, seed)]
-            outcome = outcomes[id(training)]
+            outcome = outcomes[training]
             seconds = outcome.seconds
             if training.first is not None:
-                seconds += outcomes[id(training.first)].seconds
+                seconds += outcomes[training.first].seconds
             assert outcome.result is not None
             collected.add(row.label, outcome.result, seconds)
         last = plan.results[(row.label, seeds[0])]
         collected.costs[row.label] = int(last.trains) + int(last.first is not None)
     for training in plan.trainings:
         if training.trains:
-            reused = outcomes[id(training)].reused
+            reused = outcomes[training].reused
             collected.trainings += not reused
             collected.reused += reused
     return collected

@@ -81,15 +81,15 @@ def run_training(training: Training, data: DataBundle, first: RunResult | None) 
     return Outcome(result, False, time.perf_counter() - t0)
 
 
-def run_in_process(plan: ComparisonPlan, data: DataBundle, report: Report) -> dict[int, Outcome]:
+def run_in_process(plan: ComparisonPlan, data: DataBundle, report: Report) -> dict[Training, Outcome]:
     """Every training of ``plan`` in turn, in this process; a failure stops the comparison."""
-    outcomes: dict[int, Outcome] = {}
+    outcomes: dict[Training, Outcome] = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(training_threads())
     try:
         for training in plan.trainings:
-            first = None if training.first is None else outcomes[id(training.first)].result
-            outcomes[id(training)] = outcome = run_training(training, data, first)
+            first = None if training.first is None else outcomes[training.first].result
+            outcomes[training] = outcome = run_training(training, data, first)
             report(training, outcome)
     finally:
         torch.set_num_threads(threads)
@@ -137,7 +137,7 @@ def auto_jobs() -> int:
 
 def run_in_processes(
     plan: ComparisonPlan, data: DataBundle, report: Report, jobs: int
-) -> dict[int, Outcome]:
+) -> dict[Training, Outcome]:
     """The trainings of ``plan`` over ``jobs`` local processes, each pinned to its device with
     torch's thread count set (:func:`training_threads`); a training starts once its first stage
     has finished. A failing training is reported and the others go on."""
@@ -147,37 +147,37 @@ def run_in_processes(
     for device in job_devices(jobs):
         devices.put(device)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    outcomes: dict[int, Outcome] = {}
+    outcomes: dict[Training, Outcome] = {}
     waiting = list(plan.trainings)
     running: dict[Future, Training] = {}
     with ProcessPoolExecutor(jobs, context, _start_worker, (data, threads, devices)) as pool:
         while waiting or running:
             for training in [t for t in waiting if _ready(t, outcomes)]:
                 waiting.remove(training)
-                first = None if training.first is None else outcomes[id(training.first)].result
+                first = None if training.first is None else outcomes[training.first].result
                 running[pool.submit(_worker_training, training, first)] = training
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 training = running.pop(future)
-                outcomes[id(training)] = outcome = future.result()
+                outcomes[training] = outcome = future.result()
                 report(training, outcome)
             for training in [t for t in waiting if _blocked(t, outcomes)]:
                 waiting.remove(training)
-                outcomes[id(training)] = outcome = Outcome(
+                outcomes[training] = outcome = Outcome(
                     None, False, 0.0, "its first stage failed"
                 )
                 report(training, outcome)
     return outcomes
 
 
-def _ready(training: Training, outcomes: dict[int, Outcome]) -> bool:
-    return training.first is None or id(training.first) in outcomes
+def _ready(training: Training, outcomes: dict[Training, Outcome]) -> bool:
+    return training.first is None or training.first in outcomes
 
 
-def _blocked(training: Training, outcomes: dict[int, Outcome]) -> bool:
+def _blocked(training: Training, outcomes: dict[Training, Outcome]) -> bool:
     """Whether ``training``'s first stage failed (it cannot run, and is left out)."""
     first = training.first
-    return first is not None and id(first) in outcomes and outcomes[id(first)].result is None
+    return first is not None and first in outcomes and outcomes[first].result is None
 
 
 __all__ = [

@@ -40,7 +40,7 @@ def _ray() -> Any:
 
 def run_on_ray(
     plan: ComparisonPlan, data: DataBundle, report: Report, address: str | None = None
-) -> dict[int, Outcome]:
+) -> dict[Training, Outcome]:
     """Run ``plan``'s trainings as Ray tasks on the cluster at ``address`` (None: a Ray instance
     already started in this process, else a local one); each starts once its first stage has
     finished."""
@@ -52,15 +52,15 @@ def run_on_ray(
     resources = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": threads}
     task = ray.remote(max_retries=RETRIES, **resources)(_task)
     data_ref = ray.put(data)
-    outcomes: dict[int, Outcome] = {}
+    outcomes: dict[Training, Outcome] = {}
     waiting, running = list(plan.trainings), {}
     while waiting or running:
-        for training in [t for t in waiting if t.first is None or id(t.first) in outcomes]:
+        for training in [t for t in waiting if t.first is None or t.first in outcomes]:
             waiting.remove(training)
-            first = None if training.first is None else outcomes[id(training.first)].result
+            first = None if training.first is None else outcomes[training.first].result
             if training.first is not None and first is None:
-                outcomes[id(training)] = Outcome(None, False, 0.0, "its first stage failed")
-                report(training, outcomes[id(training)])
+                outcomes[training] = Outcome(None, False, 0.0, "its first stage failed")
+                report(training, outcomes[training])
                 continue
             running[task.remote(training, first, data_ref, threads)] = training
         if not running:
@@ -68,7 +68,7 @@ def run_on_ray(
         done, _ = ray.wait(list(running), num_returns=1)
         for ref in done:
             training = running.pop(ref)
-            outcomes[id(training)] = outcome = _result(ray, ref)
+            outcomes[training] = outcome = _result(ray, ref)
             report(training, outcome)
     return outcomes
 
