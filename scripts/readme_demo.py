@@ -14,9 +14,9 @@ import shutil
 import sys
 from pathlib import Path
 
+from longtail.experiments.comparison import Comparison
 from longtail.report.comparison import reading
 from longtail.report.tables import markdown_tables
-from longtail.training.results import Comparison
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKS = ("demo-table", "demo-reading")

@@ -147,7 +147,8 @@ def test_level_statistics_sum_over_ranks_like_the_leaf_ones():
 def test_compare_on_a_folder_tree_reports_every_level_and_the_severity(tmp_path, capsys):
     from helpers import write_tree
     from longtail.cli import main
-    from longtail.training.results import Comparison, RunResult
+    from longtail.experiments.comparison import Comparison
+    from longtail.training.results import RunResult
 
     counts = {  # three levels of unequal depth: a rare parent with two children, ...
         "land/field/dry": 14,

@@ -6,6 +6,7 @@ from sklearn.metrics import confusion_matrix as sk_confusion
 
 from longtail.distribution import ClassDistribution
 from longtail.errors import LongtailError
+from longtail.experiments.comparison import Comparison
 from longtail.metrics import (
     MetricAccumulator,
     compare_runs,
@@ -14,7 +15,6 @@ from longtail.metrics import (
     metric_info,
 )
 from longtail.report.tables import csv_table, markdown_table
-from longtail.training.results import Comparison
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -66,11 +66,11 @@ def test_the_shifted_priors_run_from_the_training_prior_through_uniform_to_its_r
 
 def test_a_comparison_reports_each_strategy_under_the_shifted_priors(tmp_path):
     from longtail.distribution import ClassDistribution
-    from longtail.experiments.compare import prior_shift
+    from longtail.experiments.comparison import Comparison, PriorShift, prior_shift
     from longtail.priors import SHIFT_EXPONENTS
     from longtail.report.comparison import _prior_shift
     from longtail.report.plots import plot_prior_shift
-    from longtail.training.results import Comparison, PriorShift, TestResult
+    from longtail.training.results import TestResult
 
     def tested(recall, support=(10, 10, 10)):
         rows = [

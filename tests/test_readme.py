@@ -4,9 +4,9 @@ import importlib.util
 from dataclasses import fields
 from pathlib import Path
 
+from longtail.experiments.comparison import Comparison
 from longtail.experiments.plan import DEFAULT_STRATEGIES
 from longtail.training.config import TrainConfig, execution_fields
-from longtail.training.results import Comparison
 
 ROOT = Path(__file__).resolve().parent.parent
 

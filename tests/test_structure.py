@@ -202,7 +202,8 @@ def test_train_leaves_the_datasets_it_is_given_as_they_were(tmp_path):
 
 def test_results_round_trip_through_the_files_they_are_written_to(tmp_path):
     from longtail.experiments.compare import run_compare
-    from longtail.training.results import Comparison, Divergence, RunResult
+    from longtail.experiments.comparison import Comparison
+    from longtail.training.results import Divergence, RunResult
 
     data = _small_embedded(10)  # every class keeps training images (a prior for logit_adjust)
     base = TrainConfig(epochs=1, batch_size=256, progress=False, augment="none")

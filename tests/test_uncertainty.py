@@ -56,9 +56,8 @@ def test_the_bootstrap_over_test_images_matches_resampling_the_images():
 def test_a_comparison_marks_strategies_tied_with_the_best():
     from types import SimpleNamespace
 
-    from longtail.experiments.compare import uncertainties
+    from longtail.experiments.comparison import Comparison, uncertainties
     from longtail.metrics import compare_runs
-    from longtail.training.results import Comparison
 
     def seeds(*values):
         return [{"balanced_accuracy": v} for v in values]
@@ -88,9 +87,8 @@ def test_a_comparison_marks_strategies_tied_with_the_best():
 def test_two_seeds_apart_are_not_tied_by_a_useless_paired_interval():
     from types import SimpleNamespace
 
-    from longtail.experiments.compare import uncertainties
+    from longtail.experiments.comparison import Comparison, uncertainties
     from longtail.metrics import compare_runs
-    from longtail.training.results import Comparison
 
     runs = {"base": [{"balanced_accuracy": v} for v in (0.60, 0.64)]}
     runs["best"] = [{"balanced_accuracy": v} for v in (0.80, 0.90)]  # paired diffs 0.20, 0.26

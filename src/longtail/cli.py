@@ -187,12 +187,11 @@ def _report_bad_images(data: DataBundle, out: Path) -> None:
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from longtail.experiments.compare import level_comparisons
+    from longtail.experiments.comparison import Comparison, level_comparisons
     from longtail.metrics import compare_runs
     from longtail.report.tables import print_comparison
     from longtail.strategies import parse_strategy
     from longtail.training.loop import train
-    from longtail.training.results import Comparison
     from longtail.training.runtime import training_threads
 
     _check_data_options(args)

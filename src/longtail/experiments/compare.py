@@ -4,79 +4,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 
-from longtail._io import write_text
 from longtail._lock import folder_lock
 from longtail._text import console_text
 from longtail.data.bundle import DataBundle
-from longtail.distribution import ClassDistribution
 from longtail.errors import LongtailError
+from longtail.experiments.comparison import Collected, Comparison, build_comparison
 from longtail.experiments.execute import (
     Outcome,
     run_in_process,
     run_in_processes,
     train_commands,
 )
+from longtail.experiments.outputs import write_outputs
 from longtail.experiments.plan import ComparisonPlan, Row, Training, parse_row, plan_comparison
-from longtail.metrics import HEADLINE, compare_runs, metric_info
-from longtail.priors import SHIFT_EXPONENTS, shift_label, shifted_accuracies, target_prior
-from longtail.report.comparison import comparison_markdown
-from longtail.report.html import report_html
 from longtail.report.plots import (
     plot_class_counts,
-    plot_confusion,
-    plot_per_class_recall,
-    plot_prior_shift,
-    plot_recall_change,
 )
-from longtail.report.tables import print_comparison, write_tables
-from longtail.training.loop import TrainConfig, TrainingDiverged, resolved_config
-from longtail.training.results import (
-    Comparison,
-    LevelComparison,
-    PriorShift,
-    RunResult,
-    Stat,
-    TestResult,
-    Uncertainty,
-)
-from longtail.uncertainty import bootstrap_interval, indistinct, paired_interval, seed_interval
-
-
-@dataclass
-class Collected:
-    """The results of a comparison's runs as they come in: per strategy, the finished runs
-    (in seed order), the first divergence message, and the wall time over its seeds."""
-
-    runs: dict[str, list[RunResult]] = field(default_factory=dict)
-    diverged: dict[str, str] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    trainings: int = 0
-    reused: int = 0
-    grid: int = 0
-    costs: dict[str, int] = field(default_factory=dict)  # stage trainings per seed
-
-    def add(self, label: str, result: RunResult, seconds: float) -> None:
-        self.timings[label] = self.timings.get(label, 0.0) + seconds
-        if result.diverged is not None:
-            self.diverged.setdefault(label, result.diverged.message)
-        else:
-            self.runs.setdefault(label, []).append(result)
-
-    def converged(self, labels: list[str]) -> list[str]:
-        return [n for n in labels if n in self.runs and n not in self.diverged]
-
-    def mean_recall(self, label: str) -> np.ndarray:
-        return np.mean([r.test.recall for r in self.runs[label]], axis=0)
-
-    def confusion(self, label: str) -> np.ndarray:
-        return sum(r.test.confusion_matrix for r in self.runs[label])
+from longtail.report.tables import print_comparison
+from longtail.training.loop import TrainConfig
+from longtail.training.results import RunResult
 
 
 def run_compare(
@@ -191,8 +143,10 @@ def _run_compare(
     outcomes = execution.run(plan, data, progress.report)
     _check_failures(plan, outcomes)
     collected = _collect(plan, parsed, seeds, outcomes)
-    comparison = _comparison(collected, parsed, seeds, base, data, time.perf_counter() - started)
-    _write_outputs(comparison, collected, dist, out)
+    comparison = build_comparison(
+        collected, parsed, seeds, base, data, time.perf_counter() - started
+    )
+    write_outputs(comparison, collected, dist, out)
     title = f"{data.name}: {len(parsed)} strategies x {len(seeds)} seeds, {base.epochs} epochs, model {base.model}"
     print_comparison(console, comparison, title)
     console.print(
@@ -282,167 +236,9 @@ def _progress_line(result: RunResult, reused: bool, seconds: float) -> str:
     )
 
 
-def _comparison(
-    collected: Collected,
-    parsed: list[Row],
-    seeds: Sequence[int],
-    base: TrainConfig,
-    data: DataBundle,
-    seconds: float,
-) -> Comparison:
-    labels = [p.label for p in parsed]
-    converged = collected.converged(labels)
-    if not converged:
-        raise TrainingDiverged(
-            "every strategy diverged (non-finite loss); lower the learning rate, e.g. "
-            f"--lr {base.lr / 10:g}. First message: {next(iter(collected.diverged.values()))}",
-            0,
-            0,
-        )
-    summaries = {n: [r.test.summary for r in collected.runs[n]] for n in converged}
-    config = asdict(resolved_config(base, data))
-    table = compare_runs(summaries, metrics=HEADLINE)
-    prior = target_prior(
-        config["target_prior"], data.distribution.counts, data.distribution.class_names
-    )
-    return Comparison.from_table(
-        table,
-        uncertainty=uncertainties(Comparison.from_table(table), collected, prior),
-        costs=collected.costs,
-        recipes={row.label: dict(row.recipe) for row in parsed if row.recipe},
-        strategies=labels,
-        diverged=collected.diverged,
-        unreadable_images=len(data.unreadable_images()),
-        selected_epochs={n: [r.selected_epoch for r in collected.runs[n]] for n in converged},
-        chosen_tau={
-            n: taus
-            for n in converged
-            if (taus := [t for r in collected.runs[n] for t in r.chosen_taus])
-        },
-        seeds=list(seeds),
-        config={k: v for k, v in config.items() if k not in ("strategy", "seed", "progress")},
-        data=data.name,
-        seconds=seconds,
-        classes=list(data.distribution.class_names),
-        class_counts=data.distribution.counts.tolist(),
-        per_class_recall={n: collected.mean_recall(n).tolist() for n in converged},
-        trainings=collected.trainings,
-        reused=collected.reused,
-        grid=collected.grid,
-        levels=level_comparisons(
-            {n: [r.test for r in collected.runs[n]] for n in converged}, data.distribution
-        ),
-        prior_shift=prior_shift(
-            {n: [r.test for r in collected.runs[n]] for n in converged}, data.distribution
-        ),
-        **_small_test(collected.runs[converged[0]][0].test, data.distribution),
-    )
-
-
-MIN_TEST_IMAGES = 5
-"""A class with fewer test images than this has a recall too coarse to read alone."""
-
-
-def _small_test(test: TestResult, dist: ClassDistribution) -> dict[str, Any]:
-    """The classes with fewer than :data:`MIN_TEST_IMAGES` test images, and their groups."""
-    support = np.array([row["support"] for row in test.per_class])
-    few = np.flatnonzero(support < MIN_TEST_IMAGES)
-    return {
-        "small_test": {dist.class_names[i]: int(support[i]) for i in few},
-        "small_test_groups": sorted({str(dist.groups[i]) for i in few}),
-    }
-
-
-def uncertainties(
-    comparison: Comparison, collected: Collected, prior: np.ndarray | None
-) -> list[Uncertainty]:
-    """How sure each strategy's headline number is, and whether it is tied with the best."""
-    metric = comparison.headline
-    best = comparison.best(metric)
-    if best is None:
-        return []
-    row = comparison.metrics[metric]
-    out = []
-    for name, stat in row.items():
-        confusions = [r.test.confusion_matrix for r in collected.runs[name]]
-        diff, low, high = paired_interval(row[best].values, stat.values)
-        out.append(
-            Uncertainty(
-                name,
-                stat.mean,
-                *seed_interval(stat.values),
-                *bootstrap_interval(confusions, prior),
-                diff,
-                low,
-                high,
-                name != best and indistinct(row[best].values, stat.values),
-            )
-        )
-    return out
-
-
-def prior_shift(tests: dict[str, list[TestResult]], dist: ClassDistribution) -> PriorShift:
-    """Each strategy's accuracy under the shifted test priors of :data:`SHIFT_EXPONENTS`, from
-    its per-class test recall, mean and std over seeds."""
-    accuracy = {}
-    for name, runs in tests.items():
-        curves = np.array([shifted_accuracies(t.known_recall, dist.counts) for t in runs])
-        accuracy[name] = [
-            Stat(float(col.mean()), float(col.std()), len(col), values=col.tolist())
-            for col in curves.T
-        ]
-    labels = [shift_label(t, dist.imbalance_ratio) for t in SHIFT_EXPONENTS]
-    return PriorShift(list(SHIFT_EXPONENTS), labels, accuracy)
-
-
-def level_comparisons(
-    tests: dict[str, list[TestResult]], dist: ClassDistribution
-) -> list[LevelComparison]:
-    """The strategies' test results (``tests[strategy]``, one per seed) compared at each coarser
-    level of ``dist``'s class tree, top first."""
-    out = []
-    for level in range(1, dist.num_levels):
-        summaries = {n: [t.levels[str(level)].summary for t in runs] for n, runs in tests.items()}
-        table = compare_runs(summaries, metrics=HEADLINE)
-        classes = list(dist.at_level(level).class_names)
-        out.append(LevelComparison(level, classes, Comparison.from_dict(table).metrics))
-    return out
-
-
-def _write_outputs(comparison: Comparison, collected: Collected, dist: Any, out: Path) -> None:
-    """The tables, plots and ``report.md`` of ``comparison``."""
-    write_tables(comparison, out)
-    mean_recall = {n: collected.mean_recall(n) for n in comparison.per_class_recall}
-    plot_per_class_recall(mean_recall, dist, out / "per_class_recall.png")
-    best = comparison.best(comparison.headline)
-    baseline = comparison.baseline
-    if len(mean_recall) > 1:
-        plot_recall_change(mean_recall, baseline, dist, out / "recall_change.png")
-    if comparison.prior_shift is not None:
-        plot_prior_shift(comparison.prior_shift, out / "prior_shift.png")
-    plot_confusion(
-        collected.confusion(baseline),
-        dist.class_names,
-        out / "confusion_baseline.png",
-        f"{baseline} (baseline), summed over seeds",
-    )
-    plot_confusion(
-        collected.confusion(best),
-        dist.class_names,
-        out / "confusion_best.png",
-        f"{best} (best {metric_info(comparison.headline).label}), summed over seeds",
-    )
-    report = comparison_markdown(comparison, dist, collected.timings)
-    write_text(out / "report.md", report)
-    title = f"Strategy comparison on {comparison.data}"
-    write_text(out / "report.html", report_html(report, out, title))
-
-
 __all__ = [
     "RunsFailed",
-    "level_comparisons",
-    "prior_shift",
+    "TrainingsReport",
     "list_runs",
-    "Collected",
     "run_compare",
 ]

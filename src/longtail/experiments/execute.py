@@ -81,7 +81,9 @@ def run_training(training: Training, data: DataBundle, first: RunResult | None) 
     return Outcome(result, False, time.perf_counter() - t0)
 
 
-def run_in_process(plan: ComparisonPlan, data: DataBundle, report: Report) -> dict[Training, Outcome]:
+def run_in_process(
+    plan: ComparisonPlan, data: DataBundle, report: Report
+) -> dict[Training, Outcome]:
     """Every training of ``plan`` in turn, in this process; a failure stops the comparison."""
     outcomes: dict[Training, Outcome] = {}
     threads = torch.get_num_threads()
@@ -163,9 +165,7 @@ def run_in_processes(
                 report(training, outcome)
             for training in [t for t in waiting if _blocked(t, outcomes)]:
                 waiting.remove(training)
-                outcomes[training] = outcome = Outcome(
-                    None, False, 0.0, "its first stage failed"
-                )
+                outcomes[training] = outcome = Outcome(None, False, 0.0, "its first stage failed")
                 report(training, outcome)
     return outcomes
 

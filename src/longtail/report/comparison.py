@@ -7,9 +7,9 @@ import numpy as np
 
 from longtail._text import markdown_text
 from longtail.distribution import ClassDistribution
+from longtail.experiments.comparison import Comparison, PriorShift
 from longtail.metrics import metric_info
 from longtail.report.tables import legend, level_title, markdown_table
-from longtail.training.results import Comparison, PriorShift
 from longtail.uncertainty import indistinct
 
 

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 from longtail._io import atomic_write  # noqa: E402
 from longtail._text import terminal_text  # noqa: E402
 from longtail.distribution import GROUPS, ClassDistribution  # noqa: E402
-from longtail.training.results import PriorShift  # noqa: E402
+from longtail.experiments.comparison import PriorShift  # noqa: E402
 
 GROUP_COLOURS = {"head": "#1f77b4", "medium": "#ff7f0e", "tail": "#d62728"}
 

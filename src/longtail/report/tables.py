@@ -16,8 +16,8 @@ from rich.table import Table
 
 from longtail._io import write_text
 from longtail._text import console_text, markdown_text
+from longtail.experiments.comparison import Comparison, LevelComparison, Stat
 from longtail.metrics import MetricInfo, metric_info
-from longtail.training.results import Comparison, LevelComparison, Stat
 
 
 def _number(value: float, info: MetricInfo) -> str:
