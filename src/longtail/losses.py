@@ -6,6 +6,15 @@ w, "mean" is the weighted mean sum_i w_{y_i} l_i / sum_i w_{y_i}, as ``F.cross_e
 
 Losses that change during training (LDAM-DRW) expose ``set_epoch(epoch)``; the training loop calls
 it at the start of every epoch.
+
+Common arguments (every loss's docstring points here):
+
+- ``reduction``: ``"mean"`` (the weighted mean, as ``F.cross_entropy``), ``"sum"`` or ``"none"``
+  (one value per sample); anything else is refused when the loss is built.
+- ``ignore_index``: a target value that contributes nothing (default -100).
+
+Shape (every loss): logits [B, K] (any float dtype; computed in float32), target [B] integer class
+indices in [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
 """
 
 from __future__ import annotations
@@ -135,13 +144,7 @@ class CrossEntropyLoss(_ClassLoss):
     Args:
         weight: per-class weights [K] (finite, >= 0), or None for none.
         label_smoothing: eps in [0, 1).
-        reduction: ``"mean"`` (the weighted mean, as ``F.cross_entropy``), ``"sum"`` or
-            ``"none"`` (one value per sample).
-        ignore_index: a target value that contributes nothing (default -100).
-
-    Shape:
-        logits [B, K] (any float dtype; computed in float32), target [B] integer class indices in
-        [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
+        reduction, ignore_index: as every loss's (module docstring, "Common arguments").
     """
 
     param_ranges: ClassVar[dict[str, Param]] = {"label_smoothing": SHARE}
@@ -186,13 +189,7 @@ class FocalLoss(_ClassLoss):
     Args:
         alpha: per-class weights [K] (finite, >= 0), or None.
         gamma: the focusing parameter (>= 0; default 2).
-        reduction: ``"mean"`` (the weighted mean, as ``F.cross_entropy``), ``"sum"`` or
-            ``"none"`` (one value per sample).
-        ignore_index: a target value that contributes nothing (default -100).
-
-    Shape:
-        logits [B, K] (any float dtype; computed in float32), target [B] integer class indices in
-        [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
+        reduction, ignore_index: as every loss's (module docstring, "Common arguments").
     """
 
     param_ranges: ClassVar[dict[str, Param]] = {"gamma": NON_NEGATIVE}
@@ -228,13 +225,7 @@ class ClassBalancedLoss(_ClassLoss):
         beta: in [0, 1); 0.9999 by default (beta -> 1 approaches inverse frequency).
         base: ``"focal"``, ``"ce"`` or ``"sigmoid"``.
         gamma: the focal parameter of the focal and sigmoid bases.
-        reduction: ``"mean"`` (the weighted mean, as ``F.cross_entropy``), ``"sum"`` or
-            ``"none"`` (one value per sample).
-        ignore_index: a target value that contributes nothing (default -100).
-
-    Shape:
-        logits [B, K] (any float dtype; computed in float32), target [B] integer class indices in
-        [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
+        reduction, ignore_index: as every loss's (module docstring, "Common arguments").
     """
 
     param_ranges: ClassVar[dict[str, Param]] = {"beta": SHARE, "gamma": NON_NEGATIVE}
@@ -292,13 +283,7 @@ class LDAMLoss(_ClassLoss):
         drw_epoch: the first epoch (0-based) with re-weighting; None: never. The caller calls
             :meth:`set_epoch` at the start of every epoch.
         drw_beta: beta of the effective-number weights after ``drw_epoch``.
-        reduction: ``"mean"`` (the weighted mean, as ``F.cross_entropy``), ``"sum"`` or
-            ``"none"`` (one value per sample).
-        ignore_index: a target value that contributes nothing (default -100).
-
-    Shape:
-        logits [B, K] (any float dtype; computed in float32), target [B] integer class indices in
-        [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
+        reduction, ignore_index: as every loss's (module docstring, "Common arguments").
     """
 
     param_ranges: ClassVar[dict[str, Param]] = {
@@ -359,13 +344,7 @@ class LogitAdjustedLoss(_ClassLoss):
     Args:
         counts: training images per class [K] (every class > 0).
         tau: the strength of the adjustment (1 = balanced softmax).
-        reduction: ``"mean"`` (the weighted mean, as ``F.cross_entropy``), ``"sum"`` or
-            ``"none"`` (one value per sample).
-        ignore_index: a target value that contributes nothing (default -100).
-
-    Shape:
-        logits [B, K] (any float dtype; computed in float32), target [B] integer class indices in
-        [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
+        reduction, ignore_index: as every loss's (module docstring, "Common arguments").
     """
 
     param_ranges: ClassVar[dict[str, Param]] = {"tau": NUMBER}
@@ -388,13 +367,7 @@ class BalancedSoftmaxLoss(LogitAdjustedLoss):
 
     Args:
         counts: training images per class [K] (every class > 0).
-        reduction: ``"mean"`` (the weighted mean, as ``F.cross_entropy``), ``"sum"`` or
-            ``"none"`` (one value per sample).
-        ignore_index: a target value that contributes nothing (default -100).
-
-    Shape:
-        logits [B, K] (any float dtype; computed in float32), target [B] integer class indices in
-        [0, K-1]; the output is a scalar, or [B] with ``reduction="none"``.
+        reduction, ignore_index: as every loss's (module docstring, "Common arguments").
     """
 
     param_ranges: ClassVar[dict[str, Param]] = {}
@@ -462,11 +435,7 @@ class HierarchicalCrossEntropyLoss(_TreeLoss):
             :meth:`~longtail.distribution.ClassDistribution.tree_paths` gives it.
         alpha: the decay of the level weights (>= 0; default 0.1, the paper's mildest setting).
         weight: per-class weights [K] (finite, >= 0), or None; reduced as ``F.cross_entropy``.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one value per sample).
-        ignore_index: a target value that contributes nothing (default -100).
-
-    Shape:
-        logits [B, K] (computed in float32), target [B] class indices; a scalar, or [B].
+        reduction, ignore_index: as every loss's (module docstring, "Common arguments").
     """
 
     param_ranges: ClassVar[dict[str, Param]] = {"alpha": NON_NEGATIVE}
@@ -519,11 +488,7 @@ class SoftLabelLoss(_TreeLoss):
             :meth:`~longtail.distribution.ClassDistribution.tree_paths` gives it.
         beta: the hardness (> 0; default 10).
         weight: per-class weights [K] (finite, >= 0), or None; reduced as ``F.cross_entropy``.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one value per sample).
-        ignore_index: a target value that contributes nothing (default -100).
-
-    Shape:
-        logits [B, K] (computed in float32), target [B] class indices; a scalar, or [B].
+        reduction, ignore_index: as every loss's (module docstring, "Common arguments").
     """
 
     param_ranges: ClassVar[dict[str, Param]] = {"beta": POSITIVE}

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from longtail._io import jsonable, write_json
+from longtail._io import jsonable
 from longtail.data.bundle import DataBundle
 from longtail.distribution import ClassDistribution
 from longtail.errors import LongtailError
@@ -23,9 +22,9 @@ from longtail.metrics import HEADLINE, compare_runs
 from longtail.priors import SHIFT_EXPONENTS, shift_label, shifted_accuracies, target_prior
 from longtail.training.loop import TrainConfig, TrainingDiverged, resolved_config
 from longtail.training.results import (
+    JsonRecord,
     RunResult,
     TestResult,
-    load_record,
     number_or_nan,
     strict_fields,
 )
@@ -145,7 +144,7 @@ class Uncertainty:
 
 
 @dataclass
-class Comparison:
+class Comparison(JsonRecord):
     """Strategies compared under identical conditions: what ``results.json`` holds.
 
     ``metrics[metric][strategy]`` is a :class:`Stat` (test split, over ``seeds``); ``diverged``
@@ -249,13 +248,6 @@ class Comparison:
             kw["prior_shift"] = PriorShift.from_dict(kw["prior_shift"])
         kw["uncertainty"] = [Uncertainty.from_dict(u) for u in kw.get("uncertainty", [])]
         return cls(**kw)
-
-    def save(self, path: Path) -> None:
-        write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: Path) -> Comparison:
-        return load_record(cls, path)
 
 
 @dataclass

@@ -21,6 +21,13 @@ Every sampler:
 - has an exact ``len()`` (the current epoch's shard length);
 - takes ``num_classes`` where labels are counted, so classes at the end of the label range that
   have no samples still count (and :meth:`CurriculumSampler.update` takes one value per class).
+
+Common arguments (every sampler's docstring points here):
+
+- ``seed``, ``generator``: the plan's randomness: with ``seed`` an epoch's plan depends on
+  (seed, epoch) only; else each iteration draws from ``generator`` (or torch's global RNG).
+- ``num_replicas``, ``rank``, ``drop_last``: DDP sharding as ``DistributedSampler``'s (default:
+  the initialised process group); each rank yields its disjoint share.
 """
 
 from __future__ import annotations
@@ -249,11 +256,8 @@ class InstanceSampler(_ClassSampler):
         num_classes: the number of classes (default: the largest label + 1).
         replacement: draw with replacement.
         num_samples: indices per epoch over all ranks (default N, the number of samples).
-        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
-            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
-            torch's global RNG).
-        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
-            initialised process group); each rank yields its disjoint share.
+        seed, generator, num_replicas, rank, drop_last: as every sampler's (module docstring,
+            "Common arguments").
     """
 
     def __init__(
@@ -306,11 +310,8 @@ class WeightedSampler(PlanSampler):
         labels, scheme, scheme_kwargs: class labels and a :mod:`longtail.weights` scheme
             (``inverse`` by default) with its parameters, instead of ``weights``.
         num_classes: the number of classes, with ``labels``.
-        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
-            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
-            torch's global RNG).
-        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
-            initialised process group); each rank yields its disjoint share.
+        seed, generator, num_replicas, rank, drop_last: as every sampler's (module docstring,
+            "Common arguments").
     """
 
     def __init__(
@@ -428,11 +429,8 @@ class ClassBalancedSampler(_ClassSampler):
         num_classes: the number of classes (default: the largest label + 1).
         num_samples: indices per epoch over all ranks (default N, the number of samples).
         cycle: walk each class in a fresh random order before repeating an image.
-        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
-            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
-            torch's global RNG).
-        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
-            initialised process group); each rank yields its disjoint share.
+        seed, generator, num_replicas, rank, drop_last: as every sampler's (module docstring,
+            "Common arguments").
     """
 
     def __init__(
@@ -462,11 +460,8 @@ class PowerSampler(ClassBalancedSampler):
         num_classes: the number of classes (default: the largest label + 1).
         num_samples: indices per epoch over all ranks (default N, the number of samples).
         q: the exponent (finite; 0.5 = square-root sampling).
-        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
-            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
-            torch's global RNG).
-        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
-            initialised process group); each rank yields its disjoint share.
+        seed, generator, num_replicas, rank, drop_last: as every sampler's (module docstring,
+            "Common arguments").
     """
 
     param_ranges: ClassVar[dict[str, Param]] = {"q": NUMBER}
@@ -501,11 +496,8 @@ class HierarchicalSampler(ClassBalancedSampler):
             :meth:`ClassDistribution.tree_paths`); None: a flat tree (one level).
         levels: one rule per level, as a sequence or ``"uniform/uniform/sqrt"``; default
             ``uniform`` at every level.
-        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
-            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
-            torch's global RNG).
-        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
-            initialised process group); each rank yields its disjoint share.
+        seed, generator, num_replicas, rank, drop_last: as every sampler's (module docstring,
+            "Common arguments").
     """
 
     def __init__(
@@ -543,11 +535,8 @@ class ProgressiveSampler(ClassBalancedSampler):
         num_classes: the number of classes (default: the largest label + 1).
         num_samples: indices per epoch over all ranks (default N, the number of samples).
         total_epochs: T, the epoch from which sampling is class-balanced (>= 1).
-        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
-            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
-            torch's global RNG).
-        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
-            initialised process group); each rank yields its disjoint share.
+        seed, generator, num_replicas, rank, drop_last: as every sampler's (module docstring,
+            "Common arguments").
     """
 
     def __init__(
@@ -579,11 +568,8 @@ class HybridSampler(_ClassSampler):
         num_classes: the number of classes (default: the largest label + 1).
         under_ratio: the share of a large class kept, in (0, 1].
         over_max: the largest over-sampling factor of a small class (>= 1).
-        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
-            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
-            torch's global RNG).
-        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
-            initialised process group); each rank yields its disjoint share.
+        seed, generator, num_replicas, rank, drop_last: as every sampler's (module docstring,
+            "Common arguments").
     """
 
     param_ranges: ClassVar[dict[str, Param]] = {
@@ -614,11 +600,8 @@ class RepeatFactorSampler(_ClassSampler):
         labels: class index per sample (array, tensor, list, or a dataset with ``targets``).
         num_classes: the number of classes (default: the largest label + 1).
         threshold: t, the frequency below which a class is repeated.
-        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
-            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
-            torch's global RNG).
-        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
-            initialised process group); each rank yields its disjoint share.
+        seed, generator, num_replicas, rank, drop_last: as every sampler's (module docstring,
+            "Common arguments").
     """
 
     param_ranges: ClassVar[dict[str, Param]] = {
@@ -664,11 +647,8 @@ class CurriculumSampler(_ClassSampler):
         max_ratio: the largest ratio between two classes' adjustments (>= 1).
         momentum: smoothing of the performance over updates, in [0, 1).
         eps: added to the performance before inverting it (> 0).
-        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
-            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
-            torch's global RNG).
-        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
-            initialised process group); each rank yields its disjoint share.
+        seed, generator, num_replicas, rank, drop_last: as every sampler's (module docstring,
+            "Common arguments").
     """
 
     param_ranges: ClassVar[dict[str, Param]] = {
@@ -797,11 +777,8 @@ class BalancedBatchSampler(EpochSeeded, Sampler[list[int]]):
         classes_per_batch: P, distinct classes per batch (>= 1, at most the non-empty classes).
         samples_per_class: M, images per class in a batch (>= 1).
         num_batches: batches per epoch over all ranks (default N // (P * M)).
-        seed, generator: the plan's randomness (module docstring): with ``seed`` an epoch's plan
-            depends on (seed, epoch) only; else each iteration draws from ``generator`` (or
-            torch's global RNG).
-        num_replicas, rank, drop_last: DDP sharding as ``DistributedSampler``'s (default: the
-            initialised process group); each rank yields its disjoint share.
+        seed, generator, num_replicas, rank, drop_last: as every sampler's (module docstring,
+            "Common arguments").
     """
 
     param_ranges: ClassVar[dict[str, Param]] = {

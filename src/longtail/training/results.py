@@ -38,6 +38,18 @@ def load_record(cls: type[Record], path: Path) -> Record:
         raise LongtailError(f"{path} is not a {cls.__name__} longtail wrote: {err}") from None
 
 
+class JsonRecord:
+    """``save(path)`` / ``load(path)`` for a record with ``to_dict`` / ``from_dict``: strict
+    JSON written atomically, read through :func:`load_record`."""
+
+    def save(self, path: Path) -> None:
+        write_json(path, self.to_dict())  # type: ignore[attr-defined]
+
+    @classmethod
+    def load(cls, path: Path) -> Any:
+        return load_record(cls, path)
+
+
 def strict_fields(cls: type, record: Any, required: tuple[str, ...] = ()) -> dict[str, Any]:
     """``record`` as keyword arguments of ``cls``: an unknown or missing key, or a value that
     does not fit its field's type (:func:`fits`), raises :class:`~longtail.errors.LongtailError`."""
@@ -161,7 +173,7 @@ class TestResult:
 
 
 @dataclass
-class RunResult:
+class RunResult(JsonRecord):
     """A finished run (``test`` set when the data has a test split) or a diverged one
     (``diverged`` set): what its ``metrics.json`` holds."""
 
@@ -204,16 +216,10 @@ class RunResult:
             kw["diverged"] = Divergence.from_dict(kw["diverged"])
         return cls(**kw)
 
-    def save(self, path: Path) -> None:
-        write_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: Path) -> RunResult:
-        return load_record(cls, path)
-
 
 __all__ = [
     "Divergence",
+    "JsonRecord",
     "MAX_RECORD_BYTES",
     "RunResult",
     "TestResult",
