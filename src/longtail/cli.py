@@ -187,9 +187,7 @@ def _report_bad_images(data: DataBundle, out: Path) -> None:
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from longtail.experiments.comparison import Comparison, level_comparisons
-    from longtail.metrics import compare_runs
-    from longtail.report.tables import print_comparison
+    from longtail.report.tables import print_run
     from longtail.strategies import parse_strategy
     from longtail.training.loop import train
     from longtail.training.runtime import training_threads
@@ -202,12 +200,8 @@ def _train(args: argparse.Namespace) -> int:
         torch.set_num_threads(training_threads())  # as compare's trainings: the same numbers
         result = train(config, data, out, resume=args.resume, first_stage=args.first_stage)
     if result.test is not None:
-        table = Comparison.from_table(
-            compare_runs({args.strategy: [result.test.summary]}),
-            levels=level_comparisons({args.strategy: [result.test]}, data.distribution),
-        )
         caption = "test %; mistake severity in tree levels; all of it in metrics.json"
-        print_comparison(console, table, f"{args.strategy} on {data.name} (test)", caption)
+        print_run(console, result.test, f"{args.strategy} on {data.name} (test)", caption)
     _report_bad_images(data, out)
     console.print(
         f"Run written to [bold]{console_text(str(out))}[/bold] (log.csv, checkpoint.pt, metrics.json)"

@@ -17,7 +17,8 @@ from rich.table import Table
 from longtail._io import write_text
 from longtail._text import console_text, markdown_text
 from longtail.experiments.comparison import Comparison, LevelComparison, Stat
-from longtail.metrics import MetricInfo, metric_info
+from longtail.metrics import HEADLINE, MetricInfo, metric_info
+from longtail.training.results import TestResult
 
 
 def _number(value: float, info: MetricInfo) -> str:
@@ -164,6 +165,28 @@ def print_comparison(
         print_table(console, level_table)
 
 
+def print_run(console: Console, test: TestResult, title: str, caption: str) -> None:
+    """One run's test metrics as a one-row table, then one per coarser level of the class tree
+    (top first): read from its :class:`~longtail.training.results.TestResult` alone."""
+    print_table(console, _run_table(test, console_text(title), caption))
+    for level in sorted(test.levels, key=int):
+        classes = len(test.levels[level].per_class)
+        title = f"At level {level} of the class tree ({classes} classes), predictions rolled up"
+        print_table(console, _run_table(test.levels[level], title, caption))
+
+
+def _run_table(test: TestResult, title: str, caption: str) -> Table:
+    metrics = [m for m in HEADLINE if m in test.summary]
+    table = Table(title=title, caption=caption)
+    for m in metrics:
+        table.add_column(metric_info(m).short, justify="right")
+    cells = [test.metric(m) for m in metrics]
+    table.add_row(
+        *("-" if math.isnan(v) else _number(v, metric_info(m)) for m, v in zip(metrics, cells))
+    )
+    return table
+
+
 def markdown_table(comparison: Comparison) -> str:
     """Strategies as rows, metrics as columns (see :func:`legend`)."""
     header, rows = _rows(comparison)
@@ -236,6 +259,7 @@ __all__ = [
     "markdown_table",
     "markdown_tables",
     "print_comparison",
+    "print_run",
     "print_table",
     "rich_table",
     "write_tables",
