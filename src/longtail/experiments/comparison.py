@@ -214,6 +214,12 @@ class Comparison(JsonRecord):
         )
 
     @property
+    def settings(self) -> TrainConfig:
+        """The training settings every row shares, as the typed record (``config`` holds them
+        as JSON; a row's own settings are in ``recipes``)."""
+        return TrainConfig(**self.config)
+
+    @property
     def headline(self) -> str:
         """The metric strategies are ranked by: the accuracy under the target prior when the
         runs had one (``--target-prior``), balanced accuracy otherwise."""

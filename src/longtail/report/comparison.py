@@ -50,13 +50,13 @@ def comparison_markdown(
 
 
 def _setup(comparison: Comparison, dist: ClassDistribution) -> str:
-    cfg = comparison.config
+    cfg = comparison.settings
     groups = ", ".join(str(len(v)) for v in dist.group_indices().values())
     return (
         f"Training set: {dist.total:,} images in {dist.num_classes} classes, imbalance ratio "
         f"{dist.imbalance_ratio:.1f} (head / medium / tail = {groups} classes by count thirds). "
-        f"Model `{cfg['model']}`, {cfg['epochs']} epochs, batch {cfg['batch_size']}, "
-        f"{cfg['optimizer']} lr {cfg['lr']}, training augmentation `{cfg['augment']}`, "
+        f"Model `{cfg.model}`, {cfg.epochs} epochs, batch {cfg.batch_size}, "
+        f"{cfg.optimizer} lr {cfg.lr}, training augmentation `{cfg.augment}`, "
         f"seeds {comparison.seeds}; every number below was measured in this run on the test split. "
         f"{_own_settings(comparison)}{_trainings(comparison)}"
     )
