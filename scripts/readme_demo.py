@@ -1,10 +1,11 @@
 """Write the demo's results into the README: ``python scripts/readme_demo.py [DEMO] [TREE]``.
 
 DEMO (default ``runs/demo``) is ``make demo``'s comparison, TREE (default ``runs/tree``) the
-tree-aware comparison the README's "When the classes form a tree" gives the command of. Their
+tree-aware comparison docs/hierarchy.md gives the command of. Their
 ``results.json`` are copied to ``docs/demo_results.json`` and ``docs/tree_results.json``, the
-demo's plots to ``docs/demo_*.png``, and the README's blocks between ``<!-- NAME:start -->`` and
-``<!-- NAME:end -->`` are rewritten from them; ``tests/test_readme.py`` fails when the README
+demo's plots to ``docs/demo_*.png``, and the blocks between ``<!-- NAME:start -->`` and
+``<!-- NAME:end -->`` of the README (the demo) and of docs/hierarchy.md (the tree) are rewritten
+from them; ``tests/test_readme.py`` fails when the README
 and the files in ``docs/`` disagree.
 """
 
@@ -66,10 +67,16 @@ def _replace(readme: str, name: str, text: str) -> str:
     return readme[:start] + text + readme[end:]
 
 
-def replace_blocks(readme: str, demo: Comparison, tree: Comparison | None = None) -> str:
+def replace_blocks(readme: str, demo: Comparison) -> str:
+    """``readme`` with its demo blocks written from ``demo``."""
     for name in BLOCKS:
         readme = _replace(readme, name, block(name, demo))
-    return readme if tree is None else _replace(readme, TREE_BLOCK, tree_block(tree))
+    return readme
+
+
+def replace_tree_block(page: str, tree: Comparison) -> str:
+    """``page`` (docs/hierarchy.md) with its tree table written from ``tree``."""
+    return _replace(page, TREE_BLOCK, tree_block(tree))
 
 
 def main(run: Path, tree_run: Path) -> None:
@@ -81,8 +88,10 @@ def main(run: Path, tree_run: Path) -> None:
     if (tree_run / "results.json").exists():
         tree = Comparison.load(tree_run / "results.json")
         shutil.copyfile(tree_run / "results.json", ROOT / "docs" / "tree_results.json")
+        page = ROOT / "docs" / "hierarchy.md"
+        page.write_text(replace_tree_block(page.read_text(), tree))
     readme = ROOT / "README.md"
-    readme.write_text(replace_blocks(readme.read_text(), comparison, tree))
+    readme.write_text(replace_blocks(readme.read_text(), comparison))
     print(f"README blocks and docs/ written from {run}" + (f" and {tree_run}" if tree else ""))
 
 
