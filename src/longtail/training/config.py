@@ -100,7 +100,8 @@ class TrainConfig:
     )
     select_best: bool = option(
         True,
-        "test the last epoch's model instead of the one with the best validation balanced accuracy",
+        "test the model of the epoch with the best validation balanced accuracy (--last-epoch: "
+        "the last epoch's instead)",
         "--last-epoch",
         negated=True,
     )
@@ -146,8 +147,16 @@ class TrainConfig:
         "--mix",
         parse="longtail.mixing:check_mix",
     )
-    amp: bool = option(True, "disable mixed precision on CUDA", "--no-amp", negated=True)
-    progress: bool = option(True, "no progress bars", "--no-progress", negated=True, execution=True)
+    amp: bool = option(
+        True, "mixed precision on CUDA (--no-amp: full precision)", "--no-amp", negated=True
+    )
+    progress: bool = option(
+        True,
+        "progress bars on a terminal, a line per epoch in a log (--no-progress: neither)",
+        "--no-progress",
+        negated=True,
+        execution=True,
+    )
 
     def __post_init__(self) -> None:
         for f, opt in settings(type(self)):
