@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from helpers import write_tree
-from longtail._io import atomic_write, open_output, write_text
+from longtail._io import UMASK, atomic_write, open_output, write_text
 from longtail.cli import main
 from longtail.data.bundle import folder_bundle
 from longtail.data.datasets import record_bad_image
@@ -67,6 +67,7 @@ def test_atomic_writes_replace_a_link_and_never_follow_a_planted_temporary_name(
     out.symlink_to(target)
     write_text(out, "new")
     assert not out.is_symlink() and out.read_text() == "new"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~UMASK  # not mkstemp's private 0600
     assert target.read_text() == "keep me"
     assert {p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")} == set()
 

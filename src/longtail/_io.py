@@ -34,7 +34,7 @@ def read_regular_file(path: str | Path, limit: int) -> bytes:
     is the file's size (``fstat``), not ``limit``; a file that grows while it is read is read up
     to ``limit``."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    with os.fdopen(fd, "rb", buffering=0) as fh:
+    with os.fdopen(fd, "rb") as fh:  # buffered: read(n) returns n bytes unless at the end
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise OSError(f"{path} is not a regular file (a FIFO, device or folder)")
@@ -71,7 +71,7 @@ def to_json(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(jsonable(obj), indent=indent, allow_nan=False)
 
 
-NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 def _refuse_link(path: Path, err: OSError) -> OutputError:
@@ -89,7 +89,7 @@ def open_output(path: str | Path, flags: int = os.O_RDWR) -> int:
     :class:`~longtail.errors.OutputError`. The caller closes it."""
     path = Path(path)
     try:
-        fd = os.open(path, flags | os.O_CREAT | NOFOLLOW, 0o666)
+        fd = os.open(path, flags | os.O_CREAT | _NOFOLLOW, 0o666)
     except OSError as err:
         if err.errno in (errno.ELOOP, errno.EMLINK, errno.EISDIR) or path.is_symlink():
             raise _refuse_link(path, err) from None
@@ -131,7 +131,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, 0o666 & ~_umask()) if hasattr(os, "fchmod") else None
+        if hasattr(os, "fchmod"):  # mkstemp's 0600 -> what open() would have made
+            os.fchmod(fd, 0o666 & ~UMASK)
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -148,10 +149,14 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+UMASK = _read_umask()
+"""The process's umask, read once at import (reading it sets it, which other threads would see)."""
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -218,10 +223,10 @@ def read_json(path: str | Path, limit: int, what: str) -> Any:
 __all__ = [
     "OUTPUT_MARKER",
     "atomic_write",
-    "NOFOLLOW",
     "json_depth",
     "MAX_JSON_DEPTH",
     "open_output",
+    "UMASK",
     "read_json",
     "output_folder",
     "refuse_links_below",
