@@ -38,18 +38,14 @@ EQUIVALENT = ROOT / "scripts" / "equivalent_mutants.json"
 
 TESTS = {
     "sampling/plans.py": [
-        "tests/test_sampling.py",
-        "tests/test_torch_sampler_semantics.py",
-        "tests/test_core_strength.py",
+        "tests/sampling/test_plans.py",
+        "tests/sampling/test_samplers.py",
+        "tests/suites/test_torch_sampler_semantics.py",
     ],
-    "weights.py": [
-        "tests/test_weights.py",
-        "tests/test_core_strength.py",
-        "tests/test_sampling.py",
-    ],
-    "metrics.py": ["tests/test_metrics.py", "tests/test_core_strength.py"],
-    "losses.py": ["tests/test_losses.py", "tests/test_core_strength.py"],
-    "distribution.py": ["tests/test_distribution.py", "tests/test_core_strength.py"],
+    "weights.py": ["tests/test_weights.py", "tests/sampling/test_samplers.py"],
+    "metrics.py": ["tests/test_metrics.py"],
+    "losses.py": ["tests/test_losses.py", "tests/strategies/test_registry.py"],
+    "distribution.py": ["tests/test_distribution.py"],
 }
 
 SWAP_BINOP = {

@@ -5,7 +5,7 @@ tree-aware comparison docs/hierarchy.md gives the command of. Their
 ``results.json`` are copied to ``docs/demo_results.json`` and ``docs/tree_results.json``, the
 demo's plots to ``docs/demo_*.png``, and the blocks between ``<!-- NAME:start -->`` and
 ``<!-- NAME:end -->`` of the README (the demo) and of docs/hierarchy.md (the tree) are rewritten
-from them; ``tests/test_readme.py`` fails when the README
+from them; ``tests/suites/test_readme.py`` fails when the README
 and the files in ``docs/`` disagree.
 """
 

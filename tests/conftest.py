@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from helpers import write_tree
+
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
@@ -21,3 +23,14 @@ def _torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+IMAGE_TREE = {"animals/cat": 24, "animals/dog": 12, "plants/tree": 8, "plants/flower": 6}
+
+
+@pytest.fixture(scope="module")
+def image_tree(tmp_path_factory):
+    """Two parents, four classes of 20 px JPEGs, and one file in dog/ that is not a JPEG."""
+    root = write_tree(tmp_path_factory.mktemp("imgs") / "data", IMAGE_TREE, size=20)
+    (root / "animals" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    return root

@@ -11,6 +11,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from longtail.data.bundle import embedded_bundle
+from longtail.data.datasets import ArrayDataset
+from longtail.distribution import ClassDistribution
+from longtail.training.config import TrainConfig
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+SRC = ROOT / "src" / "longtail"
+WORKERS = TESTS / "workers"
+
 
 def write_tree(root: Path, counts: Mapping[str, int], size: int = 12, seed: int = 0) -> Path:
     """Write ``counts[rel_dir]`` random RGB JPEGs into each ``root/rel_dir``."""
@@ -48,7 +58,9 @@ MILLION_AID_LIKE = {
 
 def torchrun(script: Path, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
     """Run ``script`` under ``torchrun --standalone --nproc_per_node 2`` (gloo on CPU)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parent))
+    env = dict(
+        os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(TESTS), str(WORKERS)])
+    )
     cmd = [
         sys.executable,
         "-m",
@@ -117,3 +129,62 @@ def train_killed(
     with pytest.raises(Killed):
         train(config, data, out)
     monkeypatch.setattr(owner, name, real)
+
+
+def long_tail_labels(k: int, n_max: int, n_min: int, seed: int = 0) -> np.ndarray:
+    """Exponential profile n_i = n_max (n_min / n_max)^(i / (k-1)), labels shuffled."""
+    counts = np.floor(n_max * (n_min / n_max) ** (np.arange(k) / (k - 1))).astype(int)
+    labels = np.repeat(np.arange(k), counts)
+    return np.random.default_rng(seed).permutation(labels)
+
+
+# a three-level tree: a rare parent with many children, a common parent with one, one between
+SCENES = {  # leaf: (top, middle, images)
+    "r1": ("R", "R1", 5),
+    "r2": ("R", "R1", 10),
+    "r3": ("R", "R1", 20),
+    "r4": ("R", "R2", 3),
+    "r5": ("R", "R2", 7),
+    "c1": ("C", "C1", 1000),
+    "m1": ("M", "M1", 200),
+    "m2": ("M", "M1", 50),
+    "m3": ("M", "M2", 400),
+}
+
+
+SCENE_NAMES = list(SCENES)
+
+
+SCENE_COUNTS = np.array([n for _, _, n in SCENES.values()])
+
+
+SCENE_LABELS = np.repeat(np.arange(len(SCENE_NAMES)), SCENE_COUNTS)
+
+
+SCENE_TREE = [
+    [(top,) for top, _, _ in SCENES.values()],
+    [(top, mid) for top, mid, _ in SCENES.values()],
+    [(top, mid, leaf) for leaf, (top, mid, _) in SCENES.items()],
+]
+
+
+def small_embedded(step: int):
+    """The embedded bundle with every ``step``-th training image."""
+    data = embedded_bundle()
+    data.train = _subsample(data.train, step)
+    names = data.distribution.class_names
+    data.distribution = ClassDistribution.from_labels(data.train.targets.numpy(), class_names=names)
+    return data
+
+
+def _subsample(dataset: ArrayDataset, step: int) -> ArrayDataset:
+    """Every ``step``-th image of an in-memory dataset (a new dataset)."""
+    view = ArrayDataset.__new__(ArrayDataset)
+    view.__dict__.update(dataset.__dict__)
+    view.x, view.targets = dataset.x[::step], dataset.targets[::step]
+    return view
+
+
+def short_config() -> TrainConfig:
+    """Two quick epochs without augmentation or progress bars."""
+    return TrainConfig(epochs=2, batch_size=128, progress=False, augment="none")

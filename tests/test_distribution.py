@@ -6,6 +6,10 @@ import pytest
 import torch
 
 from longtail.distribution import ClassDistribution
+from longtail.sampling import (
+    ClassBalancedSampler,
+    plans,
+)
 
 
 def test_counts_keep_empty_classes_and_accept_torch():
@@ -122,3 +126,118 @@ def test_group_rule_errors():
         ClassDistribution.from_counts([1, 2]).with_grouping(rule="median")
     with pytest.raises(ValueError, match="few"):
         ClassDistribution.from_counts([1, 2]).with_grouping(rule="shots", many=5, few=10)
+
+
+def test_from_labels_counts_exactly_the_classes_seen():
+    d = ClassDistribution.from_labels([0, 0, 1])
+    assert d.num_classes == 2 and d.counts.tolist() == [2, 1]
+    # Gini = sum_ij |n_i - n_j| / (2 K^2 mean) = 2 / (2 * 4 * 1.5)
+    assert d.gini == pytest.approx(2 / 12)
+    assert ClassDistribution.from_labels([0, 0, 1], num_classes=3).gini == pytest.approx(
+        (1 + 2 + 1) * 2 / (2 * 9 * 1)
+    )
+
+
+def test_more_classes_than_sixteen_bits_hold():
+    k = 70_000  # beyond uint16 class indices
+    y = np.arange(k).repeat(2)
+    g = plans.ClassGroups.from_labels(y)
+    assert np.issubdtype(g.labels.dtype, np.integer) and g.labels.max() == k - 1
+    plan = ClassBalancedSampler(y, 5 * k, seed=0).plan(0)
+    assert np.unique(y[plan]).size > 0.99 * k  # P(class missed) = exp(-5)
+    assert np.bincount(y[plan], minlength=k).max() < 30  # about 5 draws per class, none favoured
+
+
+def test_group_rule_edges():
+    from longtail.distribution import GroupRuleSpec
+
+    GroupRuleSpec(rule="shots", many=20, few=20)  # few == many is allowed
+    GroupRuleSpec(head=1.0, tail=0.0)
+    GroupRuleSpec(head=0.5, tail=0.5)
+    for kwargs in (
+        {"head": 1.2, "tail": 0.0},
+        {"head": 0.3, "tail": -0.1},
+        {"head": 0.6, "tail": 0.5},
+    ):
+        with pytest.raises(ValueError, match="fractions"):
+            GroupRuleSpec(**kwargs)
+
+
+def test_quantile_groups_with_overlapping_fractions_and_ties():
+    d = ClassDistribution.from_counts([30, 20, 10])
+    assert d.with_grouping(head=0.5, tail=0.5).groups.tolist() == ["head", "head", "tail"]
+    # a tie takes the group of its middle rank
+    assert ClassDistribution.from_counts([9, 9, 1]).groups.tolist() == ["head", "head", "tail"]
+    assert ClassDistribution.from_counts([10, 5, 5, 5, 1, 0]).groups.tolist() == [
+        "head",
+        "medium",
+        "medium",
+        "medium",
+        "tail",
+        "tail",
+    ]
+
+
+def test_statistics_at_their_edges():
+    d = ClassDistribution.from_counts([50, 30, 20])
+    assert d.pareto_share(0.01) == 0.5  # at least the largest class
+    assert ClassDistribution.from_counts([7]).normalized_entropy == 1.0
+    with pytest.raises(ValueError, match="level must be in"):
+        d.level_keys(0)
+    assert d.level_keys(1) == [("0",), ("1",), ("2",)]
+    assert d.at_level(1).hierarchy is None
+
+
+def test_to_dict_and_markdown_by_hand():
+    flat = ClassDistribution.from_counts([30, 10, 3], ["a", "b", "c"])
+    data = flat.to_dict()
+    assert "levels" not in data
+    assert data["grouping"] == {
+        "rule": "quantile",
+        "head": 1 / 3,
+        "tail": 1 / 3,
+        "many": 100,
+        "few": 20,
+    }
+    assert data["groups"] == {
+        "head": {"classes": ["a"], "samples": 30},
+        "medium": {"classes": ["b"], "samples": 10},
+        "tail": {"classes": ["c"], "samples": 3},
+    }
+    assert flat.to_json().startswith('{\n  "num_classes": 3')
+    nested = ClassDistribution.from_counts(
+        [3, 30, 10], ["c", "a", "b"], [("x", "p"), ("x", "q"), ("y", "r")]
+    )
+    md = nested.to_markdown()
+    table = md[md.index("| class | count | share | group |") :].splitlines()[2:5]
+    assert table == [
+        "| a | 30 | 69.77% | head |",
+        "| b | 10 | 23.26% | medium |",
+        "| c | 3 | 6.98% | tail |",
+    ]
+    assert "| head | 1 | 30 |" in md and "| tail | 1 | 3 |" in md
+    assert "Level 1 (2 classes, imbalance ratio 3.3):" in md
+    assert "| x | 33 | 76.74% | 2 | 10.0 |" in md and "| y | 10 | 23.26% | 1 | 1.0 |" in md
+    assert "| q | 30 | 69.77% | 1 | 1.0 |" in md
+
+
+def test_pareto_share_and_entropy_by_hand():
+    d = ClassDistribution.from_counts([40, 30, 10, 5, 5, 4, 3, 2, 1, 0])
+    assert d.pareto_share() == pytest.approx(70 / 100)  # the top 20% of 10 classes: 2
+    with pytest.raises(ValueError, match="top_fraction"):
+        d.pareto_share(0)
+    with pytest.raises(ValueError, match="top_fraction"):
+        d.pareto_share(1.01)
+    assert d.pareto_share(1) == 1.0
+    e = ClassDistribution.from_counts([5, 5, 0]).normalized_entropy
+    assert e == pytest.approx(np.log(2) / np.log(3))  # 0 log 0 = 0 for the empty class
+
+
+def test_within_parent_imbalance_levels():
+    d = ClassDistribution.from_counts(
+        [4, 2, 6], ["a", "b", "c"], [("x", "p"), ("x", "p"), ("y", "q")]
+    )
+    assert d.within_parent_imbalance(2) == {"p": 2.0, "q": 1.0}
+    for level in (0, 3):
+        with pytest.raises(ValueError, match=rf"level must be in 1\.\.2, got {level}"):
+            d.within_parent_imbalance(level)

@@ -5,10 +5,11 @@ import json
 import numpy as np
 import torch
 
+from helpers import SCENE_NAMES as NAMES
+from helpers import SCENE_TREE as TREE
 from longtail.distribution import ClassDistribution
 from longtail.hierarchy import ancestors, lca_heights, mistake_severity, roll_up_confusion
 from longtail.metrics import MetricAccumulator
-from test_hierarchical_sampler import NAMES, TREE
 
 # two parents with two children each: a1, a2 under A; b1, b2 under B
 TWO_LEVELS = [

@@ -4,6 +4,7 @@ import torch
 from sklearn.metrics import balanced_accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.metrics import confusion_matrix as sk_confusion
 
+from helpers import long_tail_labels
 from longtail.distribution import ClassDistribution
 from longtail.errors import LongtailError
 from longtail.experiments.comparison import Comparison
@@ -235,3 +236,193 @@ def test_the_confusion_matrix_counts_every_pair():
     assert cm[4, 4] == 1 and cm[3, 4] == 1 and cm[4, 3] == 1 and cm[0, 0] == 1
     first_only = confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 0]), k)  # no last class
     assert first_only.shape == (k, k) and first_only[0].tolist() == [1, 1, 0, 0, 0]
+
+
+def test_distribution_and_metrics_at_8142_classes():
+    k = 8142
+    y = long_tail_labels(k, 30, 1)
+    dist = ClassDistribution.from_labels(y)
+    assert dist.num_classes == k and dist.imbalance_ratio == 30
+    groups = dist.groups
+    order = np.argsort(-dist.counts, kind="stable")
+    head, tail = dist.counts[groups == "head"], dist.counts[groups == "tail"]
+    assert head.min() >= dist.counts[groups == "medium"].max() >= tail.max()
+    assert abs((groups == "head").sum() - k / 3) < 400  # thirds, moved only to keep ties together
+    assert groups[order[0]] == "head" and groups[order[-1]] == "tail"
+    rng = np.random.default_rng(1)
+    pred = np.where(rng.random(y.size) < 0.7, y, rng.integers(0, k, y.size))
+    rep = evaluate(pred, y, k, dist)
+    assert rep.balanced_accuracy == pytest.approx(balanced_accuracy_score(y, pred))
+    assert rep.macro_f1 == pytest.approx(f1_score(y, pred, average="macro"))
+
+
+def test_single_sample_classes_count_in_balanced_accuracy_and_macro_f1():
+    y = np.array([0, 0, 0, 1, 2])
+    p = np.array([0, 0, 1, 1, 2])
+    rep = evaluate(p, y, 3)
+    # recalls 2/3, 1, 1 -> 0.8889; F1: 0.8, 2/3, 1 -> 0.8222
+    assert rep.balanced_accuracy == pytest.approx((2 / 3 + 1 + 1) / 3)
+    assert rep.macro_f1 == pytest.approx((0.8 + 2 / 3 + 1) / 3)
+    rep = evaluate(np.array([0, 0, 1, 1, 2]), np.array([0, 0, 0, 1, 2]), 4)  # class 3 absent
+    assert rep.macro_f1 == pytest.approx((0.8 + 2 / 3 + 1) / 3)  # absent everywhere: left out
+    assert rep.balanced_accuracy == pytest.approx((2 / 3 + 1 + 1) / 3)
+
+
+def test_confusion_matrix_values_and_bad_predictions():
+    cm = confusion_matrix([0, 2, 2, 1, 0], [0, 1, 2, 1, 1], 3)
+    assert cm.tolist() == [[1, 0, 0], [1, 1, 1], [0, 0, 1]]
+    acc = MetricAccumulator(3)
+    with pytest.raises(ValueError):
+        acc.update(torch.tensor([0, -1]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError):
+        acc.update(torch.tensor([0, 3]), torch.tensor([0, 1]))
+
+
+def test_all_reduce_of_predictions_only_reports_no_top_k_or_ece():
+    a, b = MetricAccumulator(4), MetricAccumulator(4)
+    a.update(torch.tensor([0, 1, 1]), torch.tensor([0, 1, 2]))
+    b.update(torch.tensor([2, 0]), torch.tensor([2, 3]))
+    merged = MetricAccumulator(4)
+    merged.load_state(a.state() + b.state())  # what all_reduce(SUM) hands back
+    rep = merged.compute()
+    assert rep.topk == {} and rep.ece is None
+    assert rep.confusion.tolist() == [[1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 1, 0], [1, 0, 0, 0]]
+
+
+def test_all_reduce_with_logits_equals_one_accumulator():
+    rng = torch.Generator().manual_seed(0)
+    logits = torch.randn(40, 5, generator=rng)
+    logits[:, 4] = -10  # class 4 is never predicted
+    y = torch.randint(0, 5, (40,), generator=rng)
+    whole = MetricAccumulator(5, topk=(1, 3))
+    whole.update(logits, y)
+    parts = [MetricAccumulator(5, topk=(1, 3)) for _ in range(2)]
+    parts[0].update(logits[:25], y[:25])
+    parts[1].update(logits[25:], y[25:])
+    merged = MetricAccumulator(5, topk=(1, 3))
+    merged.load_state(parts[0].state() + parts[1].state())
+    a, b = merged.compute(), whole.compute()
+    assert a.confusion.tolist() == b.confusion.tolist() and a.confusion[:, 4].sum() == 0
+    assert a.topk == pytest.approx(b.topk) and a.ece == pytest.approx(b.ece)
+    top1 = (logits.argmax(1) == y).float().mean().item()
+    top3 = (logits.topk(3, 1).indices == y[:, None]).any(1).float().mean().item()
+    assert a.topk[1] == pytest.approx(top1) and a.topk[3] == pytest.approx(top3)
+    conf = logits.softmax(1).max(1).values.numpy()
+    correct = (logits.argmax(1) == y).numpy()
+    bins = np.clip(np.ceil(conf * 15).astype(int) - 1, 0, 14)
+    ece = (
+        sum(
+            abs(correct[bins == i].sum() - conf[bins == i].sum())
+            for i in range(15)
+            if (bins == i).any()
+        )
+        / 40
+    )
+    assert a.ece == pytest.approx(ece)
+
+
+def test_report_rows_and_summary_by_hand():
+    dist = ClassDistribution.from_counts([30, 20, 10], class_names=["a", "b", "c"])
+    y = torch.tensor([0, 0, 1, 1, 2])
+    logits = torch.tensor(
+        [[3.0, 1, 0], [1, 3.0, 0], [0, 3.0, 1], [0, 1, 3.0], [1, 0, 3.0]]
+    )  # predictions 0, 1, 1, 2, 2; the true class always in the top two
+    acc = MetricAccumulator(3, topk=(1, 2))
+    acc.update(logits, y)
+    rep = acc.compute(dist)
+    rows = rep.per_class()
+    assert [r["class"] for r in rows] == ["a", "b", "c"]
+    assert [r["group"] for r in rows] == ["head", "medium", "tail"]
+    assert [r["support"] for r in rows] == [2, 2, 1]
+    assert [r["precision"] for r in rows] == pytest.approx([1.0, 0.5, 0.5])
+    assert [r["recall"] for r in rows] == pytest.approx([0.5, 0.5, 1.0])
+    assert [r["f1"] for r in rows] == pytest.approx([2 / 3, 0.5, 2 / 3])
+    d = rep.to_dict()
+    assert d["per_class"] == rows and d["confusion"] == [[1, 1, 0], [0, 1, 1], [0, 0, 1]]
+    s = d["summary"]
+    assert s["top1_accuracy"] == pytest.approx(0.6) and s["top2_accuracy"] == pytest.approx(1.0)
+    p = torch.softmax(logits, 1).max(1).values  # all equal: one bin
+    assert s["ece"] == pytest.approx(abs(0.6 - p.mean().item()))
+    assert s["head_recall"] == 0.5 and s["medium_f1"] == 0.5 and s["tail_recall"] == 1.0
+
+
+def test_group_means_skip_classes_without_test_samples():
+    dist = ClassDistribution.from_counts([40, 30, 20, 10, 5, 1])  # head: 0, 1; medium: 2, 3
+    rep = evaluate(np.array([0, 1, 2, 4, 5]), np.array([0, 1, 2, 4, 5]), 6, dist)
+    assert rep.support[3] == 0
+    assert rep.summary()["medium_recall"] == 1.0  # class 3 has no test sample: not a 0 in the mean
+
+
+def test_macro_f1_keeps_a_single_sample_class_never_predicted():
+    y, p = np.array([0, 0, 1]), np.array([0, 0, 0])
+    rep = evaluate(p, y, 2)
+    assert rep.macro_f1 == pytest.approx(f1_score(y, p, average="macro", zero_division=0))
+    assert rep.macro_f1 == pytest.approx(0.4)
+
+
+def test_empty_evaluation_reports_zero_not_a_crash():
+    acc = MetricAccumulator(3)
+    acc.update(torch.empty(0, 3), torch.empty(0, dtype=torch.long))
+    rep = acc.compute()
+    assert (rep.accuracy, rep.balanced_accuracy, rep.macro_f1) == (0.0, 0.0, 0.0)
+
+
+def test_accumulator_size_limits_and_top_k_up_to_k():
+    acc = MetricAccumulator(1)
+    acc.update(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long))
+    assert acc.compute().accuracy == 1.0
+    with pytest.raises(ValueError, match="num_classes must be >= 1"):
+        MetricAccumulator(0)
+    assert MetricAccumulator(5).topk == (1, 5) and MetricAccumulator(4).topk == (1,)
+
+
+def test_ece_uses_fifteen_equal_width_bins_by_default():
+    def logits_with_confidence(conf, k=2):
+        d = np.log(conf * (k - 1) / (1 - conf))  # softmax max = conf, class 0 on top
+        row = torch.zeros(k)
+        row[0] = float(d)
+        return row
+
+    # 0.935 and 0.99 share bin 14 of 15 but not of 16; 0.9 is one bin lower
+    rows = torch.stack([logits_with_confidence(c) for c in (0.935, 0.99, 0.9)])
+    y = torch.tensor([0, 1, 0])  # correct, wrong, correct
+    acc = MetricAccumulator(2)
+    acc.update(rows, y)
+    expected = (abs(1 - (0.935 + 0.99)) + abs(1 - 0.9)) / 3
+    assert acc.compute().ece == pytest.approx(expected, abs=1e-6)
+    # the lowest bin: a uniform 20-class row (confidence 0.05) apart from one of confidence 0.1
+    low = torch.stack([torch.zeros(20), logits_with_confidence(0.1, 20)])
+    acc = MetricAccumulator(20)
+    acc.update(low, torch.tensor([0, 1]))
+    assert acc.compute().ece == pytest.approx((abs(1 - 0.05) + abs(0 - 0.1)) / 2, abs=1e-6)
+
+
+def test_state_layout_is_the_same_with_or_without_batches():
+    seen = MetricAccumulator(3, topk=(1, 2))
+    seen.update(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
+    idle = MetricAccumulator(3, topk=(1, 2))  # a DDP rank whose shard was empty
+    assert idle.state().shape == seen.state().shape
+    merged = MetricAccumulator(3, topk=(1, 2))
+    merged.load_state(seen.state() + idle.state())
+    assert merged.compute().topk == pytest.approx(seen.compute().topk)
+    preds_only = MetricAccumulator(3)
+    preds_only.update(torch.tensor([1, 1]), torch.tensor([0, 1]))  # confusion[0, 1] = 1
+    merged = MetricAccumulator(3)
+    merged.load_state(preds_only.state())
+    assert merged.compute().ece is None
+
+
+def test_compare_runs_with_one_seed_each():
+    table = compare_runs(
+        {"a": [{"accuracy": 0.5}], "b": [{"accuracy": 0.75}]}, metrics=["accuracy"]
+    )
+    row = table["metrics"]["accuracy"]
+    assert row["a"] == {"mean": 0.5, "std": 0.0, "n": 1, "delta_points": 0.0, "values": [0.5]}
+    assert row["b"]["delta_points"] == pytest.approx(25.0)
+
+
+def test_macro_f1_keeps_a_class_predicted_once_without_test_samples():
+    y, p = np.array([0, 0, 1]), np.array([0, 2, 1])
+    rep = evaluate(p, y, 3)
+    assert rep.macro_f1 == pytest.approx(f1_score(y, p, average="macro", zero_division=0))
+    assert rep.macro_f1 == pytest.approx((2 / 3 + 1 + 0) / 3)

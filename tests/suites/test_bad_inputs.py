@@ -226,35 +226,6 @@ def test_folder_runs_without_sched_getaffinity(folders, tmp_path, capsys, monkey
     assert code == 0
 
 
-def test_compare_table_keeps_every_column_when_not_a_terminal(tmp_path, capsys):
-    argv = ["compare", "--strategies", "instance+ce,weighted[scheme=smooth_inverse,alpha=500]+ce"]
-    code, printed, _ = run(
-        [*argv, "--seeds", "1", "--epochs", "1", *QUIET, "--out", tmp_path / "o"], capsys
-    )
-    assert code == 0
-    top = next(line for line in printed.splitlines() if line.startswith("┏"))
-    # strategy + 11 metric columns (9, and mistake severity on the embedded data's tree), none cut
-    assert top.count("┳") == 11 and top.endswith("┓")
-    last_row = next(line for line in printed.splitlines() if line.startswith("│ weighted"))
-    assert last_row.rstrip().endswith("│")
-    assert "…" not in printed  # no cell cut short either
-    progress = [line for line in printed.splitlines() if line.startswith("[")]
-    assert len(progress) == 2 and all("tail recall" in line for line in progress)  # unwrapped
-
-
-def test_without_a_terminal_train_logs_a_plain_line_per_epoch(tmp_path, capsys):
-    argv = ["train", "--epochs", "2", "--workers", "0", "--out", tmp_path / "run"]
-    code, printed, _ = run(argv, capsys)
-    assert code == 0
-    lines = [line for line in printed.splitlines() if " epoch " in line and "left" in line]
-    assert [line.split(":")[0] for line in lines] == [
-        "instance+ce epoch 1/2",
-        "instance+ce epoch 2/2",
-    ]
-    assert "val balanced accuracy" in lines[0] and "about" in lines[0]
-    assert "(baseline)" not in printed and "seeds" not in printed  # one run, no comparison
-
-
 @pytest.mark.parametrize(
     ("strategy", "message"),
     [
@@ -370,36 +341,6 @@ def test_a_timm_weights_tag_is_checked_before_the_hub_is_asked(tmp_path, capsys,
     code, _, err = run([*argv, *QUIET, "--out", tmp_path / "o"], capsys)
     assert_refused(code, err, "neither a file nor a timm weights tag of resnet18")
     assert "a1_in1k" in err
-
-
-def test_a_truncated_checkpoint_is_named(tmp_path, capsys):
-    out = tmp_path / "o"
-    argv = ["train", "--epochs", "1", *QUIET, "--out", out]
-    assert run(argv, capsys)[0] == 0
-    data = (out / "checkpoint.pt").read_bytes()
-    for cut in (0, len(data) // 2, len(data) - 30):
-        (out / "checkpoint.pt").write_bytes(data[:cut])
-        code, _, err = run([*argv, "--resume"], capsys)
-        assert code == 2 and "checkpoint.pt is damaged" in " ".join(err.split()), err
-
-
-def test_a_full_disk_while_checkpointing_says_what_to_do(tmp_path, capsys, monkeypatch):
-    import torch
-
-    from longtail.training import checkpoint
-
-    checkpoint.save_atomic({"model": {"w": torch.zeros(2)}}, tmp_path / "checkpoint.pt")
-    before = (tmp_path / "checkpoint.pt").read_bytes()
-
-    def full_disk(state, fh):  # what torch's zip writer raises when a write fails for space
-        fh.write(b"partial")
-        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 768 vs 662")
-
-    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
-    with pytest.raises(OSError, match="is the disk full.*free some space.*--resume"):
-        checkpoint.save_atomic({"model": {"w": torch.ones(2)}}, tmp_path / "checkpoint.pt")
-    assert (tmp_path / "checkpoint.pt").read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary file left
 
 
 @pytest.mark.parametrize(

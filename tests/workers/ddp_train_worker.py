@@ -1,4 +1,4 @@
-"""Run by torchrun in test_training.py: a 2-process DDP training run on generated images."""
+"""Run by torchrun in tests/suites/test_end_to_end.py: a 2-process DDP training run on generated images."""
 
 import json
 import sys

@@ -1,4 +1,4 @@
-"""Run by torchrun in test_integrations.py: a 2-process Lightning DDP fit over 3 epochs with a
+"""Run by torchrun in tests/integrations/test_lightning.py: a 2-process Lightning DDP fit over 3 epochs with a
 longtail sampler, each rank recording the dataset indices it trained on, epoch by epoch."""
 
 import json

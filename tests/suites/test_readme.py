@@ -2,13 +2,11 @@
 
 import importlib.util
 from dataclasses import fields
-from pathlib import Path
 
+from helpers import ROOT
 from longtail.experiments.comparison import Comparison
 from longtail.experiments.plan import DEFAULT_STRATEGIES
 from longtail.training.config import TrainConfig, execution_fields
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _script():

@@ -3,15 +3,11 @@
 import ast
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from longtail.metrics import evaluate
-from longtail.strategies import build_strategy, parse_strategy
-from longtail.strategies.lifecycle import BatchSamplerPart, FeedbackSampler, ScheduledLoss
+from helpers import SRC
 
-SRC = Path(__file__).resolve().parent.parent / "src" / "longtail"
 CORE = (
     "distribution",
     "hierarchy",
@@ -87,40 +83,6 @@ def test_the_loop_asks_no_strategy_what_type_it_is():
                 and "sampler" not in text
                 and "criterion" not in text
             ), text
-
-
-def test_parts_are_declared_by_name():
-    y = np.repeat(np.arange(3), [30, 10, 5])
-    counts = np.bincount(y)
-
-    def build(spec):
-        return build_strategy(parse_strategy(spec), y, counts, seed=0, epochs=4, batch_size=8)
-
-    assert isinstance(build("curriculum+ce").sampler, FeedbackSampler)
-    assert isinstance(build("balanced_batch+ce").sampler, BatchSamplerPart)
-    assert "batch_sampler" in build("balanced_batch+ce").sampler.loader_arguments(8)
-    assert isinstance(build("instance+ldam_drw").loss, ScheduledLoss)
-
-
-def test_events_reach_the_sampler_and_the_loss():
-    y = np.repeat(np.arange(3), [30, 10, 5])
-    built = build_strategy(
-        parse_strategy("curriculum+ldam_drw"), y, np.bincount(y), seed=0, epochs=5, batch_size=8
-    )
-    built.on_epoch_start(4)
-    assert built.sampler.sampler.epoch == 4 and built.loss.module.weight is not None  # DRW on
-    # class 2 has no validation images: its recall is unknown (nan), not 0
-    report = evaluate(np.array([0, 0, 1]), np.array([0, 1, 1]), 3)
-    built.after_validation(report)
-    perf = built.sampler.sampler.performance
-    assert perf[0] == 1.0 and perf[1] == 0.5 and np.isnan(perf[2])
-    state = built.state_dict()
-    again = build_strategy(
-        parse_strategy("curriculum+ldam_drw"), y, np.bincount(y), seed=0, epochs=5, batch_size=8
-    )
-    again.load_state_dict(torch.load(_roundtrip(state), weights_only=True))
-    assert again.sampler.sampler.updates == 1
-    np.testing.assert_array_equal(again.sampler.sampler.performance, perf)
 
 
 def _roundtrip(state):

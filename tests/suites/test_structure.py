@@ -10,20 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import write_tree
-from longtail.data.bundle import embedded_bundle, folder_bundle
-from longtail.data.datasets import ArrayDataset
-from longtail.distribution import ClassDistribution
+from helpers import SRC, small_embedded, write_tree
+from longtail.data.bundle import folder_bundle
 from longtail.experiments.plan import parse_row
 from longtail.losses import CrossEntropyLoss
 from longtail.params import NUMBER
 from longtail.strategies import parse_strategy
 from longtail.strategies.registry import REGISTRY, ComponentSpec, register, unregister
 from longtail.training.config import TrainConfig, option
-from longtail.training.identity import run_identity
 from longtail.training.loop import train
 
-SRC = Path(__file__).resolve().parent.parent / "src" / "longtail"
 MAX_LINES = 80
 CORE = {"distribution.py", "hierarchy.py", "weights.py", "losses.py", "metrics.py", "sampling"}
 """Below the registry: these modules do not know the components' names (a string there, such as
@@ -101,7 +97,7 @@ def test_a_loss_registered_in_one_place_runs_in_compare(tmp_path):
     try:
         with pytest.raises(ValueError, match="already"):
             register(spec)
-        data = _small_embedded(20)
+        data = small_embedded(20)
         base = TrainConfig(epochs=1, batch_size=256, progress=False, augment="none")
         strategies = ["instance+ce", "instance+double_ce[label_smoothing=0.1]"]
         comparison = run_compare(data, strategies, [0], base, tmp_path / "cmp")
@@ -120,57 +116,11 @@ def test_a_loss_registered_in_one_place_runs_in_compare(tmp_path):
         parse_strategy("instance+double_ce")
 
 
-def _small_embedded(step: int):
-    """The embedded bundle with every ``step``-th training image."""
-    data = embedded_bundle()
-    data.train = _subsample(data.train, step)
-    names = data.distribution.class_names
-    data.distribution = ClassDistribution.from_labels(data.train.targets.numpy(), class_names=names)
-    return data
-
-
-def _subsample(dataset: ArrayDataset, step: int) -> ArrayDataset:
-    """Every ``step``-th image of an in-memory dataset (a new dataset)."""
-    view = ArrayDataset.__new__(ArrayDataset)
-    view.__dict__.update(dataset.__dict__)
-    view.x, view.targets = dataset.x[::step], dataset.targets[::step]
-    return view
-
-
 @dataclass
 class EmaConfig(TrainConfig):
     """A config with one more setting, declared only here."""
 
     ema_decay: float = option(0.0, "decay of an exponential moving average", "--ema-decay")
-
-
-def test_an_option_declared_once_reaches_help_option_files_config_and_identity(tmp_path):
-    from longtail.cli import _apply_config_file, _config, build_parser
-
-    parser = build_parser(EmaConfig)
-    assert "--ema-decay" in parser.commands["train"].format_help()
-    assert "--ema-decay" in parser.commands["compare"].format_help()
-    args = parser.parse_args(["train", "--ema-decay", "0.5"])
-    config = _config(args, "instance+ce", 3)
-    assert isinstance(config, EmaConfig) and config.ema_decay == 0.5 and config.seed == 3
-    (tmp_path / "opts.toml").write_text("ema-decay = 0.25\n")
-    _apply_config_file(parser, "train", tmp_path / "opts.toml")
-    assert _config(parser.parse_args(["train"]), "instance+ce", 0).ema_decay == 0.25
-    with pytest.raises(ValueError, match="ema_decay must be a finite number"):
-        EmaConfig(ema_decay=float("nan"))
-    fingerprint = embedded_bundle().fingerprint()
-    assert run_identity(config, fingerprint)["training"]["ema_decay"] == 0.5
-    assert "ema_decay" not in run_identity(TrainConfig(), fingerprint)["training"]
-
-
-def test_an_execution_option_stays_out_of_the_identity():
-    @dataclass
-    class Verbose(TrainConfig):
-        chatty: bool = option(False, "say more", "--chatty", execution=True)
-
-    fingerprint = embedded_bundle().fingerprint()
-    assert "chatty" not in run_identity(Verbose(chatty=True), fingerprint)["training"]
-    assert "device" not in run_identity(Verbose(), fingerprint)["training"]
 
 
 def _items(dataset, positions) -> list[tuple[torch.Tensor, int]]:
@@ -180,7 +130,7 @@ def _items(dataset, positions) -> list[tuple[torch.Tensor, int]]:
 def test_train_leaves_the_datasets_it_is_given_as_they_were(tmp_path):
     root = write_tree(tmp_path / "d", {"a": 12, "b": 8}, size=20)
     folder = folder_bundle(root, image_size=16)
-    data = _small_embedded(40)
+    data = small_embedded(40)
     for bundle, model in ((folder, "small_cnn"), (data, "mlp")):
         splits = [bundle.train, bundle.val, bundle.test]
         before = [_items(s, range(min(4, len(s)))) for s in splits]
@@ -198,29 +148,3 @@ def test_train_leaves_the_datasets_it_is_given_as_they_were(tmp_path):
         assert splits[0][0][0].dtype == torch.float32  # normalised, as handed over
         assert getattr(splits[0], "augment", "none") == "none"
     assert np.isfinite(float(folder.val[0][0].float().mean()))
-
-
-def test_results_round_trip_through_the_files_they_are_written_to(tmp_path):
-    from longtail.experiments.compare import run_compare
-    from longtail.experiments.comparison import Comparison
-    from longtail.training.results import Divergence, RunResult
-
-    data = _small_embedded(10)  # every class keeps training images (a prior for logit_adjust)
-    base = TrainConfig(epochs=1, batch_size=256, progress=False, augment="none")
-    comparison = run_compare(data, ["instance+ce", "sqrt+ce:logit_adjust"], [0], base, tmp_path)
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert Comparison.load(tmp_path / "results.json").to_dict() == saved == comparison.to_dict()
-    run = tmp_path / "runs" / "sqrt+ce_logit_adjust" / "seed0" / "metrics.json"
-    result = RunResult.load(run)
-    assert result.to_dict() == json.loads(run.read_text())
-    assert result.test is not None and result.test.recall.shape == (10,)
-    assert result.chosen_taus == [result.stages[0]["tau"]]
-    diverged = RunResult({"a": 1}, {"b": 2}, [], diverged=Divergence("nan loss", 2, 5))
-    record = diverged.to_dict()
-    assert set(record) == {"identity", "config", "history", "diverged"}
-    assert record["diverged"] == {"epoch": 2, "step": 5, "message": "nan loss"}
-    assert RunResult.from_dict(record) == diverged
-    with pytest.raises(ValueError, match="unknown keys \\['extra'\\]"):
-        RunResult.from_dict({**record, "extra": 1})
-    with pytest.raises(ValueError, match="missing keys \\['metrics'\\]"):
-        Comparison.from_dict({"baseline": "x", "strategies": []})

@@ -8,23 +8,19 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import short_config, small_embedded
 from longtail.cli import main
 from longtail.experiments.compare import run_compare
 from longtail.experiments.plan import parse_row
 from longtail.training.loop import TrainConfig, TrainingDiverged, train
 from longtail.training.runtime import training_threads
-from test_structure import _small_embedded
 
 QUIET = ["--no-progress", "--epochs", "2", "--seeds", "1", "--augment", "none"]
 
 
 @pytest.fixture(scope="module")
 def data():
-    return _small_embedded(10)
-
-
-def base() -> TrainConfig:
-    return TrainConfig(epochs=2, batch_size=128, progress=False, augment="none")
+    return small_embedded(10)
 
 
 def _run_dir(out, strategy, seed=0):
@@ -33,7 +29,7 @@ def _run_dir(out, strategy, seed=0):
 
 def test_first_stages_are_shared_and_give_the_numbers_of_a_run_alone(data, tmp_path):
     strategies = ["sqrt+ce:crt", "sqrt+ce:logit_adjust", "instance+ce:weight_balancing"]
-    comparison = run_compare(data, strategies, [0], base(), tmp_path / "cmp")
+    comparison = run_compare(data, strategies, [0], short_config(), tmp_path / "cmp")
     # sqrt+ce once for two strategies, instance+ce with weight balancing's decay, crt and the
     # weight-balancing stage; logit_adjust trains nothing (an evaluation)
     assert (comparison.trainings, comparison.reused, comparison.grid) == (4, 0, 3)
@@ -44,13 +40,15 @@ def test_first_stages_are_shared_and_give_the_numbers_of_a_run_alone(data, tmp_p
     torch.set_num_threads(training_threads())  # as compare's trainings (and longtail train)
     for strategy in strategies:  # each equals the strategy trained alone, in one piece
         alone = train(
-            TrainConfig(**{**base().__dict__, "strategy": strategy}), data, tmp_path / strategy
+            TrainConfig(**{**short_config().__dict__, "strategy": strategy}),
+            data,
+            tmp_path / strategy,
         )
         shared = json.loads((_run_dir(tmp_path / "cmp", strategy) / "metrics.json").read_text())
         assert shared["test"] == alone.to_dict()["test"]
         assert shared["identity"] == alone.identity and shared["stages"] == alone.stages
     torch.set_num_threads(threads)
-    again = run_compare(data, strategies, [0], base(), tmp_path / "cmp")
+    again = run_compare(data, strategies, [0], short_config(), tmp_path / "cmp")
     assert (again.trainings, again.reused) == (0, 4)
     assert again.metrics == comparison.metrics
 
@@ -68,15 +66,15 @@ def test_a_second_stage_never_trains_on_a_first_stage_that_diverged(data, tmp_pa
         return real(config, data, run_dir, resume=resume, first_stage=first_stage)
 
     monkeypatch.setattr(execute, "train", diverges)
-    comparison = run_compare(data, ["instance+ce", "sqrt+ce:crt"], [0], base(), tmp_path)
+    comparison = run_compare(data, ["instance+ce", "sqrt+ce:crt"], [0], short_config(), tmp_path)
     assert calls == ["instance+ce", "sqrt+ce"]  # crt never started
     assert "first stage diverged" in comparison.diverged["sqrt+ce:crt"]
 
 
 def test_two_local_jobs_give_the_numbers_of_one(data, tmp_path):
     strategies = ["instance+ce", "sqrt+ce:crt", "sqrt+ce:logit_adjust"]
-    one = run_compare(data, strategies, [0, 1], base(), tmp_path / "one")
-    two = run_compare(data, strategies, [0, 1], base(), tmp_path / "two", jobs=2)
+    one = run_compare(data, strategies, [0, 1], short_config(), tmp_path / "one")
+    two = run_compare(data, strategies, [0, 1], short_config(), tmp_path / "two", jobs=2)
     assert two.metrics == one.metrics and two.per_class_recall == one.per_class_recall
     assert two.trainings == one.trainings == 6
 
@@ -101,9 +99,9 @@ def test_listed_commands_run_by_hand_then_compare_trains_nothing(tmp_path, capsy
 
 
 def test_train_refuses_a_first_stage_folder_of_another_run(data, tmp_path):
-    config = TrainConfig(**{**base().__dict__, "strategy": "instance+ce"})
+    config = TrainConfig(**{**short_config().__dict__, "strategy": "instance+ce"})
     train(config, data, tmp_path / "plain")
-    second = TrainConfig(**{**base().__dict__, "strategy": "sqrt+ce:crt"})
+    second = TrainConfig(**{**short_config().__dict__, "strategy": "sqrt+ce:crt"})
     with pytest.raises(ValueError, match="does not hold the finished first stage sqrt\\+ce"):
         train(second, data, tmp_path / "crt", first_stage=tmp_path / "plain")
 
@@ -118,7 +116,7 @@ def test_the_ray_launcher_names_its_extra_when_ray_is_missing(data, tmp_path, mo
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
     with pytest.raises(ValueError, match=r"pip install 'longtail\[ray\]'"):
-        run_compare(data, ["instance+ce"], [0], base(), tmp_path, launcher="ray")
+        run_compare(data, ["instance+ce"], [0], short_config(), tmp_path, launcher="ray")
 
 
 def test_a_failing_training_in_a_local_job_is_reported_and_the_others_finish(data, tmp_path):
@@ -129,7 +127,7 @@ def test_a_failing_training_in_a_local_job_is_reported_and_the_others_finish(dat
     from longtail.training.identity import run_identity
 
     strategies = [parse_row(s) for s in ("instance+ce", "sqrt+ce:crt")]
-    plan = plan_comparison(data, strategies, [0], base(), tmp_path)
+    plan = plan_comparison(data, strategies, [0], short_config(), tmp_path)
     good, first, second = plan.trainings
     broken = replace(first.config, model="no_such_model")  # fails when the job builds it
     first.config, first.identity = broken, run_identity(broken, data.fingerprint())
@@ -176,7 +174,7 @@ def test_rows_with_settings_of_their_own_train_with_them_and_share_first_stages(
         "sqrt+ce:crt@mix=mixup[alpha=0.2]",  # the same first stage as the row above
         "sqrt+ce:crt",  # another first stage: trained without mixing
     ]
-    plan = plan_comparison(data, [parse_row(r) for r in rows], [0], base(), tmp_path)
+    plan = plan_comparison(data, [parse_row(r) for r in rows], [0], short_config(), tmp_path)
     assert plan.grid == 3 and len(plan.trainings) == 4  # two sqrt+ce, two crt stages
     mixed, plain = plan.results[(rows[1], 0)], plan.results[(rows[2], 0)]
     assert mixed.first is plan.results[(rows[0], 0)]
@@ -186,7 +184,7 @@ def test_rows_with_settings_of_their_own_train_with_them_and_share_first_stages(
     assert plain.first.run_dir != mixed.first.run_dir  # never one folder for two identities
 
     comparison = run_compare(
-        data, ["instance+ce", "instance+ce@lr=0.01"], [0], base(), tmp_path / "c"
+        data, ["instance+ce", "instance+ce@lr=0.01"], [0], short_config(), tmp_path / "c"
     )
     assert comparison.strategies == ["instance+ce", "instance+ce@lr=0.01"]
     config = json.loads(

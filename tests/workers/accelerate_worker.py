@@ -1,4 +1,4 @@
-"""Run by torchrun in test_integrations.py: 3 epochs through a DataLoader prepared by
+"""Run by torchrun in tests/suites/test_ddp.py: 3 epochs through a DataLoader prepared by
 accelerate with a longtail sampler, each process recording the batches of dataset indices it
 trained on."""
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from lightning_worker import LABELS, Indexed
 from torch.utils.data import DataLoader
 
-from lightning_worker import LABELS, Indexed
 from longtail.sampling import WeightedSampler
 
 

@@ -6,10 +6,9 @@ import time
 
 import pytest
 
+from helpers import short_config, small_embedded
 from longtail.experiments.compare import run_compare
 from longtail.experiments.plan import parse_row
-from test_compare_scale import base
-from test_structure import _small_embedded
 
 ray = pytest.importorskip("ray", reason="install the test extras: pip install -e '.[test]'")
 psutil = pytest.importorskip("psutil", reason="install the test extras: pip install -e '.[test]'")
@@ -41,9 +40,9 @@ def _kill_worker_once(watched, killed: list) -> None:
 
 
 def test_a_comparison_on_ray_survives_a_killed_worker_with_the_same_numbers(cluster, tmp_path):
-    data = _small_embedded(10)
+    data = small_embedded(10)
     strategies = ["instance+ce", "sqrt+ce:crt"]
-    config = base().__class__(**{**base().__dict__, "epochs": 4})
+    config = short_config().__class__(**{**short_config().__dict__, "epochs": 4})
     local = run_compare(data, strategies, [0], config, tmp_path / "local")
     out = tmp_path / "ray"
     watched = out / "runs" / parse_row("sqrt+ce").slug / "seed0" / "checkpoint.pt"

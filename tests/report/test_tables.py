@@ -1,0 +1,30 @@
+"""Console tables: every column kept when the output is not a terminal."""
+
+from __future__ import annotations
+
+from longtail.cli import main
+
+QUIET = ["--workers", "0", "--no-progress"]
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def test_compare_table_keeps_every_column_when_not_a_terminal(tmp_path, capsys):
+    argv = ["compare", "--strategies", "instance+ce,weighted[scheme=smooth_inverse,alpha=500]+ce"]
+    code, printed, _ = run(
+        [*argv, "--seeds", "1", "--epochs", "1", *QUIET, "--out", tmp_path / "o"], capsys
+    )
+    assert code == 0
+    top = next(line for line in printed.splitlines() if line.startswith("┏"))
+    # strategy + 11 metric columns (9, and mistake severity on the embedded data's tree), none cut
+    assert top.count("┳") == 11 and top.endswith("┓")
+    last_row = next(line for line in printed.splitlines() if line.startswith("│ weighted"))
+    assert last_row.rstrip().endswith("│")
+    assert "…" not in printed  # no cell cut short either
+    progress = [line for line in printed.splitlines() if line.startswith("[")]
+    assert len(progress) == 2 and all("tail recall" in line for line in progress)  # unwrapped

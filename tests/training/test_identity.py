@@ -1,0 +1,45 @@
+"""A run's identity: what it holds, what it leaves out, and what a resume checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from helpers import write_tree
+from longtail.cli import main
+from longtail.data.bundle import embedded_bundle
+from longtail.training.config import TrainConfig, option
+from longtail.training.identity import run_identity
+
+TINY = ["--model", "small_cnn", "--image-size", "8", "--epochs", "1", "--batch-size", "8"]
+
+
+QUIET = ["--workers", "0", "--no-progress"]
+
+
+def tree(root, counts, size=8, seed=0):
+    return write_tree(root, counts, size=size, seed=seed)
+
+
+def test_train_resume_refuses_a_checkpoint_of_other_data(tmp_path, capsys):
+    a = tree(tmp_path / "A", {"x": 12, "y": 6, "z": 5})
+    b = tree(tmp_path / "B", {"x": 12, "y": 6, "z": 5, "w": 5}, seed=1)
+    out = tmp_path / "run"
+    argv = ["train", *TINY, *QUIET, "--out", str(out)]
+    assert main([*argv, "--data", str(a)]) == 0
+    config = (out / "config.json").read_text()
+    capsys.readouterr()
+    assert main([*argv, "--data", str(b), "--resume"]) == 2
+    assert "data.classes" in capsys.readouterr().err
+    assert (out / "config.json").read_text() == config  # not overwritten before the check
+    assert main([*argv, "--data", str(a), "--image-size", "12"]) == 2  # without --resume too
+    assert "data.image_size" in capsys.readouterr().err
+
+
+def test_an_execution_option_stays_out_of_the_identity():
+    @dataclass
+    class Verbose(TrainConfig):
+        chatty: bool = option(False, "say more", "--chatty", execution=True)
+
+    fingerprint = embedded_bundle().fingerprint()
+    assert "chatty" not in run_identity(Verbose(chatty=True), fingerprint)["training"]
+    assert "device" not in run_identity(Verbose(), fingerprint)["training"]
