@@ -1,7 +1,5 @@
 """The class tree's distances and the severity of mistakes, against hand computations."""
 
-import json
-
 import numpy as np
 import torch
 
@@ -180,18 +178,6 @@ def test_compare_on_a_folder_tree_reports_every_level_and_the_severity(tmp_path,
     report = (out / "report.md").read_text()
     assert "At level 2 of the class tree" in report and "Mildest mistakes" in report
     assert "level,metric,strategy" in (out / "results.csv").read_text().splitlines()[0]
-
-
-def test_analyze_reports_each_parent_and_draws_the_tree(tmp_path, capsys):
-    from longtail.report.analysis import write_analysis
-
-    write_analysis(THREE, tmp_path, "a tree")
-    assert (tmp_path / "class_tree.png").stat().st_size > 0
-    level1 = json.loads((tmp_path / "distribution.json").read_text())["levels"]["1"]
-    assert level1["children"] == {"X": 2, "Y": 1}  # X holds p and q at level 2
-    assert level1["shares"] == {"X": 70 / 75, "Y": 5 / 75}
-    assert THREE.children_counts(2) == {"p": 2, "q": 1, "d": 1}
-    assert "| X | 70 | 93.33% | 2 |" in (tmp_path / "report.md").read_text()
 
 
 def test_train_prints_and_records_every_level(tmp_path, capsys):

@@ -176,12 +176,3 @@ def test_a_run_is_selected_and_judged_under_its_target_prior(tmp_path):
     best = max(rows, key=lambda r: (r["val_target_accuracy"], -r["epoch"]))
     assert result.selected_epoch == best["epoch"]
     assert "val_target_accuracy" in (tmp_path / "run" / "log.csv").read_text().splitlines()[0]
-
-
-def test_every_strategy_of_a_plot_has_its_own_line_style():
-    from longtail.report.plots import line_styles
-
-    styles = line_styles(40)
-    keys = {(s["color"], s["marker"], s["linestyle"]) for s in styles}
-    assert len(keys) == 40
-    assert len({s["color"] for s in styles[:20]}) == 20  # the first 20 differ in colour alone

@@ -28,3 +28,22 @@ def test_compare_table_keeps_every_column_when_not_a_terminal(tmp_path, capsys):
     assert "…" not in printed  # no cell cut short either
     progress = [line for line in printed.splitlines() if line.startswith("[")]
     assert len(progress) == 2 and all("tail recall" in line for line in progress)  # unwrapped
+
+
+def test_a_wide_table_printed_whole_keeps_the_consoles_settings():
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from longtail.report.tables import print_table
+
+    table = Table(*(f"column {k}" for k in range(12)))
+    table.add_row(*(f"{k}.0" for k in range(12)))
+    out = io.StringIO()
+    print_table(Console(file=out, width=40), table)
+    assert "…" not in out.getvalue() and "column 11" in out.getvalue()  # whole, not cut at 40
+    assert "\x1b[" not in out.getvalue()  # no colour codes where the console had none
+    quiet = io.StringIO()
+    print_table(Console(file=quiet, width=40, quiet=True), table)
+    assert quiet.getvalue() == ""  # a quiet console stays quiet

@@ -148,3 +148,27 @@ def test_train_leaves_the_datasets_it_is_given_as_they_were(tmp_path):
         assert splits[0][0][0].dtype == torch.float32  # normalised, as handed over
         assert getattr(splits[0], "augment", "none") == "none"
     assert np.isfinite(float(folder.val[0][0].float().mean()))
+
+
+def _public_modules() -> set[Path]:
+    """Each public module of longtail as the path of the test module that mirrors it."""
+    found = set()
+    for path in SRC.rglob("*.py"):
+        relative = path.relative_to(SRC)
+        if not any(part.startswith("_") for part in relative.parts):
+            found.add(relative.with_name(f"test_{relative.name}"))
+    return found
+
+
+def test_the_test_tree_mirrors_the_source():
+    tests = SRC.parent.parent / "tests"
+    mirrored = {
+        p.relative_to(tests)
+        for p in tests.rglob("test_*.py")
+        if p.relative_to(tests).parts[0] != "suites"
+    }
+    public = _public_modules()
+    assert not sorted(public - mirrored), (
+        f"modules without a test module: {sorted(public - mirrored)}"
+    )
+    assert not sorted(mirrored - public), f"test modules of no module: {sorted(mirrored - public)}"
