@@ -188,3 +188,37 @@ def _subsample(dataset: ArrayDataset, step: int) -> ArrayDataset:
 def short_config() -> TrainConfig:
     """Two quick epochs without augmentation or progress bars."""
     return TrainConfig(epochs=2, batch_size=128, progress=False, augment="none")
+
+
+QUIET = ["--workers", "0", "--no-progress"]
+"""Command-line options of a quiet in-process run."""
+TINY = ["--model", "small_cnn", "--image-size", "8", "--epochs", "1", "--batch-size", "8"]
+"""Command-line options of a run that takes a second."""
+
+
+def run_cli(argv: Sequence[object], capsys) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``longtail ARGV``, which must print no traceback."""
+    from longtail.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return code, out, err
+
+
+def small_tree(root: Path, counts: Mapping[str, int], size: int = 8, seed: int = 0) -> Path:
+    """:func:`write_tree` of 8-pixel images."""
+    return write_tree(root, counts, size=size, seed=seed)
+
+
+def small_config(**kw) -> TrainConfig:
+    """A two-epoch small_cnn run without workers or progress bars, with ``kw`` changed."""
+    base = {
+        "model": "small_cnn",
+        "epochs": 2,
+        "batch_size": 8,
+        "num_workers": 0,
+        "progress": False,
+        "lr": 3e-3,
+    }
+    return TrainConfig(**{**base, **kw})

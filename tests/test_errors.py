@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from PIL.Image import DecompressionBombError
 
-from helpers import write_tree
+from helpers import QUIET, TINY, write_tree
 from longtail._io import MAX_JSON_DEPTH, read_regular_file, strict_loads
 from longtail.cli import main
 from longtail.data.decode import read_image
@@ -19,9 +19,6 @@ from longtail.errors import LongtailError, OutputError, shorten
 from longtail.priors import target_prior
 from longtail.strategies import registry
 from longtail.training.results import RunResult
-
-TINY = ["--model", "small_cnn", "--image-size", "8", "--epochs", "1", "--batch-size", "8"]
-QUIET = ["--workers", "0", "--no-progress"]
 
 
 def test_the_family_keeps_the_exceptions_callers_caught():

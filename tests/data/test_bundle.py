@@ -5,21 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import write_tree
+from helpers import small_config, write_tree
 from longtail.data.bundle import folder_bundle
-from longtail.training.loop import TrainConfig, train
-
-
-def small_config(**kw):
-    base = {
-        "model": "small_cnn",
-        "epochs": 2,
-        "batch_size": 8,
-        "num_workers": 0,
-        "progress": False,
-        "lr": 3e-3,
-    }
-    return TrainConfig(**{**base, **kw})
+from longtail.training.loop import train
 
 
 def test_hierarchy_level_as_label(image_tree):

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from helpers import write_tree
+from helpers import QUIET, TINY, small_tree
 from longtail.cli import main
-
-TINY = ["--model", "small_cnn", "--image-size", "8", "--epochs", "1", "--batch-size", "8"]
-
-
-QUIET = ["--workers", "0", "--no-progress"]
-
-
-def tree(root, counts, size=8, seed=0):
-    return write_tree(root, counts, size=size, seed=seed)
 
 
 def test_compare_refuses_to_reuse_runs_of_other_data(tmp_path, capsys):
-    a = tree(tmp_path / "A", {"x": 12, "y": 6, "z": 5})
-    b = tree(tmp_path / "B", {"x": 12, "y": 9, "z": 5}, seed=1)
+    a = small_tree(tmp_path / "A", {"x": 12, "y": 6, "z": 5})
+    b = small_tree(tmp_path / "B", {"x": 12, "y": 9, "z": 5}, seed=1)
     out = tmp_path / "cmp"
     argv = ["compare", "--strategies", "instance+ce", "--seeds", "1", *TINY, *QUIET]
     assert main([*argv, "--data", str(a), "--out", str(out)]) == 0

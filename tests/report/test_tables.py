@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from longtail.cli import main
-
-QUIET = ["--workers", "0", "--no-progress"]
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
+from helpers import QUIET, run_cli
 
 
 def test_compare_table_keeps_every_column_when_not_a_terminal(tmp_path, capsys):
     argv = ["compare", "--strategies", "instance+ce,weighted[scheme=smooth_inverse,alpha=500]+ce"]
-    code, printed, _ = run(
+    code, printed, _ = run_cli(
         [*argv, "--seeds", "1", "--epochs", "1", *QUIET, "--out", tmp_path / "o"], capsys
     )
     assert code == 0

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_tree
+from helpers import QUIET, run_cli, write_tree
 from longtail import cli
-from longtail.cli import main
 
-QUIET = ["--workers", "0", "--no-progress"]
 RESULTS = ("metrics.json", "results.json", "report.md", "checkpoint.pt", "log.csv")
 
 
@@ -33,13 +31,6 @@ def folders(tmp_path_factory):
     return {"good": good, "junk": junk, "junk_csv": csv, "base": base}
 
 
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
-
-
 def assert_refused(code, err, message, out_dir=None):
     assert code == 2, err
     assert message in " ".join(err.split()), err
@@ -55,7 +46,7 @@ def test_class_whose_every_image_is_unreadable(folders, tmp_path, capsys):
     for data in (folders["junk"], folders["junk_csv"]):
         out = tmp_path / f"o-{data.name}"
         argv = ["train", "--data", data, "--image-size", "8", "--model", "small_cnn"]
-        code, _, err = run(
+        code, _, err = run_cli(
             [*argv, "--epochs", "1", "--workers", "1", "--no-progress", "--out", out], capsys
         )
         assert_refused(code, err, "every image of class 'b' is unreadable")
@@ -66,7 +57,7 @@ def test_a_single_class_is_no_classification_task(tmp_path, capsys):
     root = write_tree(tmp_path / "one", {"a": 6}, size=8)
     out = tmp_path / "o"
     argv = ["train", "--data", root, "--image-size", "8", "--epochs", "1", *QUIET, "--out", out]
-    code, _, err = run(argv, capsys)
+    code, _, err = run_cli(argv, capsys)
     assert_refused(code, err, "at least two classes", out)
 
 
@@ -75,7 +66,7 @@ def test_symlink_loop_is_not_followed(folders, tmp_path, capsys):
     os.symlink("..", root / "b" / "back")  # b/back -> root: a cycle
     write_tree(root / ".store", {"kept": 3}, size=8)  # hidden: reached through the link only
     os.symlink(root / ".store" / "kept", root / "b" / "again")  # a folder link is followed
-    code, out, _ = run(["analyze", root, "--out", tmp_path / "o"], capsys)
+    code, out, _ = run_cli(["analyze", root, "--out", tmp_path / "o"], capsys)
     assert code == 0
     report = (tmp_path / "o" / "report.md").read_text()
     assert "| again | 3 |" in report and "| samples | 8 |" in report  # a: 3, b/c: 2, b/again: 3
@@ -107,7 +98,7 @@ def test_symlink_loop_is_not_followed(folders, tmp_path, capsys):
 )
 def test_bad_options(tmp_path, capsys, argv, message):
     out = tmp_path / "o"
-    code, _, err = run([*argv, "--epochs", "1", *QUIET, "--out", out], capsys)
+    code, _, err = run_cli([*argv, "--epochs", "1", *QUIET, "--out", out], capsys)
     assert_refused(code, err, message, out)
     assert not out.exists()
 
@@ -121,7 +112,7 @@ def test_bad_options(tmp_path, capsys, argv, message):
 )
 def test_image_sizes_a_model_cannot_take(folders, tmp_path, capsys, extra, message):
     out = tmp_path / "o"
-    code, _, err = run(
+    code, _, err = run_cli(
         ["train", "--data", folders["good"], *extra, "--epochs", "1", *QUIET, "--out", out], capsys
     )
     assert_refused(code, err, message, out)
@@ -141,7 +132,7 @@ def test_out_that_cannot_be_written_is_refused_before_loading(
         (a_file / "sub", "cannot write into --out"),
     ):
         for command in (["train"], ["compare", "--seeds", "1"], ["analyze"]):
-            code, _, err = run([*command, "--out", out], capsys)
+            code, _, err = run_cli([*command, "--out", out], capsys)
             assert_refused(code, err, message)
     assert a_file.read_text() == "x"
 
@@ -153,10 +144,10 @@ def test_ctrl_c_says_where_the_checkpoint_is(tmp_path, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(loop, "train", interrupted)
-    code, _, err = run(["train", "--out", tmp_path / "t", *QUIET], capsys)
+    code, _, err = run_cli(["train", "--out", tmp_path / "t", *QUIET], capsys)
     assert code == 130 and "checkpoint.pt" in err and "--resume" in err
     monkeypatch.setattr("longtail.experiments.execute.train", interrupted)
-    code, _, err = run(
+    code, _, err = run_cli(
         ["compare", "--seeds", "1", "--strategies", "instance+ce", "--out", tmp_path / "c", *QUIET],
         capsys,
     )
@@ -166,7 +157,7 @@ def test_ctrl_c_says_where_the_checkpoint_is(tmp_path, capsys, monkeypatch):
 def test_square_brackets_in_user_text_are_printed_as_given(tmp_path, capsys):
     out = tmp_path / "exp[v2]" / "x[/b]"
     strategy = "weighted[scheme=sqrt_inverse]+ce"
-    code, printed, _ = run(
+    code, printed, _ = run_cli(
         ["train", "--strategy", strategy, "--epochs", "1", *QUIET, "--out", out], capsys
     )
     assert code == 0
@@ -177,7 +168,7 @@ def test_square_brackets_in_user_text_are_printed_as_given(tmp_path, capsys):
 def test_manifest_with_an_unknown_header(tmp_path, capsys):
     csv = tmp_path / "m.csv"
     csv.write_text("name,kind\na/1.jpg,a\n")
-    code, _, err = run(["analyze", csv, "--out", tmp_path / "o"], capsys)
+    code, _, err = run_cli(["analyze", csv, "--out", tmp_path / "o"], capsys)
     assert_refused(code, err, "path,label")
 
 
@@ -185,7 +176,7 @@ def test_analyze_counts_only_the_training_split(tmp_path, capsys):
     root = tmp_path / "split"
     write_tree(root / "train", {"a": 6, "b": 3}, size=8)
     write_tree(root / "test", {"a": 2, "b": 2}, size=8)
-    code, out, _ = run(["analyze", root, "--out", tmp_path / "o"], capsys)
+    code, out, _ = run_cli(["analyze", root, "--out", tmp_path / "o"], capsys)
     assert code == 0 and "training split" in out
     report = (tmp_path / "o" / "report.md").read_text()
     assert "| classes | 2 |" in report and "| samples | 9 |" in report
@@ -196,7 +187,7 @@ def test_no_numpy_warnings_with_two_classes(tmp_path, capsys):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         argv = ["compare", "--data", root, "--strategies", "instance+ce", "--seeds", "2"]
-        code, _, _ = run(
+        code, _, _ = run_cli(
             [
                 *argv,
                 "--model",
@@ -220,7 +211,7 @@ def test_no_numpy_warnings_with_two_classes(tmp_path, capsys):
 def test_folder_runs_without_sched_getaffinity(folders, tmp_path, capsys, monkeypatch):
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)
     argv = ["train", "--data", folders["good"], "--image-size", "8", "--model", "small_cnn"]
-    code, _, _ = run(
+    code, _, _ = run_cli(
         [*argv, "--epochs", "1", "--no-progress", "--rescan", "--out", tmp_path / "o"], capsys
     )
     assert code == 0
@@ -252,7 +243,7 @@ def test_strategy_strings_reach_only_documented_parameters(
     out = tmp_path / "o"
     flag = "--strategy" if command == "train" else "--strategies"
     argv = [command, flag, strategy, "--epochs", "1", *QUIET, "--out", out]
-    code, _, err = run(argv + (["--seeds", "1"] if command == "compare" else []), capsys)
+    code, _, err = run_cli(argv + (["--seeds", "1"] if command == "compare" else []), capsys)
     assert_refused(code, err, message, out)
     assert not out.exists()
 
@@ -269,7 +260,7 @@ def test_strategy_strings_reach_only_documented_parameters(
 def test_huge_integers_are_refused_before_training(tmp_path, capsys, argv, message):
     out = tmp_path / "o"
     base = ["--epochs", "1"] if "--epochs" not in argv else []
-    code, _, err = run(["train", *base, *argv, "--no-progress", "--out", out], capsys)
+    code, _, err = run_cli(["train", *base, *argv, "--no-progress", "--out", out], capsys)
     assert_refused(code, err, message, out)
 
 
@@ -283,14 +274,14 @@ def test_option_files_that_are_not_small_regular_files_are_refused(tmp_path, cap
         (big, "over the 1,048,576 read here"),
         (Path("/dev/zero"), "give a .toml or .json file"),
     ):
-        code, _, err = run(["train", "--config", path, "--out", tmp_path / "o"], capsys)
+        code, _, err = run_cli(["train", "--config", path, "--out", tmp_path / "o"], capsys)
         assert_refused(code, err, message)
 
 
 def test_analyze_never_counts_its_own_output_as_a_class(tmp_path, capsys):
     root = write_tree(tmp_path / "data", {"a": 6, "b": 3}, size=8)
     for _ in range(2):  # the second time, DATA/report holds PNG plots
-        code, _, _ = run(["analyze", root, "--out", root / "report", "--rescan"], capsys)
+        code, _, _ = run_cli(["analyze", root, "--out", root / "report", "--rescan"], capsys)
         assert code == 0
         report = (root / "report" / "report.md").read_text()
         assert "| classes | 2 |" in report and "| samples | 9 |" in report
@@ -302,9 +293,9 @@ def test_a_manifest_row_outside_its_folder_is_refused_by_the_cli(tmp_path, capsy
     csv = tmp_path / "set" / "m.csv"
     rows = [f"{c}/img_{i:04d}.jpg,{c}" for c in "ab" for i in range(4)]
     csv.write_text("path,label\n" + "\n".join([*rows, "../other/b/img_0000.jpg,b"]) + "\n")
-    code, _, err = run(["analyze", csv, "--out", tmp_path / "o"], capsys)
+    code, _, err = run_cli(["analyze", csv, "--out", tmp_path / "o"], capsys)
     assert_refused(code, err, "outside the manifest's folder")
-    code, _, _ = run(["analyze", csv, "--allow-outside", "--out", tmp_path / "o2"], capsys)
+    code, _, _ = run_cli(["analyze", csv, "--allow-outside", "--out", tmp_path / "o2"], capsys)
     assert code == 0 and "| samples | 9 |" in (tmp_path / "o2" / "report.md").read_text()
 
 
@@ -324,7 +315,7 @@ def test_pretrained_weights_of_another_architecture_are_refused(tmp_path, capsys
     torch.save(file, tmp_path / "w.pt")
     out = tmp_path / "o"
     argv = ["train", "--pretrained", tmp_path / "w.pt", "--epochs", "1", *QUIET, "--out", out]
-    code, _, err = run(argv, capsys)
+    code, _, err = run_cli(argv, capsys)
     assert_refused(code, err, "fits none of this model's backbone", out)
 
 
@@ -338,7 +329,7 @@ def test_a_timm_weights_tag_is_checked_before_the_hub_is_asked(tmp_path, capsys,
     create = timm.create_model
     monkeypatch.setattr(timm, "create_model", offline)
     argv = ["train", "--model", "timm:resnet18", "--pretrained", "nosuchtag", "--epochs", "1"]
-    code, _, err = run([*argv, *QUIET, "--out", tmp_path / "o"], capsys)
+    code, _, err = run_cli([*argv, *QUIET, "--out", tmp_path / "o"], capsys)
     assert_refused(code, err, "neither a file nor a timm weights tag of resnet18")
     assert "a1_in1k" in err
 
@@ -354,5 +345,5 @@ def test_a_timm_weights_tag_is_checked_before_the_hub_is_asked(tmp_path, capsys,
 def test_a_manifest_that_is_not_a_csv_of_text_is_refused(tmp_path, capsys, content, message):
     csv = tmp_path / "m.csv"
     csv.write_bytes(content)
-    code, _, err = run(["analyze", csv, "--out", tmp_path / "o"], capsys)
+    code, _, err = run_cli(["analyze", csv, "--out", tmp_path / "o"], capsys)
     assert_refused(code, err, message)

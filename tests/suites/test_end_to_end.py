@@ -5,21 +5,9 @@ import json
 
 import numpy as np
 
-from helpers import WORKERS, torchrun
+from helpers import WORKERS, small_config, torchrun
 from longtail.data.bundle import folder_bundle
-from longtail.training.loop import TrainConfig, train
-
-
-def small_config(**kw):
-    base = {
-        "model": "small_cnn",
-        "epochs": 2,
-        "batch_size": 8,
-        "num_workers": 0,
-        "progress": False,
-        "lr": 3e-3,
-    }
-    return TrainConfig(**{**base, **kw})
+from longtail.training.loop import train
 
 
 def test_train_end_to_end_with_corrupt_image(image_tree, tmp_path, caplog):

@@ -9,13 +9,11 @@ import markdown
 import numpy as np
 import pytest
 
-from helpers import write_tree
+from helpers import QUIET, TINY, write_tree
 from longtail._text import console_text, markdown_text, printable, terminal_text
 from longtail.cli import main
 from longtail.report.html import report_html
 
-TINY = ["--model", "small_cnn", "--image-size", "8", "--epochs", "1", "--batch-size", "8"]
-QUIET = ["--workers", "0", "--no-progress"]
 SCRIPT_LINK = "[click me](javascript:alert(1))"
 IMAGE = "![x](javascript:alert(2))"
 ESCAPES = "bad\x1b[2J\x1b]0;pwned\x07name"

@@ -10,16 +10,13 @@ import stat
 import numpy as np
 import pytest
 
-from helpers import write_tree
+from helpers import QUIET, TINY, write_tree
 from longtail._io import UMASK, atomic_write, open_output, write_text
 from longtail.cli import main
 from longtail.data.bundle import folder_bundle
 from longtail.data.datasets import record_bad_image
 from longtail.data.index import ImageIndex, build_index, read_manifest, scan_folder
 from longtail.errors import LongtailError, OutputError
-
-TINY = ["--model", "small_cnn", "--image-size", "8", "--epochs", "1", "--batch-size", "8"]
-QUIET = ["--workers", "0", "--no-progress"]
 
 
 def victim(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import write_tree
+from helpers import QUIET, small_tree
 from longtail.cli import main
 from longtail.data.bundle import folder_bundle
 from longtail.data.decode import read_image
@@ -20,20 +20,14 @@ from longtail.data.index import ImageIndex, build_index, read_manifest
 from longtail.distribution import ClassDistribution
 from longtail.training.loop import TrainConfig, train
 
-TINY = ["--model", "small_cnn", "--image-size", "8", "--epochs", "1", "--batch-size", "8"]
-QUIET = ["--workers", "0", "--no-progress"]
-
-
-def tree(root, counts, size=8, seed=0):
-    return write_tree(root, counts, size=size, seed=seed)
-
-
 # ------------------------------------------------------------------ 1. run identity
 
 
 # ------------------------------------------------------------------ 3. hierarchy levels
 def test_levels_keep_folders_that_share_a_name_apart(tmp_path):
-    root = tree(tmp_path / "d", {"vehicles/other/x": 6, "vehicles/car/y": 3, "animals/other/z": 4})
+    root = small_tree(
+        tmp_path / "d", {"vehicles/other/x": 6, "vehicles/car/y": 3, "animals/other/z": 4}
+    )
     dist = build_index(root).distribution()
     level2 = dist.at_level(2)
     assert dict(zip(level2.class_names, level2.counts.tolist(), strict=True)) == {
@@ -60,7 +54,7 @@ def test_levels_keep_folders_that_share_a_name_apart(tmp_path):
 
 # ------------------------------------------------------------------ 4. index cache
 def test_cache_round_trips_newlines_and_undecodable_file_names(tmp_path):
-    root = tree(tmp_path / "d", {"a": 3, "b": 3, "c": 3})
+    root = small_tree(tmp_path / "d", {"a": 3, "b": 3, "c": 3})
     src = root / "a" / "img_0000.jpg"
     (root / "b" / "00\n7.jpg").write_bytes(src.read_bytes())  # copies: a link is one file
     with open(os.fsencode(root / "c") + b"/\xff\xfe.jpg", "wb") as fh:
@@ -90,7 +84,7 @@ def _csv(path, text):
 
 
 def test_manifest_refuses_duplicate_rows(tmp_path):
-    root = tree(tmp_path, {"a": 2, "b": 2})
+    root = small_tree(tmp_path, {"a": 2, "b": 2})
     rows = "".join(
         f"{p.relative_to(tmp_path)},{p.parent.name}\n" for p in sorted(root.rglob("*.jpg"))
     )
@@ -105,7 +99,7 @@ def test_manifest_refuses_duplicate_rows(tmp_path):
     ["path,label", "\ufeffpath,label", "file,class", "label,path", "Image,Category"],
 )
 def test_manifest_headers_are_recognised(tmp_path, header):
-    tree(tmp_path, {"a": 2, "b": 1})
+    small_tree(tmp_path, {"a": 2, "b": 1})
     swapped = header.lower().startswith(("label", "category"))
     rows = [("a/img_0000.jpg", "a"), ("a/img_0001.jpg", "a"), ("b/img_0000.jpg", "b")]
     body = "".join(f"{lab},{p}\n" if swapped else f"{p},{lab}\n" for p, lab in rows)
@@ -157,7 +151,7 @@ def test_parameters_that_would_do_nothing_are_refused(tmp_path, capsys, argv, me
 
 # ------------------------------------------------------------------ 11. bad images once per run
 def test_a_corrupt_image_is_reported_once_per_run(tmp_path, caplog):
-    root = tree(tmp_path / "d", {"a": 30, "b": 30})
+    root = small_tree(tmp_path / "d", {"a": 30, "b": 30})
     (root / "b" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     log = tmp_path / "bad.log"
     data = folder_bundle(root, image_size=8, bad_image_log=log)
@@ -174,7 +168,7 @@ def test_equal_counts_share_a_group_and_a_balanced_set_has_no_tail(tmp_path, cap
     assert set(ClassDistribution.from_counts([10] * 6).groups) == {"medium"}
     g = ClassDistribution.from_counts([50, 20, 20, 20, 5, 1]).groups
     assert g[1] == g[2] == g[3]
-    root = tree(tmp_path / "d", {c: 4 for c in "abcdef"})
+    root = small_tree(tmp_path / "d", {c: 4 for c in "abcdef"})
     assert main(["analyze", str(root), "--out", str(tmp_path / "o")]) == 0
     data = json.loads((tmp_path / "o" / "distribution.json").read_text())
     assert {c["group"] for c in data["classes"]} == {"medium"}

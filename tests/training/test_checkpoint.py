@@ -9,19 +9,8 @@ import pickle
 import pytest
 import torch
 
+from helpers import QUIET, run_cli
 from longtail.cli import main
-
-QUIET = ["--workers", "0", "--no-progress"]
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
-
-
-QUIET = ["--workers", "0", "--no-progress"]
 
 
 class _Payload:
@@ -64,11 +53,11 @@ def test_a_crafted_checkpoint_is_refused_before_it_runs(tmp_path, capsys):
 def test_a_truncated_checkpoint_is_named(tmp_path, capsys):
     out = tmp_path / "o"
     argv = ["train", "--epochs", "1", *QUIET, "--out", out]
-    assert run(argv, capsys)[0] == 0
+    assert run_cli(argv, capsys)[0] == 0
     data = (out / "checkpoint.pt").read_bytes()
     for cut in (0, len(data) // 2, len(data) - 30):
         (out / "checkpoint.pt").write_bytes(data[:cut])
-        code, _, err = run([*argv, "--resume"], capsys)
+        code, _, err = run_cli([*argv, "--resume"], capsys)
         assert code == 2 and "checkpoint.pt is damaged" in " ".join(err.split()), err
 
 

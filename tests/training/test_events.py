@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from longtail.cli import main
+from helpers import run_cli
 from longtail.data.bundle import embedded_bundle
 from longtail.training.config import TrainConfig
 from longtail.training.events import Listener
 from longtail.training.trainer import Trainer
 
 
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
-
-
 def test_without_a_terminal_train_logs_a_plain_line_per_epoch(tmp_path, capsys):
     argv = ["train", "--epochs", "2", "--workers", "0", "--out", tmp_path / "run"]
-    code, printed, _ = run(argv, capsys)
+    code, printed, _ = run_cli(argv, capsys)
     assert code == 0
     lines = [line for line in printed.splitlines() if " epoch " in line and "left" in line]
     assert [line.split(":")[0] for line in lines] == [

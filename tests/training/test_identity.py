@@ -4,25 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from helpers import write_tree
+from helpers import QUIET, TINY, small_tree
 from longtail.cli import main
 from longtail.data.bundle import embedded_bundle
 from longtail.training.config import TrainConfig, option
 from longtail.training.identity import run_identity
 
-TINY = ["--model", "small_cnn", "--image-size", "8", "--epochs", "1", "--batch-size", "8"]
-
-
-QUIET = ["--workers", "0", "--no-progress"]
-
-
-def tree(root, counts, size=8, seed=0):
-    return write_tree(root, counts, size=size, seed=seed)
-
 
 def test_train_resume_refuses_a_checkpoint_of_other_data(tmp_path, capsys):
-    a = tree(tmp_path / "A", {"x": 12, "y": 6, "z": 5})
-    b = tree(tmp_path / "B", {"x": 12, "y": 6, "z": 5, "w": 5}, seed=1)
+    a = small_tree(tmp_path / "A", {"x": 12, "y": 6, "z": 5})
+    b = small_tree(tmp_path / "B", {"x": 12, "y": 6, "z": 5, "w": 5}, seed=1)
     out = tmp_path / "run"
     argv = ["train", *TINY, *QUIET, "--out", str(out)]
     assert main([*argv, "--data", str(a)]) == 0

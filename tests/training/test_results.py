@@ -7,30 +7,15 @@ import json
 import pytest
 import torch
 
-from helpers import small_embedded, write_tree
+from helpers import QUIET, TINY, small_embedded, small_tree, write_tree
 from longtail._io import strict_loads
 from longtail.cli import main
 from longtail.training.config import TrainConfig
 from longtail.training.results import RunResult
 
-TINY = ["--model", "small_cnn", "--image-size", "8", "--epochs", "1", "--batch-size", "8"]
-
-
-QUIET = ["--workers", "0", "--no-progress"]
-
-
-TINY = ["--model", "small_cnn", "--image-size", "8", "--epochs", "1", "--batch-size", "8"]
-
-
-QUIET = ["--workers", "0", "--no-progress"]
-
-
-def tree(root, counts, size=8, seed=0):
-    return write_tree(root, counts, size=size, seed=seed)
-
 
 def test_every_json_file_is_strict_json(tmp_path):
-    root = tree(tmp_path / "d", {"a": 12, "b": 5})  # 2 classes: the medium group is empty
+    root = small_tree(tmp_path / "d", {"a": 12, "b": 5})  # 2 classes: the medium group is empty
     out = tmp_path / "cmp"
     argv = ["compare", "--data", str(root), "--strategies", "instance+ce", "--seeds", "1"]
     assert main([*argv, *TINY, *QUIET, "--out", str(out)]) == 0

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from helpers import QUIET
 from longtail._io import strict_loads
 from longtail.cli import main
 from longtail.training.loop import TrainingDiverged
-
-QUIET = ["--workers", "0", "--no-progress"]
 
 
 def test_a_diverged_run_stops_and_compare_never_calls_it_best(tmp_path, capsys):
