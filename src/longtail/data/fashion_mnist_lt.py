@@ -82,6 +82,14 @@ def load_fashion_mnist_lt(split: str = "train") -> ArraySplit:
         return ArraySplit(z[f"{split}_images"], z[f"{split}_labels"].astype(np.int64))
 
 
+def source_indices() -> np.ndarray:
+    """Positions in the original Fashion-MNIST training files of every image Fashion-MNIST-LT
+    uses (its training and validation images); the other training images are its unlabelled
+    pool."""
+    with resources.files("longtail.data").joinpath(FILE_NAME).open("rb") as fh, np.load(fh) as z:
+        return np.concatenate([z["train_source_index"], z["val_source_index"]]).astype(np.int64)
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an MNIST idx file (gzip or plain): 0x08 unsigned-byte data of any rank."""
     path = Path(path)
@@ -135,6 +143,7 @@ def build_fashion_mnist_lt(source: str | Path) -> dict[str, np.ndarray]:
 
 
 __all__ = [
+    "source_indices",
     "CLASS_NAMES",
     "FILE_NAME",
     "HIERARCHY",

@@ -74,9 +74,25 @@ class TrainConfig:
     )
     pretrained: str | None = option(
         None,
-        "local weights file, a torchvision weights name or a timm tag (needs network once)",
+        "local weights file, a torchvision weights name or a timm tag (needs network once), or "
+        "embedded (small_cnn pretrained without labels on the embedded set's unused images)",
         "--pretrained",
         shared=True,
+    )
+    tune: str = option(
+        "full",
+        "how much of the backbone trains: full; frozen (the head only, the backbone in eval "
+        "mode); last[n=2] (the last n blocks and the head); lora[r=8,alpha=16] (low-rank "
+        "adapters, needs longtail[peft])",
+        "--tune",
+        shared=True,
+        parse="longtail.training.backbones:check_tune",
+    )
+    backbone_lr_scale: float = option(
+        1.0,
+        "the backbone's learning rate as a multiple of --lr (the head's)",
+        "--backbone-lr-scale",
+        positive=True,
     )
     epochs: int = option(10, "first-stage epochs", "--epochs", low=1, high=MAX_EPOCHS, shared=True)
     batch_size: int = option(128, "images per batch", "--batch-size", low=1)

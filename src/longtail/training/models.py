@@ -18,6 +18,10 @@ from longtail.errors import LongtailError
 from longtail.training.config import HEADS
 
 BUILTIN = ("mlp", "small_cnn")
+EMBEDDED = "embedded"
+"""``--pretrained embedded``: the shipped self-supervised ``small_cnn`` backbone of the embedded set."""
+EMBEDDED_WEIGHTS = Path(__file__).resolve().parent.parent / "data" / "small_cnn_embedded.pt"
+"""Its file, made by ``scripts/pretrain_embedded_backbone.py`` (no label used)."""
 POSITIONAL = ("mlp",)
 """Models that read each pixel by its position (no convolution, no translation invariance)."""
 
@@ -116,10 +120,19 @@ def build_model(
     ``name``: ``mlp`` or ``small_cnn`` (built in), any torchvision classification model
     (``resnet18``, ``resnet50``, ``efficientnet_b0``, ``convnext_tiny``, ...), or ``timm:NAME`` when
     timm is installed. ``pretrained``: a local state-dict file (always works offline; the classifier
-    layer is re-initialised when its shape differs), or a torchvision weights name such as
-    ``IMAGENET1K_V1`` (downloaded to the torch cache when online).
+    layer is re-initialised when its shape differs), a torchvision weights name such as
+    ``IMAGENET1K_V1`` (downloaded to the torch cache when online), or ``embedded`` for
+    ``small_cnn``: the backbone pretrained without labels on the embedded set's unlabelled pool
+    (``scripts/pretrain_embedded_backbone.py``).
     """
     check_int(image_size, "image_size", low=1)
+    if pretrained == EMBEDDED:
+        if name != "small_cnn" or in_channels != 1:
+            raise LongtailError(
+                "--pretrained embedded is a small_cnn backbone for 1-channel images (the "
+                "embedded set): use --model small_cnn, or give a weights file of your model"
+            )
+        pretrained = str(EMBEDDED_WEIGHTS)
     if (
         pretrained
         and not os.path.isfile(pretrained)

@@ -16,6 +16,7 @@ from longtail.data.bundle import DataBundle
 from longtail.errors import LongtailError
 from longtail.strategies import BuiltStrategy, Strategy
 from longtail.strategies.stages import StageContext
+from longtail.training.backbones import add_lora, parse_tune
 from longtail.training.checkpoint import load, restoring
 from longtail.training.config import TrainConfig
 from longtail.training.evaluation import score_heads
@@ -37,7 +38,8 @@ PendingOptimizer = tuple[int, dict[str, Any], dict[str, Any]]
 def run_model(
     config: TrainConfig, data: DataBundle, built: BuiltStrategy, strategy: Strategy, device: Any
 ) -> nn.Module:
-    """The run's model with the head its loss needs, initialised from ``config.seed``."""
+    """The run's model with the head its loss needs, initialised from ``config.seed``, with
+    LoRA adapters when ``config.tune`` asks for them."""
     head, scale = classifier_head(config.head, built.head, strategy.loss, strategy.loss_params)
     seed_everything(config.seed)
     model = build_model(
@@ -49,6 +51,9 @@ def run_model(
         head,
         scale,
     )
+    tuning = parse_tune(config.tune)
+    if tuning.kind == "lora":
+        model = add_lora(model, tuning)
     return model.to(device)
 
 

@@ -30,6 +30,7 @@ from longtail.mixing import parse_mix
 from longtail.priors import prior_accuracy, target_prior
 from longtail.strategies import BuiltStrategy, parse_strategy
 from longtail.strategies.stages import Stage
+from longtail.training.backbones import backbone_lr_groups, parse_tune, tuned_split
 from longtail.training.checkpoint import restoring
 from longtail.training.config import TrainConfig
 from longtail.training.evaluation import evaluate_model
@@ -134,6 +135,7 @@ class Trainer:
         self.recorder.check_folder()
         self.built = strategy_for_run(self.strategy, config, self.data)
         self.model = run_model(config, self.data, self.built, self.strategy, self.device)
+        self.tuned = tuned_split(self.model, parse_tune(config.tune))
         self.ctx = stage_context(self.model, self.device, self.data, config.num_workers, self.prior)
         self.recorder.start()  # everything is built and checked: the folder now holds this run
         self.train_set, finish = device_view(self.data.train, self.device, config.augment)
@@ -213,14 +215,15 @@ class Trainer:
     def stage_run(self, stage: Stage) -> StageRun:
         """The optimiser, schedule, loss and loader of ``stage``; freezes what it does not train."""
         config = self.config
-        trainable = list(stage.parameters(self.ctx))
+        trainable = [p for p in stage.parameters(self.ctx) if id(p) not in self.tuned.frozen]
         learning = {id(p) for p in trainable}
         for p in self.model.parameters():
             p.requires_grad_(id(p) in learning)
         lr = config.lr * stage.lr_multiplier if stage.lr is None else stage.lr
         decay = config.weight_decay if stage.weight_decay is None else stage.weight_decay
         spec = parse_optimizer(config.optimizer)
-        optimizer = build_optimizer(spec, trainable, lr, decay, config.momentum)
+        groups = backbone_lr_groups(trainable, self.tuned, lr, config.backbone_lr_scale)
+        optimizer = build_optimizer(spec, groups, lr, decay, config.momentum)
         model: nn.Module = self.model
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -252,6 +255,8 @@ class Trainer:
             self.ctx.get_classifier().train()
         else:
             run.model.train()
+            for block in self.tuned.eval_blocks:  # what --tune keeps frozen
+                block.eval()
         totals = EpochTotals.zeros(self.device, run.optimizer.param_groups[0]["lr"])
         self._emit("epoch_start", k, epoch, len(run.loader))
         for step, batch in enumerate(run.loader):
