@@ -34,3 +34,10 @@ def image_tree(tmp_path_factory):
     root = write_tree(tmp_path_factory.mktemp("imgs") / "data", IMAGE_TREE, size=20)
     (root / "animals" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _compare_in_this_process(monkeypatch):
+    """``compare``'s default ``--jobs auto`` runs trainings in this process, where a test can
+    watch them; the tests of local jobs ask for them by number."""
+    monkeypatch.setattr("longtail.experiments.execute.auto_jobs", lambda: 1)

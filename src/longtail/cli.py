@@ -314,9 +314,10 @@ def _add_compare_parser(sub: Any, config_class: type) -> argparse.ArgumentParser
     p.add_argument("--seeds", type=int, default=3, help="seeds per strategy (default 3)")
     p.add_argument(
         "--jobs",
-        default="1",
-        help="trainings run at once in local processes, each pinned to a device: a number, or "
-        "auto (one per visible GPU; on a CPU up to 4 sharing the cores); default 1, in this process",
+        default="auto",
+        help="trainings run at once in local processes, each pinned to a device: a number (1: in "
+        "this process), or auto (the default: one per visible GPU; on a CPU up to 4 sharing the "
+        "cores); the numbers do not depend on it",
     )
     p.add_argument(
         "--launcher",

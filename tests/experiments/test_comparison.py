@@ -53,3 +53,10 @@ def test_two_seeds_apart_are_not_tied_by_a_useless_paired_interval():
     got = {u.strategy: u for u in uncertainties(comparison, collected, None)}
     assert got["base"].vs_best_low < 0  # t_1 = 12.7: the paired interval holds 0 ...
     assert not got["base"].tied  # ... but two seeds apart are not a tie
+
+
+def test_chance_is_one_over_k_or_the_largest_target_share():
+    from longtail.experiments.comparison import chance_level
+
+    assert chance_level(None, 4) == pytest.approx(0.25)
+    assert chance_level(np.array([0.5, 0.3, 0.2]), 3) == pytest.approx(0.5)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+import torch
 
 from helpers import QUIET, TINY, small_tree
 from longtail.cli import main
@@ -34,3 +37,21 @@ def test_an_execution_option_stays_out_of_the_identity():
     fingerprint = embedded_bundle().fingerprint()
     assert "chatty" not in run_identity(Verbose(chatty=True), fingerprint)["training"]
     assert "device" not in run_identity(Verbose(), fingerprint)["training"]
+
+
+def test_the_identity_holds_the_digest_of_the_weights_file(tmp_path):
+    from longtail.training.models import SmallCNN
+
+    weights = tmp_path / "w.pt"
+    torch.manual_seed(0)
+    torch.save(SmallCNN(1, 10).state_dict(), weights)
+    config = TrainConfig(model="small_cnn", pretrained=str(weights))
+    first = run_identity(config, {"data": 1})
+    assert len(first["training"]["pretrained_sha256"]) == 64
+    torch.save(SmallCNN(1, 10).state_dict(), weights)  # other weights under the same name
+    os.utime(weights, ns=(1, 1))
+    assert (
+        run_identity(config, {"data": 1})["training"]["pretrained_sha256"]
+        != (first["training"]["pretrained_sha256"])
+    )
+    assert "pretrained_sha256" not in run_identity(TrainConfig(), {"data": 1})["training"]

@@ -180,6 +180,7 @@ class Comparison(JsonRecord):
     uncertainty: list[Uncertainty] = field(default_factory=list)  # of the headline metric
     costs: dict[str, int] = field(default_factory=dict)  # stage trainings per seed
     recipes: dict[str, dict[str, Any]] = field(default_factory=dict)  # a row's own settings
+    chance: float = 0.0  # the headline of a model that learned nothing (0: not known)
 
     SMALL_MOVES = ("balanced_accuracy", "macro_f1", "target_accuracy")
 
@@ -211,7 +212,18 @@ class Comparison(JsonRecord):
             small_test={},
             small_test_groups=[],
             uncertainty=[],
+            chance=0.0,
         )
+
+    @property
+    def at_chance(self) -> list[str]:
+        """The strategies whose headline cannot be told from :attr:`chance`: the 95% interval
+        of their mean over test images (bootstrap) reaches it. ``chance`` is what a model that
+        ignores its input scores: 1/K for balanced accuracy, the largest target share for the
+        accuracy under a target prior (always predicting that class)."""
+        if self.chance <= 0:
+            return []
+        return [u.strategy for u in self.uncertainty if u.image_low <= self.chance]
 
     @property
     def settings(self) -> TrainConfig:
@@ -312,6 +324,7 @@ def build_comparison(
     return Comparison.from_table(
         table,
         uncertainty=uncertainties(Comparison.from_table(table), collected, prior),
+        chance=chance_level(prior, data.distribution.num_classes),
         costs=collected.costs,
         recipes={row.label: dict(row.recipe) for row in parsed if row.recipe},
         strategies=labels,
@@ -355,6 +368,13 @@ def _small_test(test: TestResult, dist: ClassDistribution) -> dict[str, Any]:
         "small_test": {dist.class_names[i]: int(support[i]) for i in few},
         "small_test_groups": sorted({str(dist.groups[i]) for i in few}),
     }
+
+
+def chance_level(prior: np.ndarray | None, num_classes: int) -> float:
+    """The headline of a model that learned nothing: 1/K for balanced accuracy (``prior``
+    None), else the largest share of the target ``prior`` (a model that always names its most
+    likely class)."""
+    return float(np.max(prior)) if prior is not None else 1.0 / num_classes
 
 
 def uncertainties(
@@ -422,6 +442,7 @@ __all__ = [
     "Stat",
     "Uncertainty",
     "build_comparison",
+    "chance_level",
     "level_comparisons",
     "prior_shift",
     "uncertainties",

@@ -9,7 +9,7 @@ from longtail._text import markdown_text
 from longtail.distribution import ClassDistribution
 from longtail.experiments.comparison import Comparison, PriorShift
 from longtail.metrics import metric_info
-from longtail.report.tables import legend, level_title, markdown_table
+from longtail.report.tables import CHANCE_HELP, legend, level_title, markdown_table
 from longtail.uncertainty import indistinct
 
 
@@ -145,12 +145,38 @@ def reading(comparison: Comparison) -> list[str]:
         )
     if best is None:
         return lines
+    if best in comparison.at_chance:
+        return [*lines, nothing_learned(comparison)]
     lines += [_best_line(comparison, headline, best), _tail_line(comparison, best)]
+    lines += _chance_line(comparison)
     lines += _gentle(comparison, headline) + _no_gain(comparison, headline)
     lines += _severity(comparison)
     if comparison.prior_shift is not None:
         lines += ["- " + line for line in _shift_reading(comparison.prior_shift)]
     return lines
+
+
+def nothing_learned(comparison: Comparison) -> str:
+    """The reading of a comparison whose best strategy cannot be told from chance."""
+    label = metric_info(comparison.headline).label
+    return (
+        f"- **Nothing was learned that the test split can show**: no strategy's {label} can be "
+        f"told from chance ({100 * comparison.chance:.1f}%, what a model that ignores its input "
+        "scores; the 95% interval over test images reaches it), so no strategy is named best. "
+        f"What helps: {CHANCE_HELP}."
+    )
+
+
+def _chance_line(comparison: Comparison) -> list[str]:
+    """The strategies, other than the best, whose headline cannot be told from chance."""
+    names = comparison.at_chance
+    if not names:
+        return []
+    listed = ", ".join(f"**{markdown_text(n)}**" for n in names)
+    return [
+        f"- At chance ({100 * comparison.chance:.1f}%; the 95% interval over test images "
+        f"reaches it), so they learned nothing the test split can show: {listed}."
+    ]
 
 
 def _stat_text(comparison: Comparison, metric: str, name: str) -> str:
@@ -370,4 +396,4 @@ def recall_array(values: list[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
-__all__ = ["comparison_markdown", "reading", "recall_array", "tied"]
+__all__ = ["comparison_markdown", "nothing_learned", "reading", "recall_array", "tied"]

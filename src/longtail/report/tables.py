@@ -49,6 +49,7 @@ def _rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
     rows = []
     for name in comparison.strategies:
         label = markdown_text(name) + (" (baseline)" if name == baseline else "")
+        label += CHANCE_MARK if name in comparison.at_chance else ""
         cells = [
             _cell(
                 comparison.metrics[m].get(name),
@@ -60,6 +61,19 @@ def _rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
         ]
         rows.append([label, *cells])
     return header, rows
+
+
+CHANCE_HELP = (
+    "train longer (--epochs), or start from a pretrained backbone (--pretrained with "
+    "--tune frozen, last[n] or lora)"
+)
+"""What helps a comparison in which nothing was learned."""
+CHANCE_MARK = " (at chance)"
+"""How a table marks a strategy whose headline cannot be told from chance."""
+CHANCE_NOTE = (
+    "(at chance): the headline's 95% interval over test images reaches chance ({:.1f}%): "
+    "nothing was learned that the test split can show."
+)
 
 
 def _short(comparison: Comparison, metric: str) -> str:
@@ -88,6 +102,8 @@ def legend(comparison: Comparison) -> str:
         f"Test metrics, mean ± std over seeds, with the change against {comparison.baseline} in "
         f"brackets; shares in % (changes in points), mistake severity in tree levels. {names}."
     )
+    if comparison.at_chance:
+        text += f" {CHANCE_NOTE.format(100 * comparison.chance)}"
     note = small_test_note(comparison)
     return f"{text} {note}" if note else text
 
@@ -113,7 +129,8 @@ def rich_table(
             _rich_cell(comparison.metrics[m].get(n), metric_info(m), n, comparison) for m in metrics
         ]
         marked = n == baseline and len(names) > 1
-        table.add_row(console_text(n) + (" (baseline)" if marked else ""), *cells)
+        chance = CHANCE_MARK if n in comparison.at_chance else ""
+        table.add_row(console_text(n) + (" (baseline)" if marked else "") + chance, *cells)
     return table
 
 
@@ -160,6 +177,11 @@ def print_comparison(
     print_table(console, rich_table(comparison, title=title, caption=caption))
     if comparison.small_test:
         console.print(f"[yellow]{console_text(small_test_note(comparison))}[/yellow]")
+    if comparison.at_chance:
+        note = CHANCE_NOTE.format(100 * comparison.chance)
+        if comparison.best(comparison.headline) in comparison.at_chance:
+            note += f" No strategy is named best. What helps: {CHANCE_HELP}."
+        console.print(f"[yellow]{console_text(note)}[/yellow]")
     for level in comparison.levels:
         level_table = rich_table(comparison.at_level(level), level_title(level), caption)
         print_table(console, level_table)
@@ -252,6 +274,9 @@ def write_tables(comparison: Comparison, out: str | Path) -> None:
 
 
 __all__ = [
+    "CHANCE_HELP",
+    "CHANCE_MARK",
+    "CHANCE_NOTE",
     "csv_table",
     "legend",
     "small_test_note",

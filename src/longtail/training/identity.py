@@ -17,6 +17,7 @@ from typing import Any
 from longtail._io import jsonable, read_json
 from longtail.errors import LongtailError
 from longtail.training.config import execution_fields
+from longtail.training.models import weights_digest
 
 MAX_CONFIG_BYTES = 1 << 24
 """The largest ``config.json`` read (16 MiB)."""
@@ -27,9 +28,13 @@ class RunMismatch(LongtailError):
 
 
 def run_identity(config: Any, fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """The identity of training ``config`` (a dataclass) on data with ``fingerprint``."""
+    """The identity of training ``config`` (a dataclass) on data with ``fingerprint``, with the
+    digest of the weights file it starts from."""
     execution = execution_fields(type(config))
     settings = {k: v for k, v in asdict(config).items() if k not in execution}
+    digest = weights_digest(getattr(config, "pretrained", None))
+    if digest is not None:
+        settings["pretrained_sha256"] = digest
     return jsonable({"data": fingerprint, "training": settings})
 
 

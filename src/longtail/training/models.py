@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import pickle
@@ -126,26 +128,7 @@ def build_model(
     (``scripts/pretrain_embedded_backbone.py``).
     """
     check_int(image_size, "image_size", low=1)
-    if pretrained == EMBEDDED:
-        if name != "small_cnn" or in_channels != 1:
-            raise LongtailError(
-                "--pretrained embedded is a small_cnn backbone for 1-channel images (the "
-                "embedded set): use --model small_cnn, or give a weights file of your model"
-            )
-        pretrained = str(EMBEDDED_WEIGHTS)
-    if (
-        pretrained
-        and not os.path.isfile(pretrained)
-        and (
-            name in BUILTIN
-            or os.sep in pretrained
-            or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
-        )
-    ):
-        raise LongtailError(
-            f"--pretrained {pretrained}: no such file"
-            + ("; mlp and small_cnn take only a local weights file" if name in BUILTIN else "")
-        )
+    pretrained = _weights_source(name, in_channels, pretrained)
     if name == "mlp":
         model: nn.Module = MLP(in_channels * image_size * image_size, num_classes)
     elif name == "small_cnn":
@@ -188,6 +171,53 @@ def build_model(
         load_pretrained(model, pretrained)
     check_input_size(model, name, in_channels, image_size)
     return model
+
+
+def _weights_source(name: str, in_channels: int, pretrained: str | None) -> str | None:
+    """``pretrained`` as build_model reads it: ``embedded`` as the shipped file's path; a file
+    name that is no file refused (a built-in model takes nothing else)."""
+    if pretrained == EMBEDDED:
+        if name != "small_cnn" or in_channels != 1:
+            raise LongtailError(
+                "--pretrained embedded is a small_cnn backbone for 1-channel images (the "
+                "embedded set): use --model small_cnn, or give a weights file of your model"
+            )
+        pretrained = str(EMBEDDED_WEIGHTS)
+    if (
+        pretrained
+        and not os.path.isfile(pretrained)
+        and (
+            name in BUILTIN
+            or os.sep in pretrained
+            or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+        )
+    ):
+        raise LongtailError(
+            f"--pretrained {pretrained}: no such file"
+            + ("; mlp and small_cnn take only a local weights file" if name in BUILTIN else "")
+        )
+    return pretrained
+
+
+def weights_digest(pretrained: str | None) -> str | None:
+    """The SHA-256 of the weights file ``pretrained`` names (``embedded``: the shipped one), so
+    that a run's identity changes with the weights and not only with their name; None for no
+    file (no weights, or a torchvision / timm weights name)."""
+    path = str(EMBEDDED_WEIGHTS) if pretrained == EMBEDDED else pretrained
+    if not path or not os.path.isfile(path):
+        return None
+    stat = os.stat(path)
+    return _file_digest(os.path.realpath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of the file at ``path`` (cached while its size and modification time stay)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def check_input_size(model: nn.Module, name: str, in_channels: int, image_size: int) -> None:
@@ -323,6 +353,7 @@ def load_pretrained(model: nn.Module, path: str | Path) -> PretrainedLoad:
 
 
 __all__ = [
+    "weights_digest",
     "POSITIONAL",
     "default_augment",
     "BUILTIN",
