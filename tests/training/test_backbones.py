@@ -24,6 +24,7 @@ from longtail.training.loop import train
 from longtail.training.models import SmallCNN, build_model
 from longtail.training.resolve import strategy_for_run
 from longtail.training.setup import run_model
+from longtail.training.trainer import Trainer
 
 
 def _states(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -96,7 +97,7 @@ def data():
 def test_a_run_changes_only_what_its_tune_trains(data, tmp_path, tune, moves):
     config = TrainConfig(model="small_cnn", tune=tune, epochs=1, batch_size=64, progress=False)
     start = _states(_model(config, data))
-    train(config, data, tmp_path / "run")
+    Trainer(config, data, tmp_path / "run", False, None, None).run()  # the loop, on images
     end = load(tmp_path / "run" / "checkpoint.pt")["model"]
     changed = {_block(k) for k in _changed(start, end)}
     assert changed == moves  # frozen blocks keep their weights and BatchNorm statistics

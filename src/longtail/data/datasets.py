@@ -49,7 +49,10 @@ log = logging.getLogger("longtail.data")
 
 class BatchDataset(Dataset, ABC):
     """A dataset that gathers a whole batch at once with :meth:`batch`; the DataLoader gets it
-    through ``__getitems__`` as a :class:`SampleBatch`."""
+    through ``__getitems__`` as a :class:`SampleBatch`; ``in_memory`` datasets need no
+    DataLoader workers."""
+
+    in_memory = False
 
     @abstractmethod
     def batch(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
@@ -67,6 +70,8 @@ class ArrayDataset(BatchDataset):
     padded by 2 black pixels and flips it left-right with probability 1/2, ``aerial`` takes the
     crop in one of the 8 symmetries of the square, ``none`` (the default) leaves images as they
     are. Batches of a :class:`~longtail.data.augment.KeyedBatchSampler` draw from their keys."""
+
+    in_memory = True
 
     def __init__(
         self,

@@ -65,7 +65,7 @@ def loader_kwargs(
     longtail's own datasets."""
     base = _unwrap(dataset)
     if num_workers is None:
-        num_workers = 0 if isinstance(base, ArrayDataset) else min(8, available_cpus())
+        num_workers = 0 if getattr(base, "in_memory", False) else min(8, available_cpus())
     kw: dict[str, Any] = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
     if num_workers > 0:
         kw.update(persistent_workers=True, prefetch_factor=4)

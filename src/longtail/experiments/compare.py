@@ -27,6 +27,7 @@ from longtail.report.plots import (
     plot_class_counts,
 )
 from longtail.report.tables import print_comparison
+from longtail.training.backbones import frozen_features
 from longtail.training.loop import TrainConfig
 from longtail.training.results import RunResult
 
@@ -57,6 +58,7 @@ def run_compare(
     best. The output folder is locked for the duration."""
     with folder_lock(out):
         execution = Execution(jobs, launcher, ray_address)
+        data = frozen_features(base, data)  # once for every strategy x seed (tune frozen)
         return _run_compare(
             data, strategies, seeds, base, Path(out), console or Console(), execution
         )

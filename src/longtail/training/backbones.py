@@ -23,12 +23,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from longtail._checks import parse_named
+from longtail.data.bundle import DataBundle
+from longtail.data.features import Backbone, feature_bundle
 from longtail.errors import LongtailError
 from longtail.params import COUNT, POSITIVE, Param, check_params
-from longtail.training.models import find_classifier
+from longtail.training.config import TrainConfig
+from longtail.training.models import build_model, find_classifier, weights_digest
+from longtail.training.runtime import resolve_device
 
 TUNINGS: dict[str, dict[str, Param]] = {
     "full": {},
@@ -146,6 +151,33 @@ def backbone_lr_groups(
     return [{"params": head}, {"params": body, "lr": lr * scale}]
 
 
+FEATURE_SEED = 0
+"""The seed a frozen backbone is built with before its weights load (the same for every run)."""
+
+
+def frozen_features(config: TrainConfig, data: DataBundle) -> DataBundle:
+    """``data`` as the features of ``config``'s frozen backbone, computed once
+    (:func:`~longtail.data.features.feature_bundle`), when ``config.tune`` is ``frozen``;
+    otherwise (or when ``data`` holds features already) ``data`` itself."""
+    if parse_tune(config.tune).kind != "frozen" or "feature_dim" in data.extras:
+        return data
+    torch.manual_seed(FEATURE_SEED)
+    model = build_model(
+        config.model,
+        data.distribution.num_classes,
+        data.in_channels,
+        data.image_size,
+        config.pretrained,
+    )
+    describe = {
+        "model": config.model,
+        "pretrained": config.pretrained,
+        "pretrained_sha256": weights_digest(config.pretrained),
+    }
+    backbone = Backbone(model, model.get_submodule(find_classifier(model)), describe)
+    return feature_bundle(data, backbone, resolve_device(config.device))
+
+
 def _has_parameters(module: nn.Module) -> bool:
     return next(module.parameters(), None) is not None
 
@@ -159,7 +191,9 @@ __all__ = [
     "TUNINGS",
     "TunedSplit",
     "Tuning",
+    "FEATURE_SEED",
     "add_lora",
+    "frozen_features",
     "backbone_lr_groups",
     "backbone_blocks",
     "check_tune",

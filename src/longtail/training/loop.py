@@ -14,6 +14,7 @@ from pathlib import Path
 
 from longtail._lock import folder_lock
 from longtail.data.bundle import DataBundle
+from longtail.training.backbones import frozen_features
 from longtail.training.config import TrainConfig
 from longtail.training.evaluation import evaluate_model, score_heads
 from longtail.training.recorder import BEST, CHECKPOINT, LOG_FIELDS
@@ -69,6 +70,9 @@ def train(
     run's tested model and history and runs only its second stage, to the result it would have
     had trained in one piece (the second stage is seeded from (seed, epoch) alone).
 
+    With ``tune="frozen"`` the backbone's features are computed once
+    (:func:`~longtail.training.backbones.frozen_features`) and the head trains on them.
+
     A non-finite loss stops the run with :class:`TrainingDiverged` (the last checkpoint is that of
     the last good epoch, and ``metrics.json`` records the divergence, not a result).
     """
@@ -76,6 +80,7 @@ def train(
     rank, _ = join_process_group()
     with folder_lock(out) if rank == 0 else contextlib.nullcontext():
         first = None if first_stage is None else Path(first_stage)
+        data = frozen_features(config, data)
         return Trainer(config, data, out, resume, on_epoch_end, first).run()
 
 

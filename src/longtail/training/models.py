@@ -83,6 +83,26 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class FeatureHead(nn.Module):
+    """A head alone, for features computed once (:mod:`longtail.data.features`): its
+    ``classifier``, a linear layer ``in_features`` -> ``num_classes`` (or what replaces it)."""
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(in_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(x)
+
+
+def feature_head(in_features: int, num_classes: int, head: str, head_scale: float) -> nn.Module:
+    """A :class:`FeatureHead`, linear or cosine (``head``, with ``head_scale``)."""
+    model = FeatureHead(in_features, num_classes)
+    if head == "cosine":
+        _replace_head(model, num_classes, lambda n_in, k: CosineClassifier(n_in, k, head_scale))
+    return model
+
+
 class CosineClassifier(nn.Module):
     """Normalised (cosine) classifier: z_j = s cos(x, w_j) = s <x / ||x||, w_j / ||w_j||>, the
     NormedLinear head of LDAM (Cao et al., NeurIPS 2019; Gidaris and Komodakis, CVPR 2018).
@@ -353,6 +373,8 @@ def load_pretrained(model: nn.Module, path: str | Path) -> PretrainedLoad:
 
 
 __all__ = [
+    "FeatureHead",
+    "feature_head",
     "weights_digest",
     "POSITIONAL",
     "default_augment",

@@ -21,7 +21,7 @@ from longtail.training.checkpoint import load, restoring
 from longtail.training.config import TrainConfig
 from longtail.training.evaluation import score_heads
 from longtail.training.identity import differences
-from longtail.training.models import build_model, find_classifier
+from longtail.training.models import build_model, feature_head, find_classifier
 from longtail.training.recorder import TESTED
 from longtail.training.resolve import classifier_head
 from longtail.training.results import RunResult
@@ -42,6 +42,9 @@ def run_model(
     LoRA adapters when ``config.tune`` asks for them."""
     head, scale = classifier_head(config.head, built.head, strategy.loss, strategy.loss_params)
     seed_everything(config.seed)
+    features = data.extras.get("feature_dim")
+    if features is not None:  # features computed once: the head alone trains
+        return feature_head(features, data.distribution.num_classes, head, scale).to(device)
     model = build_model(
         config.model,
         data.distribution.num_classes,
