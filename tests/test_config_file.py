@@ -53,7 +53,7 @@ def test_a_toml_file_holds_every_option_and_the_command_line_wins(tmp_path, tree
     [
         (
             "epochs = 3\nepoch = 2\n",
-            "train has no option 'epoch'; options: allow-outside, augment, batch-size",
+            "train has no option 'epoch'; options: allow-outside, augment, backbone-lr-scale, batch-size",
         ),
         ('epochs = "ten"\n', "--epochs takes a number, got 'ten'"),
         ("epochs = 2.5\n", "--epochs takes an integer, got 2.5"),

@@ -176,7 +176,9 @@ def test_compare_on_a_folder_tree_reports_every_level_and_the_severity(tmp_path,
     assert sorted(test.levels) == ["1", "2"]
     assert np.array(test.levels["1"].confusion).sum() == np.array(test.confusion).sum()
     report = (out / "report.md").read_text()
-    assert "At level 2 of the class tree" in report and "Mildest mistakes" in report
+    assert "At level 2 of the class tree" in report
+    # noise images at 8 px may teach nothing: then no strategy is named, the mildest either
+    assert "Mildest mistakes" in report or "Nothing was learned" in report
     assert "level,metric,strategy" in (out / "results.csv").read_text().splitlines()[0]
 
 

@@ -21,7 +21,7 @@ def test_a_row_reads_its_own_settings_typed_and_refuses_what_rows_share():
         "instance+ce@epochs=3": "every row of a comparison shares it",
         "instance+ce@model=small_cnn": "every row of a comparison shares it",
         "instance+ce@target_prior=train": "every row of a comparison shares it",
-        "instance+ce@colour=red": "cannot set 'colour'; it may set batch_size",
+        "instance+ce@colour=red": "cannot set 'colour'; it may set backbone_lr_scale, batch_size",
         "instance+ce@lr=fast": "lr must be a number, got 'fast'",
         "instance+ce@batch_size=0": "batch_size must be an integer >= 1",
         "instance+ce@mix=blend": "mix must be one of none, mixup, cutmix, remix",
