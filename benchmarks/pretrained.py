@@ -49,9 +49,9 @@ def score(data: DataBundle, config: TrainConfig, seeds: int) -> tuple[float, flo
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(seeds):
             result = train(replace(config, seed=seed), data, f"{tmp}/s{seed}")
-            rows.append(
-                (result.test.summary["balanced_accuracy"], result.test.summary["tail_recall"])
-            )
+            tail = result.test.summary["tail_recall"]  # None: a balanced set has no tail
+            summary = result.test.summary
+            rows.append((summary["balanced_accuracy"], np.nan if tail is None else tail))
     return tuple(np.mean(rows, axis=0).tolist())  # type: ignore[return-value]
 
 
