@@ -98,7 +98,7 @@ def main() -> None:
     plain_rows = [s for s in DEFAULT_STRATEGIES if "@" not in s]  # rows with recipes of their own
     frozen = run("frozen", features, frozen_config, plain_rows, args.seeds)
     plain, best = frozen["instance+ce"][0], max(frozen, key=lambda n: frozen[n][0])
-    same, full = balanced_bundles(args.source, lt)
+    full, same = balanced_bundles(args.source, lt)
     refs = {}
     for label, bundle in (("balanced, same size", same), ("balanced, full", full)):
         start = time.perf_counter()
