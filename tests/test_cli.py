@@ -100,3 +100,17 @@ def test_cli_train_on_folder(image_tree, tmp_path, capsys):
     )
     assert (out / "metrics.json").exists()
     assert "unreadable image" in capsys.readouterr().err
+
+
+def test_compare_from_the_shipped_backbone_learns_on_features(tmp_path, capsys):
+    from longtail.experiments.comparison import Comparison
+
+    out = tmp_path / "pre"
+    argv = ["compare", "--model", "small_cnn", "--pretrained", "embedded", "--tune", "frozen"]
+    argv += ["--lr", "0.01", "--strategies", "instance+ce", "--seeds", "1", "--epochs", "1"]
+    assert main([*argv, "--no-progress", "--out", str(out)]) == 0
+    comparison = Comparison.load(out / "results.json")
+    assert comparison.config["tune"] == "frozen" and comparison.config["pretrained"] == "embedded"
+    assert comparison.at_chance == []  # pretrained features: a head learns in one epoch
+    identity = json.loads((out / "runs" / "instance+ce" / "seed0" / "config.json").read_text())
+    assert identity["identity"]["data"]["features"]["pretrained_sha256"]
