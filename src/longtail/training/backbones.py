@@ -161,14 +161,15 @@ def frozen_features(config: TrainConfig, data: DataBundle) -> DataBundle:
     otherwise (or when ``data`` holds features already) ``data`` itself."""
     if parse_tune(config.tune).kind != "frozen" or "feature_dim" in data.extras:
         return data
-    torch.manual_seed(FEATURE_SEED)
-    model = build_model(
-        config.model,
-        data.distribution.num_classes,
-        data.in_channels,
-        data.image_size,
-        config.pretrained,
-    )
+    with torch.random.fork_rng(devices=[]):  # the caller's generator is left as it was
+        torch.manual_seed(FEATURE_SEED)
+        model = build_model(
+            config.model,
+            data.distribution.num_classes,
+            data.in_channels,
+            data.image_size,
+            config.pretrained,
+        )
     describe = {
         "model": config.model,
         "pretrained": config.pretrained,
